@@ -1,0 +1,173 @@
+//! Configuration: a TOML file (`CONFIG_FILE`, default `./config.toml`) plus environment
+//! overrides, validated as a whole at start. The node never starts half-configured: `load`
+//! returns every problem at once, each with its path in the file.
+//!
+//! The types here are the validated form the rest of the node reads; see `config/load.rs`
+//! for parsing, environment overrides and validation.
+
+use std::net::SocketAddr;
+
+/// How a peer relates to us (RFC 34). A `child` gets an address under ours via IL-DCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Relation {
+    Parent,
+    Peer,
+    Child,
+}
+
+impl Relation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Relation::Parent => "parent",
+            Relation::Peer => "peer",
+            Relation::Child => "child",
+        }
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub peers: Vec<PeerConfig>,
+    pub routes: Vec<RouteConfig>,
+    pub rates: Vec<RateConfig>,
+    pub settlement: SettlementConfig,
+    pub tigerbeetle: TigerBeetleConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// `NODE_ID`: a short name for logs and `/health`.
+    pub id: String,
+    /// This connector's ILP address (RFC 15), e.g. `test.m2m`.
+    pub ilp_address: String,
+    pub asset_code: String,
+    pub asset_scale: u8,
+    /// `BTP_PORT`, default 4000.
+    pub btp_bind: SocketAddr,
+    /// `HEALTH_PORT`, default 8080.
+    pub health_bind: SocketAddr,
+    /// `LOG_LEVEL`, default `info` (a tracing env-filter directive).
+    pub log_level: String,
+    /// Minimum time the next hop gets after we shorten the expiry (default 1000 ms).
+    pub min_message_window_ms: u64,
+    /// Longest we let the next hop hold a packet (default 30000 ms).
+    pub max_hold_time_ms: u64,
+    /// Whether a packet may be routed back to the peer it came from (default false).
+    pub reflection: bool,
+    /// Accept (and ignore) bytes after the last field of an ILP packet (RFC 30; default true).
+    pub ilp_trailing_bytes_allowed: bool,
+    /// Largest WebSocket message a peer may send (default 65536; a maximal ILP Prepare in BTP
+    /// framing is 32,856 bytes).
+    pub btp_message_size_max: usize,
+    /// How long a new BTP connection has to authenticate (default 10000 ms).
+    pub btp_auth_timeout_ms: u64,
+    /// Incoming Prepares one BTP session may have in flight (default 4096); beyond it, T03.
+    pub btp_session_in_flight_max: usize,
+    /// Capacity of the pipeline's input queue (default 8192); when full, T03.
+    pub pipeline_queue_max: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// Account name: letters, digits, `_`, `~`, `-` (it becomes an address segment for children).
+    pub id: String,
+    pub relation: Relation,
+    pub asset_code: String,
+    pub asset_scale: u8,
+    /// Token this peer presents when it connects to us (BTP `auth_token`). None: it may not dial in.
+    pub incoming_token: Option<Secret>,
+    /// Where we dial this peer (`btp+ws://host:port/path`), and the token we present.
+    pub outgoing: Option<OutgoingLink>,
+    /// Largest Prepare amount this peer may send us, in its units (F08 above it).
+    pub max_packet_amount: Option<u64>,
+    /// How far this peer may be in debt to us, in its units (T04 above it).
+    pub credit_limit: u64,
+    /// Prepares per second this peer may send (T05 above it). None: unlimited.
+    pub packets_per_second_max: Option<u32>,
+    /// Amount per second this peer may send, in its units (T04 above it). None: unlimited.
+    pub throughput_per_second_max: Option<u64>,
+    /// Reserved for the settlement issue: read and validated, not yet acted on.
+    pub settlement: Option<PeerSettlementConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutgoingLink {
+    /// `ws://` or `wss://` URL (the `btp+` prefix already stripped).
+    pub url: url::Url,
+    pub token: Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct PeerSettlementConfig {
+    /// `evm`, `xrpl` or `aptos`.
+    pub chain: String,
+    pub threshold: u64,
+    pub settle_to: u64,
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// An ILP address prefix, matched on segment boundaries.
+    pub prefix: String,
+    pub peer: String,
+}
+
+/// A static exchange rate: one unit of `from` (at scale 0) is worth `rate` units of `to`.
+#[derive(Debug, Clone)]
+pub struct RateConfig {
+    pub from: String,
+    pub to: String,
+    /// The rate as an exact fraction, parsed from a decimal string such as `"0.9"`.
+    pub numerator: u128,
+    pub denominator: u128,
+}
+
+/// `SETTLEMENT_*`: read and validated now, used by the settlement issue.
+#[derive(Debug, Clone, Default)]
+pub struct SettlementConfig {
+    pub enabled: bool,
+    pub evm_rpc_url: Option<String>,
+    pub xrpl_url: Option<String>,
+    pub aptos_url: Option<String>,
+}
+
+/// `TIGERBEETLE_*`: read and validated now, used by the TigerBeetle issue.
+#[derive(Debug, Clone, Default)]
+pub struct TigerBeetleConfig {
+    /// `TIGERBEETLE_REPLICAS`: comma-separated `host:port` list; empty means the embedded ledger.
+    pub replicas: Vec<String>,
+    /// `TIGERBEETLE_CLUSTER_ID`, default 0.
+    pub cluster_id: u128,
+}
+
+/// A secret string (token, key). Its `Debug` never shows the value, so it can't leak into logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret's bytes, for constant-time comparison or for sending to the peer.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl PeerConfig {
+    /// This peer's address when it is our child: `<our address>.<peer id>`.
+    pub fn child_address(&self, node_address: &str) -> String {
+        format!("{node_address}.{}", self.id)
+    }
+}
