@@ -1,0 +1,1716 @@
+//! The metrics registry: counters, gauges and fixed-bucket histograms, rendered in the Prometheus
+//! text exposition format 0.0.4 for `GET /metrics`.
+//!
+//! Recording never locks and never allocates: every fixed label set is an array indexed by an
+//! enum, and every per-peer series lives in an [`Arc<PeerMetrics>`] handle that the caller gets
+//! once, when the peer is registered. Registering a peer and rendering take a `Mutex`; both are
+//! rare and off the packet path.
+//!
+//! Errors follow Vector's internal-event style: each [`ErrorKind`] knows its `type` and
+//! `severity` labels, and [`Metrics::error`] is the one place that emits both the log line and
+//! the counter, so the two can never disagree.
+//!
+//! The metric names and labels are fixed by the operators' existing dashboards; labels are
+//! low-cardinality on purpose (a peer id may be a label, a destination address never).
+
+use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The process-wide registry, created on first use.
+pub fn global() -> &'static Metrics {
+    static GLOBAL: OnceLock<Metrics> = OnceLock::new();
+    GLOBAL.get_or_init(Metrics::new)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Primitives
+// ---------------------------------------------------------------------------------------------
+
+/// A monotonically increasing count. Relaxed ordering: a counter orders nothing else.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub const fn new() -> Counter {
+        Counter(AtomicU64::new(0))
+    }
+
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    pub fn add(&self, count: u64) {
+        self.0.fetch_add(count, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A value that goes up and down.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub const fn new() -> Gauge {
+        Gauge(AtomicI64::new(0))
+    }
+
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn set(&self, value: i64) {
+        self.0.store(value, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Room for the largest bucket table plus the `+Inf` bucket. Sized for the 19 latency bounds.
+const HISTOGRAM_BUCKETS_MAX: usize = 24;
+
+/// Upper bounds (`le`) of `ilp_packet_latency_seconds`, in nanoseconds: 25 µs to 30 s covers a
+/// loopback hop at one end and a Prepare that runs to its expiry at the other.
+pub const LATENCY_BOUNDS_NS: [u64; 19] = [
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+    30_000_000_000,
+];
+
+/// Upper bounds of `pipeline_batch_size`, in items: powers of two up to the largest batch a
+/// stage drains at once (journal frames hold ~256 events; queues are a few thousand deep).
+pub const BATCH_SIZE_BOUNDS: [u64; 13] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096];
+
+/// A histogram with fixed bucket bounds. Observations and the sum are integers in the
+/// histogram's base unit (nanoseconds for latency, items for sizes); rendering divides by
+/// `unit_per_rendered` to get the exposed unit (seconds for latency).
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [u64],
+    unit_per_rendered: f64,
+    /// Non-cumulative: `buckets[i]` counts observations in `(bounds[i-1], bounds[i]]`, and
+    /// `buckets[bounds.len()]` those above the last bound. Rendering accumulates.
+    buckets: [AtomicU64; HISTOGRAM_BUCKETS_MAX],
+    sum: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    /// `bounds` must be strictly increasing; `unit_per_rendered` is how many base units make one
+    /// rendered unit (1e9 to render nanoseconds as seconds).
+    pub fn new(bounds: &'static [u64], unit_per_rendered: f64) -> Histogram {
+        assert!(
+            bounds.len() < HISTOGRAM_BUCKETS_MAX,
+            "histogram has too many buckets"
+        );
+        assert!(
+            bounds.windows(2).all(|pair| pair[0] < pair[1]),
+            "bounds must increase"
+        );
+        Histogram {
+            bounds,
+            unit_per_rendered,
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one observation in the base unit. Bucket, sum and count are separate atomics, so
+    /// a concurrent render may see one observation in some and not yet in others; the error is
+    /// at most the observations in flight, and Prometheus tolerates it.
+    pub fn observe(&self, value: u64) {
+        // The first bound that is >= value: Prometheus buckets are `le` (less than or equal).
+        let index = self.bounds.partition_point(|&bound| bound < value);
+        self.buckets[index].fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(value, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The sum in the base unit.
+    pub fn sum(&self) -> u64 {
+        self.sum.load(Ordering::Relaxed)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Label enums
+// ---------------------------------------------------------------------------------------------
+
+/// The `type` label of `ilp_packets_processed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacketKind {
+    Prepare,
+    Fulfill,
+    Reject,
+}
+
+impl PacketKind {
+    pub const ALL: [PacketKind; 3] = [PacketKind::Prepare, PacketKind::Fulfill, PacketKind::Reject];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            PacketKind::Prepare => "prepare",
+            PacketKind::Fulfill => "fulfill",
+            PacketKind::Reject => "reject",
+        }
+    }
+
+    /// The statuses that make sense for this kind of packet; only these are rendered at zero.
+    pub fn statuses(self) -> &'static [PacketStatus] {
+        match self {
+            PacketKind::Prepare => &[PacketStatus::Fulfilled, PacketStatus::Rejected],
+            PacketKind::Fulfill => &[PacketStatus::Relayed, PacketStatus::Invalid],
+            PacketKind::Reject => &[PacketStatus::Relayed, PacketStatus::Generated],
+        }
+    }
+}
+
+/// The `status` label of `ilp_packets_processed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacketStatus {
+    /// A Prepare that ended in a Fulfill sent upstream.
+    Fulfilled,
+    /// A Prepare that ended in a Reject sent upstream.
+    Rejected,
+    /// A Fulfill or Reject from downstream passed on upstream.
+    Relayed,
+    /// A Fulfill whose fulfillment did not hash to the condition (answered with F05).
+    Invalid,
+    /// A Reject that this connector created.
+    Generated,
+}
+
+impl PacketStatus {
+    const COUNT: usize = 5;
+
+    pub fn label(self) -> &'static str {
+        match self {
+            PacketStatus::Fulfilled => "fulfilled",
+            PacketStatus::Rejected => "rejected",
+            PacketStatus::Relayed => "relayed",
+            PacketStatus::Invalid => "invalid",
+            PacketStatus::Generated => "generated",
+        }
+    }
+
+    const ALL: [PacketStatus; PacketStatus::COUNT] = [
+        PacketStatus::Fulfilled,
+        PacketStatus::Rejected,
+        PacketStatus::Relayed,
+        PacketStatus::Invalid,
+        PacketStatus::Generated,
+    ];
+}
+
+/// The `type` label of `ilp_packet_latency_seconds`: which reply went upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKind {
+    Fulfill,
+    Reject,
+}
+
+impl ReplyKind {
+    pub const ALL: [ReplyKind; 2] = [ReplyKind::Fulfill, ReplyKind::Reject];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ReplyKind::Fulfill => "fulfill",
+            ReplyKind::Reject => "reject",
+        }
+    }
+}
+
+/// The `origin` label of `ilp_rejects_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectOrigin {
+    /// This connector rejected the Prepare.
+    Local,
+    /// A downstream node rejected it and we relayed the Reject.
+    Downstream,
+}
+
+impl RejectOrigin {
+    pub const ALL: [RejectOrigin; 2] = [RejectOrigin::Local, RejectOrigin::Downstream];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RejectOrigin::Local => "local",
+            RejectOrigin::Downstream => "downstream",
+        }
+    }
+}
+
+/// The `code` label values of `ilp_rejects_total`: the RFC 27 codes, then `other` for any code
+/// we do not know (so a peer cannot grow the label set).
+pub const REJECT_CODE_LABELS: [&str; 23] = [
+    "F00", "F01", "F02", "F03", "F04", "F05", "F06", "F07", "F08", "F09", "F99", //
+    "T00", "T01", "T02", "T03", "T04", "T05", "T99", //
+    "R00", "R01", "R02", "R99", //
+    "other",
+];
+
+/// Where `code` sits in [`REJECT_CODE_LABELS`], without allocating or searching.
+pub fn reject_code_index(code: [u8; 3]) -> usize {
+    const OTHER: usize = REJECT_CODE_LABELS.len() - 1;
+    // (first index of the class, highest numbered code of the class, index of its x99 code)
+    let (first, last_numbered, application_error) = match code[0] {
+        b'F' => (0, 9, 10),
+        b'T' => (11, 5, 17),
+        b'R' => (18, 2, 21),
+        _ => return OTHER,
+    };
+    if !code[1].is_ascii_digit() || !code[2].is_ascii_digit() {
+        return OTHER;
+    }
+    let number = usize::from(code[1] - b'0') * 10 + usize::from(code[2] - b'0');
+    match number {
+        99 => application_error,
+        n if n <= last_numbered => first + n,
+        _ => OTHER,
+    }
+}
+
+/// The `severity` label of `connector_errors_total`, and the log level of the error's line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Bad input or a peer's fault; the connector carries on unchanged.
+    Warning,
+    /// Our fault or our environment's; one operation failed.
+    Error,
+    /// The node cannot keep its guarantees (durability, configuration); an operator must act.
+    Critical,
+}
+
+impl Severity {
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// An operating error, counted in `connector_errors_total{type,severity}` and logged by
+/// [`Metrics::error`]. Each kind has exactly one `type` and one `severity`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A frame or packet that does not decode.
+    Codec,
+    /// A BTP peer that failed authentication.
+    Auth,
+    /// A BTP peer that broke the protocol (request ids, frame order).
+    BtpProtocol,
+    /// A reply that matches no request we sent.
+    UnexpectedResponse,
+    /// A peer we could not dial or whose link dropped.
+    PeerUnreachable,
+    /// A bug or an invariant that did not hold.
+    Internal,
+    /// The journal failed to append, flush or read.
+    Journal,
+    /// Configuration that does not validate.
+    Config,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 8] = [
+        ErrorKind::Codec,
+        ErrorKind::Auth,
+        ErrorKind::BtpProtocol,
+        ErrorKind::UnexpectedResponse,
+        ErrorKind::PeerUnreachable,
+        ErrorKind::Internal,
+        ErrorKind::Journal,
+        ErrorKind::Config,
+    ];
+
+    /// The `type` label.
+    pub fn type_label(self) -> &'static str {
+        match self {
+            ErrorKind::Codec => "codec",
+            ErrorKind::Auth => "auth",
+            ErrorKind::BtpProtocol => "btp_protocol",
+            ErrorKind::UnexpectedResponse => "unexpected_response",
+            ErrorKind::PeerUnreachable => "peer_unreachable",
+            ErrorKind::Internal => "internal",
+            ErrorKind::Journal => "journal",
+            ErrorKind::Config => "config",
+        }
+    }
+
+    pub fn severity(self) -> Severity {
+        match self {
+            ErrorKind::Codec
+            | ErrorKind::Auth
+            | ErrorKind::BtpProtocol
+            | ErrorKind::UnexpectedResponse
+            | ErrorKind::PeerUnreachable => Severity::Warning,
+            ErrorKind::Internal => Severity::Error,
+            ErrorKind::Journal | ErrorKind::Config => Severity::Critical,
+        }
+    }
+}
+
+/// The `direction` label of `btp_frames_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameDirection {
+    In,
+    Out,
+}
+
+impl FrameDirection {
+    pub const ALL: [FrameDirection; 2] = [FrameDirection::In, FrameDirection::Out];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            FrameDirection::In => "in",
+            FrameDirection::Out => "out",
+        }
+    }
+}
+
+/// The `reason` label of `btp_frames_dropped_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameDropReason {
+    Undecodable,
+    UnknownType,
+    UnexpectedResponse,
+    Oversized,
+}
+
+impl FrameDropReason {
+    pub const ALL: [FrameDropReason; 4] = [
+        FrameDropReason::Undecodable,
+        FrameDropReason::UnknownType,
+        FrameDropReason::UnexpectedResponse,
+        FrameDropReason::Oversized,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            FrameDropReason::Undecodable => "undecodable",
+            FrameDropReason::UnknownType => "unknown_type",
+            FrameDropReason::UnexpectedResponse => "unexpected_response",
+            FrameDropReason::Oversized => "oversized",
+        }
+    }
+}
+
+/// The `stage` label of the pipeline metrics: one per bounded queue in `src/pipeline`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipelineStage {
+    Admission,
+    Router,
+    Journal,
+    Egress,
+    Settle,
+}
+
+impl PipelineStage {
+    pub const ALL: [PipelineStage; 5] = [
+        PipelineStage::Admission,
+        PipelineStage::Router,
+        PipelineStage::Journal,
+        PipelineStage::Egress,
+        PipelineStage::Settle,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            PipelineStage::Admission => "admission",
+            PipelineStage::Router => "router",
+            PipelineStage::Journal => "journal",
+            PipelineStage::Egress => "egress",
+            PipelineStage::Settle => "settle",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-peer series
+// ---------------------------------------------------------------------------------------------
+
+/// The series of one peer. The session, pipeline and balance code each keep a clone of the
+/// handle and record into it without touching the registry.
+#[derive(Debug)]
+pub struct PeerMetrics {
+    peer_id: String,
+    asset_code: String,
+    balance_units: Gauge,
+    connections: Gauge,
+    reconnects: Counter,
+    packets_in: Counter,
+    packets_out: Counter,
+}
+
+impl PeerMetrics {
+    fn new(peer_id: &str, asset_code: &str) -> PeerMetrics {
+        PeerMetrics {
+            peer_id: peer_id.to_owned(),
+            asset_code: asset_code.to_owned(),
+            balance_units: Gauge::new(),
+            connections: Gauge::new(),
+            reconnects: Counter::new(),
+            packets_in: Counter::new(),
+            packets_out: Counter::new(),
+        }
+    }
+
+    pub fn peer_id(&self) -> &str {
+        &self.peer_id
+    }
+
+    pub fn asset_code(&self) -> &str {
+        &self.asset_code
+    }
+
+    /// Sets `account_balance_units`: the position in the peer's asset units. Positions beyond
+    /// the gauge's range are shown at its end; the journal keeps the exact value.
+    pub fn set_balance(&self, position_units: i128) {
+        let clamped = position_units.clamp(i128::from(i64::MIN), i128::from(i64::MAX));
+        self.balance_units.set(clamped as i64);
+    }
+
+    /// An authenticated BTP session with this peer opened.
+    pub fn connection_opened(&self) {
+        self.connections.inc();
+    }
+
+    /// An authenticated BTP session with this peer closed.
+    pub fn connection_closed(&self) {
+        self.connections.dec();
+    }
+
+    /// Our client re-dialed this peer after losing the link.
+    pub fn reconnected(&self) {
+        self.reconnects.inc();
+    }
+
+    /// An ILP packet arrived from this peer.
+    pub fn packet_in(&self) {
+        self.packets_in.inc();
+    }
+
+    /// An ILP packet was sent to this peer.
+    pub fn packet_out(&self) {
+        self.packets_out.inc();
+    }
+
+    pub fn packets_in_add(&self, count: u64) {
+        self.packets_in.add(count);
+    }
+
+    pub fn packets_out_add(&self, count: u64) {
+        self.packets_out.add(count);
+    }
+
+    pub fn balance(&self) -> i64 {
+        self.balance_units.get()
+    }
+
+    pub fn connections(&self) -> i64 {
+        self.connections.get()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The registry
+// ---------------------------------------------------------------------------------------------
+
+/// `connector_info` labels, set once at start-up.
+#[derive(Debug, Default)]
+struct Info {
+    version: String,
+    node_id: String,
+}
+
+/// Every metric of the node. Recording methods take `&self` and only touch atomics.
+#[derive(Debug)]
+pub struct Metrics {
+    /// `[kind][status]`; only the pairs in [`PacketKind::statuses`] are expected.
+    packets_processed: [[Counter; PacketStatus::COUNT]; 3],
+    packet_latency: [Histogram; 2],
+    packets_in_flight: Gauge,
+    /// `[code index][origin]`, see [`reject_code_index`].
+    rejects: [[Counter; 2]; REJECT_CODE_LABELS.len()],
+    errors: [Counter; ErrorKind::ALL.len()],
+    btp_connections_accepted: Counter,
+    btp_auth_failures: Counter,
+    btp_frames: [Counter; 2],
+    btp_frames_dropped: [Counter; FrameDropReason::ALL.len()],
+    btp_frames_inverted: Counter,
+    pipeline_queue_depth: [Gauge; PipelineStage::ALL.len()],
+    pipeline_batch_size: [Histogram; PipelineStage::ALL.len()],
+    pipeline_busy_rejects: Counter,
+    process_start_time_seconds: f64,
+    info: Mutex<Info>,
+    peers: Mutex<Vec<Arc<PeerMetrics>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every counter at zero; tests make their own, the node uses
+    /// [`global`].
+    pub fn new() -> Metrics {
+        let process_start_time_seconds = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |since_epoch| since_epoch.as_secs_f64());
+        Metrics {
+            packets_processed: Default::default(),
+            packet_latency: std::array::from_fn(|_| Histogram::new(&LATENCY_BOUNDS_NS, 1e9)),
+            packets_in_flight: Gauge::new(),
+            rejects: std::array::from_fn(|_| Default::default()),
+            errors: Default::default(),
+            btp_connections_accepted: Counter::new(),
+            btp_auth_failures: Counter::new(),
+            btp_frames: Default::default(),
+            btp_frames_dropped: Default::default(),
+            btp_frames_inverted: Counter::new(),
+            pipeline_queue_depth: Default::default(),
+            pipeline_batch_size: std::array::from_fn(|_| Histogram::new(&BATCH_SIZE_BOUNDS, 1.0)),
+            pipeline_busy_rejects: Counter::new(),
+            process_start_time_seconds,
+            info: Mutex::new(Info::default()),
+            peers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sets the labels of `connector_info`. Called once at start-up.
+    pub fn set_info(&self, version: &str, node_id: &str) {
+        let mut info = lock(&self.info);
+        info.version = version.to_owned();
+        info.node_id = node_id.to_owned();
+    }
+
+    /// Returns the peer's handle, creating its series on first registration. Registering the
+    /// same peer again returns the same handle, so sessions that come and go share one set of
+    /// series; a changed asset code replaces the handle (the old one stops being rendered).
+    pub fn register_peer(&self, peer_id: &str, asset_code: &str) -> Arc<PeerMetrics> {
+        let mut peers = lock(&self.peers);
+        if let Some(position) = peers.iter().position(|peer| peer.peer_id == peer_id) {
+            if peers[position].asset_code == asset_code {
+                return Arc::clone(&peers[position]);
+            }
+            peers.remove(position);
+        }
+        let peer = Arc::new(PeerMetrics::new(peer_id, asset_code));
+        peers.push(Arc::clone(&peer));
+        peer
+    }
+
+    /// Stops rendering the peer's series (a peer removed from the configuration).
+    pub fn unregister_peer(&self, peer_id: &str) {
+        lock(&self.peers).retain(|peer| peer.peer_id != peer_id);
+    }
+
+    /// Counts a packet in `ilp_packets_processed_total{type,status}`.
+    pub fn packet_processed(&self, kind: PacketKind, status: PacketStatus) {
+        debug_assert!(
+            kind.statuses().contains(&status),
+            "{kind:?} is never {status:?}"
+        );
+        self.packets_processed[kind as usize][status as usize].inc();
+    }
+
+    /// Observes the time from receiving a Prepare to sending its reply upstream.
+    pub fn packet_latency(&self, reply: ReplyKind, elapsed: Duration) {
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.packet_latency_ns(reply, nanos);
+    }
+
+    /// [`Metrics::packet_latency`] for callers that already hold nanoseconds.
+    pub fn packet_latency_ns(&self, reply: ReplyKind, elapsed_ns: u64) {
+        self.packet_latency[reply as usize].observe(elapsed_ns);
+    }
+
+    pub fn packets_in_flight_inc(&self) {
+        self.packets_in_flight.inc();
+    }
+
+    pub fn packets_in_flight_dec(&self) {
+        self.packets_in_flight.dec();
+    }
+
+    /// Counts a Reject in `ilp_rejects_total{code,origin}`; unknown codes count as `other`.
+    pub fn reject(&self, code: [u8; 3], origin: RejectOrigin) {
+        self.rejects[reject_code_index(code)][origin as usize].inc();
+    }
+
+    /// The one place an operating error is reported: logs `detail` at the kind's severity and
+    /// counts it in `connector_errors_total{type,severity}`. `detail` is formatted only if the
+    /// log line is enabled.
+    pub fn error(&self, kind: ErrorKind, detail: &dyn fmt::Display) {
+        self.errors[kind as usize].inc();
+        let error_type = kind.type_label();
+        match kind.severity() {
+            Severity::Warning => tracing::warn!(error_type, severity = "warning", "{detail}"),
+            Severity::Error => tracing::error!(error_type, severity = "error", "{detail}"),
+            Severity::Critical => tracing::error!(error_type, severity = "critical", "{detail}"),
+        }
+    }
+
+    pub fn btp_connection_accepted(&self) {
+        self.btp_connections_accepted.inc();
+    }
+
+    pub fn btp_auth_failure(&self) {
+        self.btp_auth_failures.inc();
+    }
+
+    /// Counts `count` BTP frames; a writer task counts a whole burst at once.
+    pub fn btp_frames(&self, direction: FrameDirection, count: u64) {
+        self.btp_frames[direction as usize].add(count);
+    }
+
+    pub fn btp_frame_dropped(&self, reason: FrameDropReason) {
+        self.btp_frames_dropped[reason as usize].inc();
+    }
+
+    /// An ILP reply that came in a Message frame or a Prepare in a Response frame.
+    pub fn btp_frame_inverted(&self) {
+        self.btp_frames_inverted.inc();
+    }
+
+    pub fn set_queue_depth(&self, stage: PipelineStage, depth: i64) {
+        self.pipeline_queue_depth[stage as usize].set(depth);
+    }
+
+    pub fn batch_size(&self, stage: PipelineStage, size: u64) {
+        self.pipeline_batch_size[stage as usize].observe(size);
+    }
+
+    /// A Prepare rejected with T03 at admission because the pipeline was full.
+    pub fn pipeline_busy_reject(&self) {
+        self.pipeline_busy_rejects.inc();
+    }
+
+    // Read-back for tests and for the health endpoint.
+
+    pub fn packets_processed_count(&self, kind: PacketKind, status: PacketStatus) -> u64 {
+        self.packets_processed[kind as usize][status as usize].get()
+    }
+
+    pub fn rejects_count(&self, code: [u8; 3], origin: RejectOrigin) -> u64 {
+        self.rejects[reject_code_index(code)][origin as usize].get()
+    }
+
+    pub fn errors_count(&self, kind: ErrorKind) -> u64 {
+        self.errors[kind as usize].get()
+    }
+
+    pub fn packets_in_flight(&self) -> i64 {
+        self.packets_in_flight.get()
+    }
+
+    /// Renders every family in the Prometheus text exposition format 0.0.4.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        self.render_into(&mut out);
+        out
+    }
+
+    /// [`Metrics::render`] into a caller's buffer.
+    pub fn render_into(&self, out: &mut String) {
+        // Writing to a String cannot fail.
+        let _ = self.write_families(out);
+    }
+
+    fn write_families(&self, out: &mut String) -> fmt::Result {
+        self.write_packet_families(out)?;
+        self.write_error_family(out)?;
+        self.write_btp_families(out)?;
+        self.write_peer_families(out)?;
+        self.write_pipeline_families(out)?;
+        self.write_process_families(out)
+    }
+
+    fn write_packet_families(&self, out: &mut String) -> fmt::Result {
+        header(
+            out,
+            "ilp_packets_processed_total",
+            "counter",
+            HELP_PACKETS_PROCESSED,
+        )?;
+        for kind in PacketKind::ALL {
+            for status in PacketStatus::ALL {
+                let value = self.packets_processed_count(kind, status);
+                // A pair outside `statuses()` is a caller's bug; show it rather than hide it.
+                if kind.statuses().contains(&status) || value != 0 {
+                    let labels = [("type", kind.label()), ("status", status.label())];
+                    sample(out, "ilp_packets_processed_total", &labels, value)?;
+                }
+            }
+        }
+
+        header(
+            out,
+            "ilp_packet_latency_seconds",
+            "histogram",
+            HELP_PACKET_LATENCY,
+        )?;
+        for reply in ReplyKind::ALL {
+            let labels = [("type", reply.label())];
+            histogram(
+                out,
+                "ilp_packet_latency_seconds",
+                &labels,
+                &self.packet_latency[reply as usize],
+            )?;
+        }
+
+        header(
+            out,
+            "ilp_packets_in_flight",
+            "gauge",
+            HELP_PACKETS_IN_FLIGHT,
+        )?;
+        sample(
+            out,
+            "ilp_packets_in_flight",
+            &[],
+            self.packets_in_flight.get(),
+        )?;
+
+        header(out, "ilp_rejects_total", "counter", HELP_REJECTS)?;
+        for (code_index, code) in REJECT_CODE_LABELS.iter().enumerate() {
+            for origin in RejectOrigin::ALL {
+                let labels = [("code", *code), ("origin", origin.label())];
+                let value = self.rejects[code_index][origin as usize].get();
+                sample(out, "ilp_rejects_total", &labels, value)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_error_family(&self, out: &mut String) -> fmt::Result {
+        header(out, "connector_errors_total", "counter", HELP_ERRORS)?;
+        for kind in ErrorKind::ALL {
+            let labels = [
+                ("type", kind.type_label()),
+                ("severity", kind.severity().label()),
+            ];
+            sample(
+                out,
+                "connector_errors_total",
+                &labels,
+                self.errors_count(kind),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn write_btp_families(&self, out: &mut String) -> fmt::Result {
+        let accepted = self.btp_connections_accepted.get();
+        header(
+            out,
+            "btp_connections_accepted_total",
+            "counter",
+            HELP_BTP_ACCEPTED,
+        )?;
+        sample(out, "btp_connections_accepted_total", &[], accepted)?;
+
+        header(
+            out,
+            "btp_auth_failures_total",
+            "counter",
+            HELP_BTP_AUTH_FAILURES,
+        )?;
+        sample(
+            out,
+            "btp_auth_failures_total",
+            &[],
+            self.btp_auth_failures.get(),
+        )?;
+
+        header(out, "btp_frames_total", "counter", HELP_BTP_FRAMES)?;
+        for direction in FrameDirection::ALL {
+            let value = self.btp_frames[direction as usize].get();
+            sample(
+                out,
+                "btp_frames_total",
+                &[("direction", direction.label())],
+                value,
+            )?;
+        }
+
+        header(
+            out,
+            "btp_frames_dropped_total",
+            "counter",
+            HELP_BTP_FRAMES_DROPPED,
+        )?;
+        for reason in FrameDropReason::ALL {
+            let value = self.btp_frames_dropped[reason as usize].get();
+            sample(
+                out,
+                "btp_frames_dropped_total",
+                &[("reason", reason.label())],
+                value,
+            )?;
+        }
+
+        header(
+            out,
+            "btp_frames_inverted_total",
+            "counter",
+            HELP_BTP_FRAMES_INVERTED,
+        )?;
+        sample(
+            out,
+            "btp_frames_inverted_total",
+            &[],
+            self.btp_frames_inverted.get(),
+        )
+    }
+
+    fn write_peer_families(&self, out: &mut String) -> fmt::Result {
+        // Clone the handles so the lock is not held while formatting.
+        let peers: Vec<Arc<PeerMetrics>> = lock(&self.peers).clone();
+
+        header(out, "account_balance_units", "gauge", HELP_BALANCE)?;
+        for peer in &peers {
+            let labels = [("peer_id", peer.peer_id()), ("token_id", peer.asset_code())];
+            sample(
+                out,
+                "account_balance_units",
+                &labels,
+                peer.balance_units.get(),
+            )?;
+        }
+        let connections = |peer: &PeerMetrics| peer.connections.get();
+        peer_family(
+            out,
+            &peers,
+            "btp_connections",
+            "gauge",
+            HELP_BTP_CONNECTIONS,
+            connections,
+        )?;
+        let reconnects = |peer: &PeerMetrics| counter_value(&peer.reconnects);
+        let help = HELP_BTP_RECONNECTS;
+        peer_family(
+            out,
+            &peers,
+            "btp_reconnects_total",
+            "counter",
+            help,
+            reconnects,
+        )?;
+        let packets_in = |peer: &PeerMetrics| counter_value(&peer.packets_in);
+        peer_family(
+            out,
+            &peers,
+            "packets_in_total",
+            "counter",
+            HELP_PACKETS_IN,
+            packets_in,
+        )?;
+        let packets_out = |peer: &PeerMetrics| counter_value(&peer.packets_out);
+        peer_family(
+            out,
+            &peers,
+            "packets_out_total",
+            "counter",
+            HELP_PACKETS_OUT,
+            packets_out,
+        )?;
+        Ok(())
+    }
+
+    fn write_pipeline_families(&self, out: &mut String) -> fmt::Result {
+        header(out, "pipeline_queue_depth", "gauge", HELP_QUEUE_DEPTH)?;
+        for stage in PipelineStage::ALL {
+            let value = self.pipeline_queue_depth[stage as usize].get();
+            sample(
+                out,
+                "pipeline_queue_depth",
+                &[("stage", stage.label())],
+                value,
+            )?;
+        }
+
+        header(out, "pipeline_batch_size", "histogram", HELP_BATCH_SIZE)?;
+        for stage in PipelineStage::ALL {
+            let batch_size = &self.pipeline_batch_size[stage as usize];
+            histogram(
+                out,
+                "pipeline_batch_size",
+                &[("stage", stage.label())],
+                batch_size,
+            )?;
+        }
+
+        header(
+            out,
+            "pipeline_busy_rejects_total",
+            "counter",
+            HELP_BUSY_REJECTS,
+        )?;
+        sample(
+            out,
+            "pipeline_busy_rejects_total",
+            &[],
+            self.pipeline_busy_rejects.get(),
+        )
+    }
+
+    fn write_process_families(&self, out: &mut String) -> fmt::Result {
+        header(out, "process_start_time_seconds", "gauge", HELP_START_TIME)?;
+        sample(
+            out,
+            "process_start_time_seconds",
+            &[],
+            self.process_start_time_seconds,
+        )?;
+
+        let info = lock(&self.info);
+        header(out, "connector_info", "gauge", HELP_INFO)?;
+        let labels = [
+            ("version", info.version.as_str()),
+            ("node_id", info.node_id.as_str()),
+        ];
+        sample(out, "connector_info", &labels, 1)
+    }
+}
+
+/// A family with one series per peer, labelled by `peer_id`.
+fn peer_family(
+    out: &mut String,
+    peers: &[Arc<PeerMetrics>],
+    name: &str,
+    kind: &str,
+    help: &str,
+    value_of: impl Fn(&PeerMetrics) -> i64,
+) -> fmt::Result {
+    header(out, name, kind, help)?;
+    for peer in peers {
+        sample(out, name, &[("peer_id", peer.peer_id())], value_of(peer))?;
+    }
+    Ok(())
+}
+
+/// Counters render as gauges do; a count beyond `i64::MAX` is not reachable in practice.
+fn counter_value(counter: &Counter) -> i64 {
+    i64::try_from(counter.get()).unwrap_or(i64::MAX)
+}
+
+/// Metrics state stays consistent even if a holder panicked, so a poisoned lock is used as is.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exposition format
+// ---------------------------------------------------------------------------------------------
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) -> fmt::Result {
+    // HELP text escapes only backslash and newline; ours has neither, which a test checks.
+    writeln!(out, "# HELP {name} {help}")?;
+    writeln!(out, "# TYPE {name} {kind}")
+}
+
+fn sample(
+    out: &mut String,
+    name: &str,
+    labels: &[(&str, &str)],
+    value: impl fmt::Display,
+) -> fmt::Result {
+    out.push_str(name);
+    write_labels(out, labels, None)?;
+    writeln!(out, " {value}")
+}
+
+fn write_labels(out: &mut String, labels: &[(&str, &str)], le: Option<&str>) -> fmt::Result {
+    if labels.is_empty() && le.is_none() {
+        return Ok(());
+    }
+    out.push('{');
+    let mut first = true;
+    for (key, value) in labels.iter().copied().chain(le.map(|le| ("le", le))) {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push_str(key);
+        out.push_str("=\"");
+        escape_label_value(out, value);
+        out.push('"');
+    }
+    out.push('}');
+    Ok(())
+}
+
+/// Label values escape backslash, double quote and newline (peer ids come from configuration).
+fn escape_label_value(out: &mut String, value: &str) {
+    for character in value.chars() {
+        match character {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            other => out.push(other),
+        }
+    }
+}
+
+fn histogram(
+    out: &mut String,
+    name: &str,
+    labels: &[(&str, &str)],
+    histogram: &Histogram,
+) -> fmt::Result {
+    // Read the buckets first and derive the count from them, so `+Inf` always equals `_count`
+    // even while observations land concurrently.
+    let mut cumulative = 0u64;
+    let mut le = String::with_capacity(24);
+    for (index, bucket) in histogram.buckets[..=histogram.bounds.len()]
+        .iter()
+        .enumerate()
+    {
+        cumulative += bucket.load(Ordering::Relaxed);
+        le.clear();
+        match histogram.bounds.get(index) {
+            Some(&bound) => write!(le, "{}", bound as f64 / histogram.unit_per_rendered)?,
+            None => le.push_str("+Inf"),
+        }
+        out.push_str(name);
+        out.push_str("_bucket");
+        write_labels(out, labels, Some(&le))?;
+        writeln!(out, " {cumulative}")?;
+    }
+    let sum = histogram.sum() as f64 / histogram.unit_per_rendered;
+    out.push_str(name);
+    out.push_str("_sum");
+    write_labels(out, labels, None)?;
+    writeln!(out, " {sum}")?;
+    out.push_str(name);
+    out.push_str("_count");
+    write_labels(out, labels, None)?;
+    writeln!(out, " {cumulative}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Help texts
+// ---------------------------------------------------------------------------------------------
+
+const HELP_PACKETS_PROCESSED: &str = "ILP packets processed, by packet type and outcome \
+    (prepare: fulfilled|rejected; fulfill: relayed|invalid; reject: relayed|generated).";
+const HELP_PACKET_LATENCY: &str =
+    "Time from receiving an ILP Prepare to sending its reply upstream, by reply type.";
+const HELP_PACKETS_IN_FLIGHT: &str = "ILP Prepares forwarded and still awaiting a reply.";
+const HELP_REJECTS: &str = "ILP Rejects sent upstream, by error code (unknown codes as other) \
+    and origin (local: created here; downstream: relayed).";
+const HELP_ERRORS: &str = "Operating errors, by type and severity.";
+const HELP_BTP_ACCEPTED: &str = "Incoming BTP WebSocket connections accepted.";
+const HELP_BTP_AUTH_FAILURES: &str = "BTP sessions that failed authentication.";
+const HELP_BTP_FRAMES: &str = "BTP frames received (in) and sent (out).";
+const HELP_BTP_FRAMES_DROPPED: &str = "Received BTP frames dropped, by reason.";
+const HELP_BTP_FRAMES_INVERTED: &str = "ILP replies received in BTP Message frames or Prepares \
+    in Response frames (as interledger-rs sends them), accepted.";
+const HELP_BALANCE: &str =
+    "Position with the peer in its asset units: what the peer owes us minus what we owe it.";
+const HELP_BTP_CONNECTIONS: &str = "Open authenticated BTP sessions, by peer.";
+const HELP_BTP_RECONNECTS: &str = "Times our BTP client re-dialed the peer after losing the link.";
+const HELP_PACKETS_IN: &str = "ILP packets received from the peer.";
+const HELP_PACKETS_OUT: &str = "ILP packets sent to the peer.";
+const HELP_QUEUE_DEPTH: &str = "Items waiting in the queue in front of each pipeline stage.";
+const HELP_BATCH_SIZE: &str = "Items per batch that each pipeline stage drained.";
+const HELP_BUSY_REJECTS: &str =
+    "ILP Prepares rejected with T03 at admission because the pipeline was full.";
+const HELP_START_TIME: &str = "Start time of the process since the Unix epoch, in seconds.";
+const HELP_INFO: &str = "Build and node information; the value is always 1.";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeMap, HashMap};
+
+    /// A family as the checker saw it: its TYPE and its samples.
+    #[derive(Debug, Default)]
+    struct Family {
+        help: bool,
+        kind: String,
+        samples: Vec<Sample>,
+    }
+
+    #[derive(Debug, Clone)]
+    struct Sample {
+        name: String,
+        labels: BTreeMap<String, String>,
+        value: f64,
+    }
+
+    /// A small exposition-format (0.0.4) checker: every line is a HELP, a TYPE or a sample;
+    /// every family has HELP and TYPE before its samples; histogram buckets are cumulative and
+    /// end in `+Inf`, which equals `_count`. Returns the families by name.
+    fn parse_exposition(text: &str) -> HashMap<String, Family> {
+        let mut families: HashMap<String, Family> = HashMap::new();
+        for line in text.lines() {
+            assert!(!line.is_empty(), "empty line in exposition");
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, help) = rest.split_once(' ').expect("HELP has a name and a text");
+                assert!(valid_metric_name(name), "bad name {name:?}");
+                assert!(
+                    !help.is_empty() && !help.contains('\\'),
+                    "bad help for {name}"
+                );
+                let family = families.entry(name.to_owned()).or_default();
+                assert!(!family.help, "second HELP for {name}");
+                family.help = true;
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').expect("TYPE has a name and a type");
+                assert!(
+                    ["counter", "gauge", "histogram"].contains(&kind),
+                    "bad type {kind}"
+                );
+                let family = families.get_mut(name).expect("HELP comes before TYPE");
+                assert!(family.kind.is_empty(), "second TYPE for {name}");
+                family.kind = kind.to_owned();
+            } else {
+                assert!(!line.starts_with('#'), "unknown comment line {line:?}");
+                let sample = parse_sample(line);
+                let family_name = family_of(&families, &sample.name);
+                let family = families.get_mut(&family_name).expect("sample of a family");
+                assert!(!family.kind.is_empty(), "sample before TYPE: {line}");
+                family.samples.push(sample);
+            }
+        }
+        for (name, family) in &families {
+            assert!(
+                family.help && !family.kind.is_empty(),
+                "{name} lacks HELP or TYPE"
+            );
+            if family.kind == "histogram" {
+                check_histogram(name, &family.samples);
+            }
+        }
+        families
+    }
+
+    fn valid_metric_name(name: &str) -> bool {
+        let mut characters = name.chars();
+        characters
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+            && characters.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    }
+
+    /// The family a sample belongs to: its own name, or its name without a histogram suffix.
+    fn family_of(families: &HashMap<String, Family>, sample_name: &str) -> String {
+        if families.contains_key(sample_name) {
+            return sample_name.to_owned();
+        }
+        for suffix in ["_bucket", "_sum", "_count"] {
+            if let Some(base) = sample_name.strip_suffix(suffix) {
+                if families
+                    .get(base)
+                    .is_some_and(|family| family.kind == "histogram")
+                {
+                    return base.to_owned();
+                }
+            }
+        }
+        panic!("sample {sample_name} belongs to no declared family");
+    }
+
+    fn parse_sample(line: &str) -> Sample {
+        let (name_and_labels, value) = line.rsplit_once(' ').expect("sample has a value");
+        let value = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            number => number
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line:?}")),
+        };
+        let (name, labels) = match name_and_labels.split_once('{') {
+            None => (name_and_labels, BTreeMap::new()),
+            Some((name, rest)) => {
+                let body = rest.strip_suffix('}').expect("labels end in }");
+                (name, parse_labels(body))
+            }
+        };
+        assert!(valid_metric_name(name), "bad sample name in {line:?}");
+        Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        }
+    }
+
+    fn parse_labels(mut body: &str) -> BTreeMap<String, String> {
+        let mut labels = BTreeMap::new();
+        while !body.is_empty() {
+            let (key, rest) = body.split_once("=\"").expect("label is key=\"value\"");
+            assert!(
+                valid_metric_name(key) && !key.contains(':'),
+                "bad label name {key}"
+            );
+            let mut value = String::new();
+            let mut characters = rest.char_indices();
+            let end = loop {
+                match characters.next().expect("label value is closed") {
+                    (_, '\\') => match characters.next().expect("escape is complete").1 {
+                        '\\' => value.push('\\'),
+                        '"' => value.push('"'),
+                        'n' => value.push('\n'),
+                        other => panic!("bad escape \\{other}"),
+                    },
+                    (index, '"') => break index,
+                    (_, other) => value.push(other),
+                }
+            };
+            assert!(
+                labels.insert(key.to_owned(), value).is_none(),
+                "duplicate label {key}"
+            );
+            body = &rest[end + 1..];
+            body = body.strip_prefix(',').unwrap_or(body);
+        }
+        labels
+    }
+
+    fn check_histogram(name: &str, samples: &[Sample]) {
+        // Group by the labels other than `le`.
+        #[derive(Default)]
+        struct Series {
+            /// (upper bound, cumulative count)
+            buckets: Vec<(f64, f64)>,
+            count: Option<f64>,
+            has_sum: bool,
+        }
+        let mut series: BTreeMap<Vec<(String, String)>, Series> = BTreeMap::new();
+        for sample in samples {
+            let mut labels = sample.labels.clone();
+            let le = labels.remove("le");
+            let entry = series.entry(labels.into_iter().collect()).or_default();
+            match sample.name.strip_prefix(name) {
+                Some("_bucket") => {
+                    let le = le.expect("bucket has le");
+                    let bound = if le == "+Inf" {
+                        f64::INFINITY
+                    } else {
+                        le.parse().unwrap()
+                    };
+                    entry.buckets.push((bound, sample.value));
+                }
+                Some("_count") => entry.count = Some(sample.value),
+                Some("_sum") => entry.has_sum = true,
+                _ => panic!("bad histogram sample {}", sample.name),
+            }
+        }
+        assert!(!series.is_empty(), "histogram {name} has no series");
+        for (
+            labels,
+            Series {
+                buckets,
+                count,
+                has_sum,
+            },
+        ) in series
+        {
+            assert!(has_sum, "{name}{labels:?} lacks _sum");
+            let (last_bound, last_value) = *buckets.last().expect("buckets");
+            assert_eq!(last_bound, f64::INFINITY, "{name} ends in +Inf");
+            assert_eq!(Some(last_value), count, "{name} +Inf equals _count");
+            for pair in buckets.windows(2) {
+                assert!(pair[0].0 < pair[1].0, "{name} bounds increase");
+                assert!(pair[0].1 <= pair[1].1, "{name} buckets are cumulative");
+            }
+        }
+    }
+
+    fn value(families: &HashMap<String, Family>, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let family = families
+            .get(&family_of(families, name))
+            .expect("family exists");
+        let wanted: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let matching: Vec<&Sample> = family
+            .samples
+            .iter()
+            .filter(|sample| sample.name == name && sample.labels == wanted)
+            .collect();
+        assert_eq!(matching.len(), 1, "exactly one {name}{labels:?}");
+        matching[0].value
+    }
+
+    #[test]
+    fn empty_registry_renders_valid_exposition() {
+        let families = parse_exposition(&Metrics::new().render());
+        for name in [
+            "ilp_packets_processed_total",
+            "ilp_packet_latency_seconds",
+            "ilp_packets_in_flight",
+            "ilp_rejects_total",
+            "connector_errors_total",
+            "account_balance_units",
+            "btp_connections",
+            "btp_connections_accepted_total",
+            "btp_auth_failures_total",
+            "btp_frames_total",
+            "btp_frames_dropped_total",
+            "btp_frames_inverted_total",
+            "btp_reconnects_total",
+            "packets_in_total",
+            "packets_out_total",
+            "pipeline_queue_depth",
+            "pipeline_batch_size",
+            "pipeline_busy_rejects_total",
+            "process_start_time_seconds",
+            "connector_info",
+        ] {
+            assert!(families.contains_key(name), "{name} is rendered");
+        }
+        // Only meaningful type/status pairs appear at zero: 3 kinds × 2 statuses.
+        assert_eq!(families["ilp_packets_processed_total"].samples.len(), 6);
+        assert_eq!(families["ilp_rejects_total"].samples.len(), 23 * 2);
+        assert!(value(&families, "process_start_time_seconds", &[]) > 1.6e9);
+    }
+
+    #[test]
+    fn recorded_values_appear() {
+        let m = Metrics::new();
+        m.set_info("1.2.3", "node-a");
+        m.packet_processed(PacketKind::Prepare, PacketStatus::Fulfilled);
+        m.packet_processed(PacketKind::Prepare, PacketStatus::Fulfilled);
+        m.packet_processed(PacketKind::Fulfill, PacketStatus::Invalid);
+        m.packet_processed(PacketKind::Reject, PacketStatus::Generated);
+        m.packet_latency(ReplyKind::Fulfill, Duration::from_micros(30)); // 50 µs bucket
+        m.packet_latency(ReplyKind::Fulfill, Duration::from_millis(1)); // exactly 1 ms: le 0.001
+        m.packet_latency(ReplyKind::Fulfill, Duration::from_secs(60)); // +Inf only
+        m.packet_latency_ns(ReplyKind::Reject, 10_000);
+        m.packets_in_flight_inc();
+        m.packets_in_flight_inc();
+        m.packets_in_flight_dec();
+        m.reject(*b"T04", RejectOrigin::Local);
+        m.reject(*b"F02", RejectOrigin::Downstream);
+        m.reject(*b"X42", RejectOrigin::Downstream);
+        m.reject(*b"F10", RejectOrigin::Local);
+        m.error(ErrorKind::Journal, &"disk full");
+        m.btp_connection_accepted();
+        m.btp_auth_failure();
+        m.btp_frames(FrameDirection::In, 5);
+        m.btp_frames(FrameDirection::Out, 3);
+        m.btp_frame_dropped(FrameDropReason::Oversized);
+        m.btp_frame_inverted();
+        m.set_queue_depth(PipelineStage::Journal, 17);
+        m.batch_size(PipelineStage::Journal, 256);
+        m.batch_size(PipelineStage::Journal, 3);
+        m.pipeline_busy_reject();
+        let alice = m.register_peer("alice", "USD");
+        alice.set_balance(-1_500);
+        alice.connection_opened();
+        alice.connection_opened();
+        alice.connection_closed();
+        alice.reconnected();
+        alice.packet_in();
+        alice.packets_out_add(4);
+        let quoted = m.register_peer("we\"ird\\peer\n", "XRP");
+        quoted.set_balance(i128::MAX);
+
+        let families = parse_exposition(&m.render());
+        let processed = "ilp_packets_processed_total";
+        assert_eq!(
+            value(
+                &families,
+                processed,
+                &[("type", "prepare"), ("status", "fulfilled")]
+            ),
+            2.0
+        );
+        assert_eq!(
+            value(
+                &families,
+                processed,
+                &[("type", "fulfill"), ("status", "invalid")]
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &families,
+                processed,
+                &[("type", "reject"), ("status", "generated")]
+            ),
+            1.0
+        );
+
+        let bucket = "ilp_packet_latency_seconds_bucket";
+        assert_eq!(
+            value(
+                &families,
+                bucket,
+                &[("type", "fulfill"), ("le", "0.000025")]
+            ),
+            0.0
+        );
+        assert_eq!(
+            value(&families, bucket, &[("type", "fulfill"), ("le", "0.00005")]),
+            1.0
+        );
+        assert_eq!(
+            value(&families, bucket, &[("type", "fulfill"), ("le", "0.001")]),
+            2.0
+        );
+        assert_eq!(
+            value(&families, bucket, &[("type", "fulfill"), ("le", "30")]),
+            2.0
+        );
+        assert_eq!(
+            value(&families, bucket, &[("type", "fulfill"), ("le", "+Inf")]),
+            3.0
+        );
+        let sum = value(
+            &families,
+            "ilp_packet_latency_seconds_sum",
+            &[("type", "fulfill")],
+        );
+        assert!((sum - 60.00103).abs() < 1e-9, "sum in seconds, got {sum}");
+        assert_eq!(
+            value(
+                &families,
+                "ilp_packet_latency_seconds_count",
+                &[("type", "reject")]
+            ),
+            1.0
+        );
+        assert_eq!(value(&families, "ilp_packets_in_flight", &[]), 1.0);
+
+        let rejects = "ilp_rejects_total";
+        assert_eq!(
+            value(&families, rejects, &[("code", "T04"), ("origin", "local")]),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &families,
+                rejects,
+                &[("code", "F02"), ("origin", "downstream")]
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &families,
+                rejects,
+                &[("code", "other"), ("origin", "downstream")]
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &families,
+                rejects,
+                &[("code", "other"), ("origin", "local")]
+            ),
+            1.0
+        );
+
+        let errors = "connector_errors_total";
+        assert_eq!(
+            value(
+                &families,
+                errors,
+                &[("type", "journal"), ("severity", "critical")]
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &families,
+                errors,
+                &[("type", "codec"), ("severity", "warning")]
+            ),
+            0.0
+        );
+
+        assert_eq!(value(&families, "btp_connections_accepted_total", &[]), 1.0);
+        assert_eq!(value(&families, "btp_auth_failures_total", &[]), 1.0);
+        assert_eq!(
+            value(&families, "btp_frames_total", &[("direction", "in")]),
+            5.0
+        );
+        assert_eq!(
+            value(&families, "btp_frames_total", &[("direction", "out")]),
+            3.0
+        );
+        assert_eq!(
+            value(
+                &families,
+                "btp_frames_dropped_total",
+                &[("reason", "oversized")]
+            ),
+            1.0
+        );
+        assert_eq!(value(&families, "btp_frames_inverted_total", &[]), 1.0);
+
+        assert_eq!(
+            value(&families, "pipeline_queue_depth", &[("stage", "journal")]),
+            17.0
+        );
+        let batch = "pipeline_batch_size_bucket";
+        assert_eq!(
+            value(&families, batch, &[("stage", "journal"), ("le", "4")]),
+            1.0
+        );
+        assert_eq!(
+            value(&families, batch, &[("stage", "journal"), ("le", "256")]),
+            2.0
+        );
+        assert_eq!(
+            value(
+                &families,
+                "pipeline_batch_size_sum",
+                &[("stage", "journal")]
+            ),
+            259.0
+        );
+        assert_eq!(value(&families, "pipeline_busy_rejects_total", &[]), 1.0);
+
+        let balance = "account_balance_units";
+        assert_eq!(
+            value(
+                &families,
+                balance,
+                &[("peer_id", "alice"), ("token_id", "USD")]
+            ),
+            -1500.0
+        );
+        let weird = [("peer_id", "we\"ird\\peer\n"), ("token_id", "XRP")];
+        assert_eq!(value(&families, balance, &weird), i64::MAX as f64);
+        assert_eq!(
+            value(&families, "btp_connections", &[("peer_id", "alice")]),
+            1.0
+        );
+        assert_eq!(
+            value(&families, "btp_reconnects_total", &[("peer_id", "alice")]),
+            1.0
+        );
+        assert_eq!(
+            value(&families, "packets_in_total", &[("peer_id", "alice")]),
+            1.0
+        );
+        assert_eq!(
+            value(&families, "packets_out_total", &[("peer_id", "alice")]),
+            4.0
+        );
+
+        let info = [("version", "1.2.3"), ("node_id", "node-a")];
+        assert_eq!(value(&families, "connector_info", &info), 1.0);
+    }
+
+    #[test]
+    fn register_peer_returns_one_handle_per_peer() {
+        let m = Metrics::new();
+        let first = m.register_peer("bob", "XRP");
+        let again = m.register_peer("bob", "XRP");
+        assert!(Arc::ptr_eq(&first, &again));
+        first.set_balance(i128::MIN);
+        assert_eq!(again.balance(), i64::MIN);
+
+        let replaced = m.register_peer("bob", "EUR");
+        assert!(!Arc::ptr_eq(&first, &replaced));
+        let families = parse_exposition(&m.render());
+        assert_eq!(families["account_balance_units"].samples.len(), 1);
+        assert_eq!(
+            families["account_balance_units"].samples[0].labels["token_id"],
+            "EUR"
+        );
+
+        m.unregister_peer("bob");
+        let families = parse_exposition(&m.render());
+        assert!(families["btp_connections"].samples.is_empty());
+    }
+
+    #[test]
+    fn reject_code_index_covers_the_table() {
+        for (index, label) in REJECT_CODE_LABELS.iter().enumerate().take(22) {
+            let code: [u8; 3] = label.as_bytes().try_into().unwrap();
+            assert_eq!(reject_code_index(code), index, "{label}");
+        }
+        let other = REJECT_CODE_LABELS.len() - 1;
+        for code in [
+            *b"F10", *b"T06", *b"R03", *b"R98", *b"X00", *b"F0a", *b"\xff00", *b"f00",
+        ] {
+            assert_eq!(reject_code_index(code), other, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn error_kinds_have_distinct_label_pairs() {
+        let mut pairs: Vec<(&str, &str)> = ErrorKind::ALL
+            .iter()
+            .map(|k| (k.type_label(), k.severity().label()))
+            .collect();
+        pairs.sort();
+        pairs.dedup();
+        assert_eq!(pairs.len(), ErrorKind::ALL.len());
+        for (index, kind) in ErrorKind::ALL.iter().enumerate() {
+            assert_eq!(*kind as usize, index, "ALL is in declaration order");
+        }
+    }
+
+    #[test]
+    fn histogram_bounds_are_le() {
+        let histogram = Histogram::new(&BATCH_SIZE_BOUNDS, 1.0);
+        for value in [0, 1, 2, 3, 4096, 4097, u64::MAX] {
+            histogram.observe(value);
+        }
+        let buckets: Vec<u64> = histogram
+            .buckets
+            .iter()
+            .map(|bucket| bucket.load(Ordering::Relaxed))
+            .collect();
+        assert_eq!(buckets[0], 2, "0 and 1 are <= 1");
+        assert_eq!(buckets[1], 1, "2 is <= 2");
+        assert_eq!(buckets[2], 1, "3 is <= 4");
+        assert_eq!(buckets[12], 1, "4096 is <= 4096");
+        assert_eq!(buckets[13], 2, "above the last bound");
+        assert_eq!(histogram.count(), 7);
+    }
+
+    #[test]
+    fn global_is_one_registry() {
+        assert!(std::ptr::eq(global(), global()));
+    }
+}
