@@ -7,6 +7,12 @@
 
 use std::net::SocketAddr;
 
+// The explicit path resolves the same from `lib.rs` and from a crate that mounts this file
+// with `#[path]` (where a plain `mod load;` would be looked up beside it, not under it).
+#[path = "config/load.rs"]
+mod load;
+pub use load::*;
+
 /// How a peer relates to us (RFC 34). A `child` gets an address under ours via IL-DCP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -68,6 +74,8 @@ pub struct NodeConfig {
     pub btp_session_in_flight_max: usize,
     /// Capacity of the pipeline's input queue (default 8192); when full, T03.
     pub pipeline_queue_max: usize,
+    /// `/health/ready` needs at least this many peers connected (default 0).
+    pub ready_peers_min: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -127,12 +135,34 @@ pub struct RateConfig {
 }
 
 /// `SETTLEMENT_*`: read and validated now, used by the settlement issue.
-#[derive(Debug, Clone, Default)]
+///
+/// Its `Debug` shows only each URL's scheme and host: RPC URLs often carry an API key in their
+/// path or query.
+#[derive(Clone, Default)]
 pub struct SettlementConfig {
     pub enabled: bool,
     pub evm_rpc_url: Option<String>,
     pub xrpl_url: Option<String>,
     pub aptos_url: Option<String>,
+}
+
+impl std::fmt::Debug for SettlementConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        fn origin(url: &Option<String>) -> Option<String> {
+            let url = url::Url::parse(url.as_deref()?).ok()?;
+            Some(format!(
+                "{}://{}/***",
+                url.scheme(),
+                url.host_str().unwrap_or("")
+            ))
+        }
+        f.debug_struct("SettlementConfig")
+            .field("enabled", &self.enabled)
+            .field("evm_rpc_url", &origin(&self.evm_rpc_url))
+            .field("xrpl_url", &origin(&self.xrpl_url))
+            .field("aptos_url", &origin(&self.aptos_url))
+            .finish()
+    }
 }
 
 /// `TIGERBEETLE_*`: read and validated now, used by the TigerBeetle issue.

@@ -1,0 +1,2375 @@
+//! Reading the configuration: a TOML file plus environment overrides, turned into a [`Config`].
+//!
+//! Input: the file's text and an [`Env`] (the environment as plain data, so tests never touch
+//! the process environment). Output: the validated [`Config`] and its warnings, or every
+//! problem found, each with its path (`peers[1].credit_limit`, `env BTP_PORT`).
+//!
+//! The file is read into a `toml::Table` and walked by hand rather than through serde: serde
+//! stops at the first problem and loses the path, and an operator fixing a config wants the
+//! whole list at once. Every key of every table is asked for, so any key left over is unknown
+//! and reported as such.
+//!
+//! This module never echoes a secret: messages about tokens name the key, never the value, and
+//! URLs (which may carry API keys) are never quoted back.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use toml::{Table, Value};
+
+use super::{
+    Config, NodeConfig, OutgoingLink, PeerConfig, PeerSettlementConfig, RateConfig, Relation,
+    RouteConfig, Secret, SettlementConfig, TigerBeetleConfig,
+};
+
+/// Where the file is read from when neither the command line nor `CONFIG_FILE` says.
+pub const CONFIG_FILE_DEFAULT: &str = "config.toml";
+
+/// The `SETTLEMENT_*` and `TIGERBEETLE_*` variables we read; any other name with those
+/// prefixes is probably a typo, so it gets a warning.
+pub const ENV_KNOWN: &[&str] = &[
+    "SETTLEMENT_ENABLED",
+    "SETTLEMENT_EVM_RPC_URL",
+    "SETTLEMENT_XRPL_URL",
+    "SETTLEMENT_APTOS_URL",
+    "TIGERBEETLE_REPLICAS",
+    "TIGERBEETLE_CLUSTER_ID",
+];
+
+const ENV_CHECKED_PREFIXES: &[&str] = &["SETTLEMENT_", "TIGERBEETLE_"];
+
+/// The schemes of RFC 15. `peer` and `self` are valid addresses but never a node's own.
+const ILP_SCHEMES: &[&str] = &[
+    "g", "private", "example", "peer", "self", "test", "test1", "test2", "test3", "local",
+];
+
+/// RFC 15: an ILP address is at most 1023 bytes.
+const ILP_ADDRESS_SIZE_MAX: usize = 1023;
+
+/// The largest ILP Prepare (32,767 bytes of data plus its envelope) framed in BTP; a smaller
+/// `btp_message_size_max` turns away packets other implementations consider valid.
+const BTP_MESSAGE_SIZE_FOR_MAXIMAL_PREPARE: usize = 32_856;
+
+/// The environment, as data. Its `Debug` lists names only, because values may be tokens.
+#[derive(Clone, Default)]
+pub struct Env {
+    vars: BTreeMap<String, String>,
+}
+
+impl Env {
+    /// A snapshot of the process environment. Variables whose name or value is not UTF-8 are
+    /// left out (a token must not be silently altered by a lossy conversion).
+    pub fn from_process() -> Env {
+        let vars = std::env::vars_os()
+            .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+            .collect();
+        Env { vars }
+    }
+
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Env {
+        let vars = pairs
+            .into_iter()
+            .map(|(name, value)| (name.into(), value.into()))
+            .collect();
+        Env { vars }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+
+    /// `CONFIG_FILE`, or `./config.toml`.
+    pub fn config_path(&self) -> PathBuf {
+        PathBuf::from(self.get("CONFIG_FILE").unwrap_or(CONFIG_FILE_DEFAULT))
+    }
+}
+
+impl fmt::Debug for Env {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.vars.keys()).finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The node refuses to start.
+    Error,
+    /// The node starts, but the operator probably meant something else.
+    Warning,
+}
+
+/// One thing wrong with the configuration, at `path`: a key path in the file
+/// (`peers[1].credit_limit`), `env NAME` for a variable, or `line L, column C` for syntax.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub severity: Severity,
+    pub path: String,
+    pub message: String,
+}
+
+impl Problem {
+    /// `FILE: path: message`, or `warning: FILE: path: message`.
+    pub fn in_file(&self, file: &Path) -> String {
+        match self.severity {
+            Severity::Error => format!("{}: {}: {}", file.display(), self.path, self.message),
+            Severity::Warning => {
+                format!(
+                    "warning: {}: {}: {}",
+                    file.display(),
+                    self.path,
+                    self.message
+                )
+            }
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.severity == Severity::Warning {
+            f.write_str("warning: ")?;
+        }
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem found (errors and warnings, in the order found); there is at least one error.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors {
+    pub problems: Vec<Problem>,
+}
+
+impl ConfigErrors {
+    pub fn error_count(&self) -> usize {
+        self.problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+            .count()
+    }
+
+    pub fn warning_count(&self) -> usize {
+        self.problems.len() - self.error_count()
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, problem) in self.problems.iter().enumerate() {
+            if index > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A configuration the node can start with, and what it should still warn about.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub config: Config,
+    pub warnings: Vec<Problem>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read (missing, not permitted, not UTF-8).
+    #[error("{}: cannot read: {error}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The file was read; these are its problems.
+    #[error("{}: invalid configuration:\n{}", path.display(), in_file(path, problems))]
+    Invalid {
+        path: PathBuf,
+        problems: ConfigErrors,
+    },
+}
+
+fn in_file(path: &Path, problems: &ConfigErrors) -> String {
+    let lines: Vec<String> = problems.problems.iter().map(|p| p.in_file(path)).collect();
+    lines.join("\n")
+}
+
+/// Reads and validates the file at `path`, with `env` overriding it where it applies.
+pub fn load(path: &Path, env: &Env) -> Result<LoadedConfig, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|error| LoadError::Unreadable {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    parse(&text, env).map_err(|problems| LoadError::Invalid {
+        path: path.to_path_buf(),
+        problems,
+    })
+}
+
+/// [`load`] from `CONFIG_FILE` (default `./config.toml`) and the process environment.
+pub fn load_from_process_env() -> Result<LoadedConfig, LoadError> {
+    let env = Env::from_process();
+    load(&env.config_path(), &env)
+}
+
+/// Validates a configuration given as TOML text.
+pub fn parse(text: &str, env: &Env) -> Result<LoadedConfig, ConfigErrors> {
+    let mut report = Report::default();
+    match toml::from_str::<Table>(text) {
+        Ok(table) => {
+            let config = read_config(&mut report, &table, env);
+            report.finish(config)
+        }
+        Err(error) => {
+            report.error(
+                syntax_error_position(text, &error),
+                error.message().trim().replace('\n', "; "),
+            );
+            Err(ConfigErrors {
+                problems: report.problems,
+            })
+        }
+    }
+}
+
+fn syntax_error_position(text: &str, error: &toml::de::Error) -> String {
+    let Some(span) = error.span() else {
+        return "syntax".to_string();
+    };
+    let before = &text.as_bytes()[..span.start.min(text.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
+    format!("line {line}, column {column}")
+}
+
+impl Config {
+    /// The exact rate from one asset to another, as `(numerator, denominator)`: 1/1 for the
+    /// same asset, a configured rate, or the inverse of the one configured the other way.
+    pub fn rate(&self, from: &str, to: &str) -> Option<(u128, u128)> {
+        if from == to {
+            return Some((1, 1));
+        }
+        self.rates.iter().find_map(|rate| {
+            if rate.from == from && rate.to == to {
+                Some((rate.numerator, rate.denominator))
+            } else if rate.from == to && rate.to == from {
+                Some((rate.denominator, rate.numerator))
+            } else {
+                None
+            }
+        })
+    }
+
+    pub fn peer(&self, id: &str) -> Option<&PeerConfig> {
+        self.peers.iter().find(|peer| peer.id == id)
+    }
+}
+
+// --- Collecting problems ----------------------------------------------------------------------
+
+#[derive(Default)]
+struct Report {
+    problems: Vec<Problem>,
+}
+
+impl Report {
+    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        let (path, message) = (path.into(), message.into());
+        self.problems.push(Problem {
+            severity: Severity::Error,
+            path,
+            message,
+        });
+    }
+
+    fn warning(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        let (path, message) = (path.into(), message.into());
+        self.problems.push(Problem {
+            severity: Severity::Warning,
+            path,
+            message,
+        });
+    }
+
+    fn finish(self, config: Config) -> Result<LoadedConfig, ConfigErrors> {
+        if self.problems.iter().any(|p| p.severity == Severity::Error) {
+            Err(ConfigErrors {
+                problems: self.problems,
+            })
+        } else {
+            Ok(LoadedConfig {
+                config,
+                warnings: self.problems,
+            })
+        }
+    }
+}
+
+/// One key's outcome. `Invalid` means the problem is already reported.
+enum Field<T> {
+    Absent(String),
+    Invalid,
+    Valid(T),
+}
+
+impl<T> Field<T> {
+    fn is_absent(&self) -> bool {
+        matches!(self, Field::Absent(_))
+    }
+
+    fn optional(self) -> Option<T> {
+        match self {
+            Field::Valid(value) => Some(value),
+            Field::Absent(_) | Field::Invalid => None,
+        }
+    }
+
+    fn or(self, default: T) -> Option<T> {
+        match self {
+            Field::Valid(value) => Some(value),
+            Field::Absent(_) => Some(default),
+            Field::Invalid => None,
+        }
+    }
+
+    fn required(self, report: &mut Report) -> Option<T> {
+        if let Field::Absent(path) = &self {
+            report.error(path.as_str(), "missing (this key is required)");
+        }
+        self.optional()
+    }
+
+    /// The environment variable `name`, if set, replaces this value (and is checked instead).
+    fn overridden_by(
+        self,
+        report: &mut Report,
+        env: &Env,
+        name: &str,
+        check: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Field<T> {
+        match env.get(name) {
+            None => self,
+            Some(text) => match check(text) {
+                Ok(value) => Field::Valid(value),
+                Err(message) => {
+                    report.error(format!("env {name}"), message);
+                    Field::Invalid
+                }
+            },
+        }
+    }
+}
+
+/// The keys of one table, read one by one; `finish` reports the keys nobody asked for.
+struct Fields<'t> {
+    path: String,
+    table: &'t Table,
+    known: Vec<&'static str>,
+}
+
+impl<'t> Fields<'t> {
+    fn new(path: impl Into<String>, table: &'t Table) -> Self {
+        Fields {
+            path: path.into(),
+            table,
+            known: Vec::new(),
+        }
+    }
+
+    fn path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.table.contains_key(key)
+    }
+
+    fn value(&mut self, key: &'static str) -> Option<&'t Value> {
+        self.known.push(key);
+        self.table.get(key)
+    }
+
+    fn typed<T>(
+        &mut self,
+        report: &mut Report,
+        key: &'static str,
+        expected: &str,
+        extract: impl FnOnce(&'t Value) -> Option<T>,
+    ) -> Field<T> {
+        let Some(value) = self.value(key) else {
+            return Field::Absent(self.path(key));
+        };
+        match extract(value) {
+            Some(value) => Field::Valid(value),
+            None => {
+                report.error(
+                    self.path(key),
+                    format!("expected {expected}, found {}", value.type_str()),
+                );
+                Field::Invalid
+            }
+        }
+    }
+
+    fn checked<V, T>(
+        &self,
+        report: &mut Report,
+        key: &str,
+        field: Field<V>,
+        check: impl FnOnce(V) -> Result<T, String>,
+    ) -> Field<T> {
+        match field {
+            Field::Absent(path) => Field::Absent(path),
+            Field::Invalid => Field::Invalid,
+            Field::Valid(value) => match check(value) {
+                Ok(value) => Field::Valid(value),
+                Err(message) => {
+                    report.error(self.path(key), message);
+                    Field::Invalid
+                }
+            },
+        }
+    }
+
+    fn string<T>(
+        &mut self,
+        report: &mut Report,
+        key: &'static str,
+        check: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Field<T> {
+        let field = self.typed(report, key, "a string", Value::as_str);
+        self.checked(report, key, field, check)
+    }
+
+    fn unsigned<T>(
+        &mut self,
+        report: &mut Report,
+        key: &'static str,
+        check: impl FnOnce(u64) -> Result<T, String>,
+    ) -> Field<T> {
+        let field = self.typed(report, key, "an integer", Value::as_integer);
+        let field = self.checked(report, key, field, |integer| {
+            u64::try_from(integer).map_err(|_| "must not be negative".to_string())
+        });
+        self.checked(report, key, field, check)
+    }
+
+    fn boolean(&mut self, report: &mut Report, key: &'static str) -> Field<bool> {
+        self.typed(report, key, "true or false", Value::as_bool)
+    }
+
+    fn table(&mut self, report: &mut Report, key: &'static str) -> Field<&'t Table> {
+        self.typed(report, key, "a table", Value::as_table)
+    }
+
+    /// An array of tables (`[[key]]`), each with its path `key[i]`.
+    fn tables(&mut self, report: &mut Report, key: &'static str) -> Vec<(String, &'t Table)> {
+        let expected = format!("an array of tables ([[{key}]])");
+        let Field::Valid(array) = self.typed(report, key, &expected, Value::as_array) else {
+            return Vec::new();
+        };
+        let mut tables = Vec::with_capacity(array.len());
+        for (index, value) in array.iter().enumerate() {
+            let path = format!("{}[{index}]", self.path(key));
+            match value.as_table() {
+                Some(table) => tables.push((path, table)),
+                None => report.error(
+                    path,
+                    format!("expected a table, found {}", value.type_str()),
+                ),
+            }
+        }
+        tables
+    }
+
+    fn finish(self, report: &mut Report) {
+        for key in self.table.keys() {
+            if self.known.contains(&key.as_str()) {
+                continue;
+            }
+            let message = match closest(key, &self.known) {
+                Some(known) => format!("unknown key (did you mean `{known}`?)"),
+                None => format!("unknown key (expected one of: {})", self.known.join(", ")),
+            };
+            report.error(self.path(key), message);
+        }
+    }
+}
+
+/// The known key within two edits of `key`, if any: most unknown keys are typos.
+fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|candidate| (edit_distance(key, candidate), *candidate))
+        .filter(|(distance, _)| *distance <= 2)
+        .min()
+        .map(|(_, candidate)| candidate)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+// --- The file -----------------------------------------------------------------------------------
+
+fn read_config(report: &mut Report, table: &Table, env: &Env) -> Config {
+    let mut root = Fields::new("", table);
+    let empty = Table::new();
+    let node_table = root.table(report, "node").optional().unwrap_or(&empty);
+    let node = read_node(report, node_table, env);
+    let peers: Vec<PeerConfig> = (root.tables(report, "peers").into_iter())
+        .map(|(path, table)| read_peer(report, path, table, env))
+        .collect();
+    let routes: Vec<RouteConfig> = (root.tables(report, "routes").into_iter())
+        .map(|(path, table)| read_route(report, path, table))
+        .collect();
+    let rates: Vec<Option<RateConfig>> = (root.tables(report, "rates").into_iter())
+        .map(|(path, table)| read_rate(report, path, table))
+        .collect();
+    root.finish(report);
+
+    let settlement = read_settlement_env(report, env);
+    let tigerbeetle = read_tigerbeetle_env(report, env);
+    warn_unknown_env(report, env);
+
+    check_node(report, &node, env);
+    check_peers(report, &node, &peers);
+    check_routes(report, &node, &peers, &routes);
+    check_rates(report, &peers, &rates);
+    check_settlement(report, &peers, &settlement);
+    let rates = rates.into_iter().flatten().collect();
+    Config {
+        node,
+        peers,
+        routes,
+        rates,
+        settlement,
+        tigerbeetle,
+    }
+}
+
+fn read_node(report: &mut Report, table: &Table, env: &Env) -> NodeConfig {
+    let r = report;
+    let mut f = Fields::new("node", table);
+    let id = f
+        .string(r, "id", node_id)
+        .overridden_by(r, env, "NODE_ID", node_id)
+        .required(r);
+    let ilp_address = f.string(r, "ilp_address", node_address).required(r);
+    let asset_code = f.string(r, "asset_code", asset_code).required(r);
+    let asset_scale = f.unsigned(r, "asset_scale", asset_scale).required(r);
+    let bind_host = f
+        .string(r, "bind_host", bind_host)
+        .or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let btp_port = f
+        .unsigned(r, "btp_port", listen_port)
+        .overridden_by(r, env, "BTP_PORT", env_port);
+    let btp_port = btp_port.or(4000);
+    let health_port = f.unsigned(r, "health_port", listen_port);
+    let health_port = health_port
+        .overridden_by(r, env, "HEALTH_PORT", env_port)
+        .or(8080);
+    let log = f.string(r, "log_level", log_level);
+    let log_level = log
+        .overridden_by(r, env, "LOG_LEVEL", log_level)
+        .or("info".into());
+    let min_message_window_ms = f.unsigned(r, "min_message_window_ms", positive).or(1000);
+    let max_hold_time_ms = f.unsigned(r, "max_hold_time_ms", positive).or(30_000);
+    let reflection = f.boolean(r, "reflection").or(false);
+    let ilp_trailing_bytes_allowed = f.boolean(r, "ilp_trailing_bytes_allowed").or(true);
+    let btp_message_size_max = f
+        .unsigned(r, "btp_message_size_max", positive_usize)
+        .or(65_536);
+    let btp_auth_timeout_ms = f.unsigned(r, "btp_auth_timeout_ms", positive).or(10_000);
+    let btp_session_in_flight_max = f
+        .unsigned(r, "btp_session_in_flight_max", positive_usize)
+        .or(4096);
+    let pipeline_queue_max = f.unsigned(r, "pipeline_queue_max", positive_usize).or(8192);
+    let ready_peers_min = f.unsigned(r, "ready_peers_min", any_usize).or(0);
+
+    f.finish(r);
+
+    let bind_host = bind_host.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    NodeConfig {
+        id: id.unwrap_or_default(),
+        ilp_address: ilp_address.unwrap_or_default(),
+        asset_code: asset_code.unwrap_or_default(),
+        asset_scale: asset_scale.unwrap_or_default(),
+        btp_bind: SocketAddr::new(bind_host, btp_port.unwrap_or_default()),
+        health_bind: SocketAddr::new(bind_host, health_port.unwrap_or_default()),
+        log_level: log_level.unwrap_or_default(),
+        min_message_window_ms: min_message_window_ms.unwrap_or_default(),
+        max_hold_time_ms: max_hold_time_ms.unwrap_or_default(),
+        reflection: reflection.unwrap_or_default(),
+        ilp_trailing_bytes_allowed: ilp_trailing_bytes_allowed.unwrap_or_default(),
+        btp_message_size_max: btp_message_size_max.unwrap_or_default(),
+        btp_auth_timeout_ms: btp_auth_timeout_ms.unwrap_or_default(),
+        btp_session_in_flight_max: btp_session_in_flight_max.unwrap_or_default(),
+        pipeline_queue_max: pipeline_queue_max.unwrap_or_default(),
+        ready_peers_min: ready_peers_min.unwrap_or_default(),
+    }
+}
+
+/// Checks between node settings. An invalid setting reads as 0 here and is already reported,
+/// so each check skips zeros.
+fn check_node(report: &mut Report, node: &NodeConfig, env: &Env) {
+    let (window, hold) = (node.min_message_window_ms, node.max_hold_time_ms);
+    if window > 0 && hold > 0 && hold < window {
+        let message = format!("must be at least min_message_window_ms ({window})");
+        report.error("node.max_hold_time_ms", message);
+    }
+    let btp_port = node.btp_bind.port();
+    if btp_port > 0 && btp_port == node.health_bind.port() {
+        let path = match env.get("HEALTH_PORT") {
+            Some(_) => "env HEALTH_PORT",
+            None => "node.health_port",
+        };
+        report.error(
+            path,
+            "must differ from the BTP port: both listeners bind the same host",
+        );
+    }
+    let size = node.btp_message_size_max;
+    if size > 0 && size < BTP_MESSAGE_SIZE_FOR_MAXIMAL_PREPARE {
+        let message = format!(
+            "{size} is below {BTP_MESSAGE_SIZE_FOR_MAXIMAL_PREPARE}, the size of a maximal \
+             Prepare in BTP: peers sending large packets will be cut off"
+        );
+        report.warning("node.btp_message_size_max", message);
+    }
+}
+
+fn read_peer(report: &mut Report, path: String, table: &Table, env: &Env) -> PeerConfig {
+    let r = report;
+    let mut f = Fields::new(path, table);
+    let id = f.string(r, "id", peer_id).required(r);
+    let relation = f.string(r, "relation", relation).required(r);
+    let asset_code = f.string(r, "asset_code", asset_code).required(r);
+    let asset_scale = f.unsigned(r, "asset_scale", asset_scale).required(r);
+    let incoming_token = read_secret(
+        r,
+        &mut f,
+        env,
+        ["incoming_token", "incoming_token_env"],
+        false,
+    );
+    let outgoing = match f.table(r, "outgoing") {
+        Field::Valid(table) => read_outgoing(r, f.path("outgoing"), table, env),
+        Field::Absent(_) | Field::Invalid => None,
+    };
+    let max_packet_amount = f.unsigned(r, "max_packet_amount", positive).optional();
+    let credit_limit = f.unsigned(r, "credit_limit", any).required(r);
+    let packets_per_second_max = f
+        .unsigned(r, "packets_per_second_max", positive_u32)
+        .optional();
+    let throughput_per_second_max = f
+        .unsigned(r, "throughput_per_second_max", positive)
+        .optional();
+    let settlement = match f.table(r, "settlement") {
+        Field::Valid(table) => read_peer_settlement(r, f.path("settlement"), table),
+        Field::Absent(_) | Field::Invalid => None,
+    };
+    let reachable = ["incoming_token", "incoming_token_env", "outgoing"]
+        .iter()
+        .any(|k| f.has(k));
+    if !reachable {
+        let message = "neither incoming_token(_env) nor [outgoing]: this peer can never connect";
+        r.warning(f.path.as_str(), message);
+    }
+    f.finish(r);
+
+    PeerConfig {
+        id: id.unwrap_or_default(),
+        relation: relation.unwrap_or(Relation::Peer),
+        asset_code: asset_code.unwrap_or_default(),
+        asset_scale: asset_scale.unwrap_or_default(),
+        incoming_token,
+        outgoing,
+        max_packet_amount,
+        credit_limit: credit_limit.unwrap_or_default(),
+        packets_per_second_max,
+        throughput_per_second_max,
+        settlement,
+    }
+}
+
+/// A token given either in the file (`keys[0]`) or as the name of an environment variable
+/// holding it (`keys[1]`), never both.
+fn read_secret(
+    report: &mut Report,
+    f: &mut Fields,
+    env: &Env,
+    keys: [&'static str; 2],
+    required: bool,
+) -> Option<Secret> {
+    let [key, env_key] = keys;
+    let direct = f.string(report, key, secret);
+    let variable = f.string(report, env_key, env_name);
+    if !direct.is_absent() && !variable.is_absent() {
+        report.error(
+            f.path(env_key),
+            format!("set either {key} or {env_key}, not both"),
+        );
+        return None;
+    }
+    match (direct, variable) {
+        (Field::Valid(token), _) => Some(token),
+        (Field::Absent(_), Field::Valid(name)) => match env.get(&name).map(secret) {
+            Some(Ok(token)) => Some(token),
+            Some(Err(_)) => {
+                report.error(
+                    f.path(env_key),
+                    format!("environment variable {name} is empty"),
+                );
+                None
+            }
+            None => {
+                report.error(
+                    f.path(env_key),
+                    format!("environment variable {name} is not set"),
+                );
+                None
+            }
+        },
+        (Field::Absent(path), Field::Absent(_)) => {
+            if required {
+                report.error(path, format!("missing: set {key} or {env_key}"));
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+fn read_outgoing(
+    report: &mut Report,
+    path: String,
+    table: &Table,
+    env: &Env,
+) -> Option<OutgoingLink> {
+    let mut f = Fields::new(path, table);
+    let url = f.string(report, "url", outgoing_url).required(report);
+    let token = read_secret(report, &mut f, env, ["token", "token_env"], true);
+    f.finish(report);
+    Some(OutgoingLink {
+        url: url?,
+        token: token?,
+    })
+}
+
+fn read_peer_settlement(
+    report: &mut Report,
+    path: String,
+    table: &Table,
+) -> Option<PeerSettlementConfig> {
+    let r = report;
+    let mut f = Fields::new(path, table);
+    let chain = f.string(r, "chain", chain).required(r);
+    let threshold = f.unsigned(r, "threshold", positive).required(r);
+    let settle_to = f.unsigned(r, "settle_to", any).or(0);
+    let address = f
+        .string(r, "address", |a| Ok::<_, String>(a.to_string()))
+        .optional();
+    if let (Some(threshold), Some(settle_to)) = (threshold, settle_to) {
+        if settle_to >= threshold {
+            r.error(
+                f.path("settle_to"),
+                format!("must be less than threshold ({threshold})"),
+            );
+        }
+    }
+    if let (Some(chain), Some(address)) = (&chain, &address) {
+        if let Err(message) = chain_address(chain, address) {
+            r.error(f.path("address"), message);
+        }
+    }
+    f.finish(r);
+    Some(PeerSettlementConfig {
+        chain: chain?,
+        threshold: threshold?,
+        settle_to: settle_to?,
+        address,
+    })
+}
+
+fn read_route(report: &mut Report, path: String, table: &Table) -> RouteConfig {
+    let mut f = Fields::new(path, table);
+    let prefix = f.string(report, "prefix", route_prefix).required(report);
+    let peer = f.string(report, "peer", non_empty).required(report);
+    f.finish(report);
+    RouteConfig {
+        prefix: prefix.unwrap_or_default(),
+        peer: peer.unwrap_or_default(),
+    }
+}
+
+fn read_rate(report: &mut Report, path: String, table: &Table) -> Option<RateConfig> {
+    let mut f = Fields::new(path, table);
+    let from = f.string(report, "from", asset_code).required(report);
+    let to = f.string(report, "to", asset_code).required(report);
+    let rate = match f.value("rate") {
+        None => Field::Absent(f.path("rate")),
+        Some(Value::String(text)) => Field::Valid(parse_rate(text)),
+        Some(Value::Integer(integer)) => Field::Valid(match u128::try_from(*integer) {
+            Ok(0) | Err(_) => Err("must be greater than 0".to_string()),
+            Ok(integer) => Ok((integer, 1)),
+        }),
+        Some(Value::Float(_)) => Field::Valid(Err(
+            "write the rate as a string (for example \"0.9\") so it is read exactly".to_string(),
+        )),
+        Some(other) => Field::Valid(Err(format!(
+            "expected a decimal string, found {}",
+            other.type_str()
+        ))),
+    };
+    let rate = f
+        .checked(report, "rate", rate, |result| result)
+        .required(report);
+    if from.is_some() && from == to {
+        report.error(f.path("to"), "a rate needs two different assets");
+    }
+    f.finish(report);
+    let (numerator, denominator) = rate?;
+    Some(RateConfig {
+        from: from?,
+        to: to?,
+        numerator,
+        denominator,
+    })
+}
+
+// --- The environment ----------------------------------------------------------------------------
+
+fn read_settlement_env(report: &mut Report, env: &Env) -> SettlementConfig {
+    let enabled = match env.get("SETTLEMENT_ENABLED") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            report.error("env SETTLEMENT_ENABLED", "must be true or false");
+            false
+        }
+    };
+    SettlementConfig {
+        enabled,
+        evm_rpc_url: env_url(
+            report,
+            env,
+            "SETTLEMENT_EVM_RPC_URL",
+            &["http", "https", "ws", "wss"],
+        ),
+        xrpl_url: env_url(
+            report,
+            env,
+            "SETTLEMENT_XRPL_URL",
+            &["http", "https", "ws", "wss"],
+        ),
+        aptos_url: env_url(report, env, "SETTLEMENT_APTOS_URL", &["http", "https"]),
+    }
+}
+
+/// A URL from the environment, checked but never echoed: RPC URLs often carry an API key.
+fn env_url(report: &mut Report, env: &Env, name: &str, schemes: &[&str]) -> Option<String> {
+    let text = env.get(name)?;
+    let problem = match url::Url::parse(text) {
+        Err(error) => format!("not a valid URL ({error})"),
+        Ok(url) if !schemes.contains(&url.scheme()) => {
+            format!("scheme must be one of: {}", schemes.join(", "))
+        }
+        Ok(url) if url.host().is_none() => "has no host".to_string(),
+        Ok(_) => return Some(text.to_string()),
+    };
+    report.error(format!("env {name}"), problem);
+    None
+}
+
+fn read_tigerbeetle_env(report: &mut Report, env: &Env) -> TigerBeetleConfig {
+    let mut replicas = Vec::new();
+    if let Some(text) = env
+        .get("TIGERBEETLE_REPLICAS")
+        .filter(|t| !t.trim().is_empty())
+    {
+        for (index, item) in text.split(',').map(str::trim).enumerate() {
+            match replica_address(item) {
+                Ok(()) => replicas.push(item.to_string()),
+                Err(message) => report.error(
+                    "env TIGERBEETLE_REPLICAS",
+                    format!("item {}: {message}", index + 1),
+                ),
+            }
+        }
+    }
+    let cluster_id = match env.get("TIGERBEETLE_CLUSTER_ID").map(|t| t.parse::<u128>()) {
+        None => 0,
+        Some(Ok(id)) => id,
+        Some(Err(_)) => {
+            report.error(
+                "env TIGERBEETLE_CLUSTER_ID",
+                "must be a decimal integer below 2^128",
+            );
+            0
+        }
+    };
+    TigerBeetleConfig {
+        replicas,
+        cluster_id,
+    }
+}
+
+/// `port`, `host:port` or `[ipv6]:port`; syntax only, nothing is resolved.
+fn replica_address(item: &str) -> Result<(), String> {
+    let port_text = match item.rsplit_once(':') {
+        None => item,
+        Some((host, port_text)) => {
+            let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+                Some(ipv6) => ipv6.parse::<std::net::Ipv6Addr>().is_ok(),
+                None => {
+                    !host.is_empty()
+                        && host
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+                }
+            };
+            if !host_ok {
+                return Err(format!("`{item}`: the host is not a valid name or address"));
+            }
+            port_text
+        }
+    };
+    port_text
+        .parse::<u64>()
+        .map_err(|_| "must be a port number, 1 to 65535".to_string())
+        .and_then(port)
+        .map(|_| ())
+        .map_err(|message| format!("`{item}`: port {message}"))
+}
+
+fn warn_unknown_env(report: &mut Report, env: &Env) {
+    for name in env.vars.keys() {
+        let checked = ENV_CHECKED_PREFIXES
+            .iter()
+            .any(|prefix| name.starts_with(prefix));
+        if checked && !ENV_KNOWN.contains(&name.as_str()) {
+            let known = ENV_KNOWN.join(", ");
+            report.warning(
+                format!("env {name}"),
+                format!("unknown variable, ignored (known: {known})"),
+            );
+        }
+    }
+}
+
+// --- Checks across entries ----------------------------------------------------------------------
+
+fn check_peers(report: &mut Report, node: &NodeConfig, peers: &[PeerConfig]) {
+    let mut ids: HashMap<&str, usize> = HashMap::new();
+    let mut tokens: HashMap<&str, usize> = HashMap::new();
+    for (index, peer) in peers.iter().enumerate() {
+        if !peer.id.is_empty() {
+            if let Some(first) = first_seen(&mut ids, &peer.id, index) {
+                report.error(
+                    format!("peers[{index}].id"),
+                    format!("duplicate peer id `{}` (also peers[{first}])", peer.id),
+                );
+            }
+        }
+        if let Some(token) = &peer.incoming_token {
+            if let Some(first) = first_seen(&mut tokens, token.expose(), index) {
+                let message = format!(
+                    "same token as peers[{first}]: a connecting peer could not be told apart"
+                );
+                report.error(format!("peers[{index}].incoming_token"), message);
+            }
+        }
+        let child_address = peer.child_address(&node.ilp_address);
+        let addressable = node.ilp_address.is_empty()
+            || peer.id.is_empty()
+            || is_valid_ilp_address(&child_address);
+        if peer.relation == Relation::Child && !addressable {
+            let message = format!("the child address `{child_address}` is too long (RFC 15: at most {ILP_ADDRESS_SIZE_MAX} bytes)");
+            report.error(format!("peers[{index}].id"), message);
+        }
+    }
+    if node.ready_peers_min > peers.len() {
+        let message = format!(
+            "{} exceeds the number of peers ({}): the node would never be ready",
+            node.ready_peers_min,
+            peers.len()
+        );
+        report.error("node.ready_peers_min", message);
+    }
+}
+
+fn check_routes(
+    report: &mut Report,
+    node: &NodeConfig,
+    peers: &[PeerConfig],
+    routes: &[RouteConfig],
+) {
+    let mut prefixes: HashMap<&str, usize> = HashMap::new();
+    let node_network = network(&node.ilp_address);
+    for (index, route) in routes.iter().enumerate() {
+        if !route.peer.is_empty() && !peers.iter().any(|peer| peer.id == route.peer) {
+            report.error(
+                format!("routes[{index}].peer"),
+                format!("no peer with id `{}`", route.peer),
+            );
+        }
+        if route.prefix.is_empty() {
+            continue;
+        }
+        if let Some(first) = first_seen(&mut prefixes, &route.prefix, index) {
+            report.error(
+                format!("routes[{index}].prefix"),
+                format!("duplicate prefix (also routes[{first}])"),
+            );
+        }
+        if let (Some(ours), Some(theirs)) = (node_network, network(&route.prefix)) {
+            if ours != theirs {
+                let message = format!("a {ours}-network node rejects {theirs}-network destinations (RFC 34): this route is never used");
+                report.warning(format!("routes[{index}].prefix"), message);
+            }
+        }
+    }
+}
+
+fn check_rates(report: &mut Report, peers: &[PeerConfig], rates: &[Option<RateConfig>]) {
+    let mut pairs: HashMap<(&str, &str), usize> = HashMap::new();
+    for (index, rate) in rates.iter().enumerate() {
+        let Some(rate) = rate else { continue };
+        let pair = if rate.from < rate.to {
+            (&*rate.from, &*rate.to)
+        } else {
+            (&*rate.to, &*rate.from)
+        };
+        if let Some(first) = first_seen(&mut pairs, pair, index) {
+            let message = format!("a second rate between {} and {} (also rates[{first}]); one rate serves both directions", pair.0, pair.1);
+            report.error(format!("rates[{index}]"), message);
+        }
+    }
+    let assets: BTreeSet<&str> = (peers.iter())
+        .map(|p| p.asset_code.as_str())
+        .filter(|a| !a.is_empty())
+        .collect();
+    for (position, &a) in assets.iter().enumerate() {
+        for &b in assets.iter().skip(position + 1) {
+            if !pairs.contains_key(&(a, b)) {
+                let message = format!("no rate between {a} and {b}: packets between peers in these assets will be rejected");
+                report.warning("rates", message);
+            }
+        }
+    }
+}
+
+/// Records `key` at `index` unless already seen; returns where it was first seen.
+fn first_seen<K: std::hash::Hash + Eq>(
+    seen: &mut HashMap<K, usize>,
+    key: K,
+    index: usize,
+) -> Option<usize> {
+    match seen.entry(key) {
+        std::collections::hash_map::Entry::Occupied(entry) => Some(*entry.get()),
+        std::collections::hash_map::Entry::Vacant(entry) => {
+            entry.insert(index);
+            None
+        }
+    }
+}
+
+fn check_settlement(report: &mut Report, peers: &[PeerConfig], settlement: &SettlementConfig) {
+    if !settlement.enabled {
+        return;
+    }
+    for (index, peer) in peers.iter().enumerate() {
+        let Some(peer_settlement) = &peer.settlement else {
+            continue;
+        };
+        let (url, name) = match peer_settlement.chain.as_str() {
+            "evm" => (&settlement.evm_rpc_url, "SETTLEMENT_EVM_RPC_URL"),
+            "xrpl" => (&settlement.xrpl_url, "SETTLEMENT_XRPL_URL"),
+            _ => (&settlement.aptos_url, "SETTLEMENT_APTOS_URL"),
+        };
+        if url.is_none() {
+            let message = format!("settlement is enabled but {name} is not set (or is invalid)");
+            report.error(format!("peers[{index}].settlement.chain"), message);
+        }
+    }
+}
+
+// --- Single values ------------------------------------------------------------------------------
+
+fn any(value: u64) -> Result<u64, String> {
+    Ok(value)
+}
+
+fn any_usize(value: u64) -> Result<usize, String> {
+    usize::try_from(value).map_err(|_| "is too large".to_string())
+}
+
+fn positive(value: u64) -> Result<u64, String> {
+    if value == 0 {
+        return Err("must be greater than 0".to_string());
+    }
+    Ok(value)
+}
+
+fn positive_usize(value: u64) -> Result<usize, String> {
+    positive(value).and_then(any_usize)
+}
+
+fn positive_u32(value: u64) -> Result<u32, String> {
+    let value = positive(value)?;
+    u32::try_from(value).map_err(|_| format!("must be at most {}", u32::MAX))
+}
+
+/// A remote port: 1 to 65535.
+fn port(value: u64) -> Result<u16, String> {
+    match u16::try_from(value) {
+        Ok(port) if port > 0 => Ok(port),
+        _ => Err("must be a port number, 1 to 65535".to_string()),
+    }
+}
+
+/// A port to listen on; 0 asks the system for a free one (tests start nodes that way).
+fn listen_port(value: u64) -> Result<u16, String> {
+    u16::try_from(value).map_err(|_| "must be a port number, 0 to 65535".to_string())
+}
+
+fn env_port(text: &str) -> Result<u16, String> {
+    let value = text
+        .parse::<u64>()
+        .map_err(|_| "must be a port number, 0 to 65535".to_string())?;
+    listen_port(value)
+}
+
+fn non_empty(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    Ok(text.to_string())
+}
+
+fn secret(text: &str) -> Result<Secret, String> {
+    if text.is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    Ok(Secret::new(text))
+}
+
+fn env_name(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty() && !text.contains('=') && !text.contains('\0');
+    if !valid {
+        return Err("must be the name of an environment variable".to_string());
+    }
+    Ok(text.to_string())
+}
+
+fn node_id(text: &str) -> Result<String, String> {
+    let valid = (1..=64).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_~-.".contains(c));
+    if !valid {
+        return Err("must be 1 to 64 letters, digits, `_`, `~`, `-` or `.`".to_string());
+    }
+    Ok(text.to_string())
+}
+
+fn node_address(text: &str) -> Result<String, String> {
+    if !is_valid_ilp_address(text) {
+        return Err(format!("`{text}` is not a valid ILP address (RFC 15: a scheme such as g, test or private, then one or more `.segment` of letters, digits, `_`, `~`, `-`)"));
+    }
+    if matches!(scheme(text), "peer" | "self") {
+        return Err(format!(
+            "`{text}`: peer. and self. addresses are link-local, not a node's address"
+        ));
+    }
+    Ok(text.to_string())
+}
+
+fn route_prefix(text: &str) -> Result<String, String> {
+    let scheme_only = ILP_SCHEMES.contains(&text);
+    if !scheme_only && !is_valid_ilp_address(text) {
+        return Err(format!(
+            "`{text}` is not a valid ILP address or scheme (RFC 15)"
+        ));
+    }
+    if matches!(scheme(text), "peer" | "self") {
+        return Err(format!(
+            "`{text}`: peer. and self. destinations are never forwarded"
+        ));
+    }
+    Ok(text.to_string())
+}
+
+fn asset_code(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty() && text.chars().all(|c| c.is_ascii_graphic());
+    if !valid {
+        return Err("must be a non-empty code without spaces, such as USD".to_string());
+    }
+    Ok(text.to_string())
+}
+
+fn asset_scale(value: u64) -> Result<u8, String> {
+    u8::try_from(value).map_err(|_| "must be 0 to 255".to_string())
+}
+
+fn bind_host(text: &str) -> Result<IpAddr, String> {
+    text.parse()
+        .map_err(|_| format!("`{text}` is not an IP address (such as 0.0.0.0 or 127.0.0.1)"))
+}
+
+fn log_level(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty() && !text.chars().any(char::is_whitespace);
+    if !valid {
+        return Err(
+            "must be a non-empty filter directive without spaces, such as info".to_string(),
+        );
+    }
+    Ok(text.to_string())
+}
+
+fn peer_id(text: &str) -> Result<String, String> {
+    if !is_valid_segment(text) {
+        return Err(format!(
+            "`{text}` must be one ILP address segment: letters, digits, `_`, `~`, `-`"
+        ));
+    }
+    Ok(text.to_string())
+}
+
+/// `btp+ws`, `btp+wss`, `ws` or `wss`, stored without `btp+`. Never echoed: a URL may hold
+/// credentials, which belong in `token` instead.
+fn outgoing_url(text: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(text.strip_prefix("btp+").unwrap_or(text))
+        .map_err(|error| format!("not a valid URL ({error})"))?;
+    if !matches!(url.scheme(), "ws" | "wss") {
+        return Err("scheme must be btp+ws, btp+wss, ws or wss".to_string());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "must not contain user:password@; put the token in token or token_env".to_string(),
+        );
+    }
+    if url.host().is_none() {
+        return Err("has no host".to_string());
+    }
+    Ok(url)
+}
+
+fn relation(text: &str) -> Result<Relation, String> {
+    match text {
+        "parent" => Ok(Relation::Parent),
+        "peer" => Ok(Relation::Peer),
+        "child" => Ok(Relation::Child),
+        _ => Err(format!("`{text}` must be parent, peer or child")),
+    }
+}
+
+fn chain(text: &str) -> Result<String, String> {
+    if !matches!(text, "evm" | "xrpl" | "aptos") {
+        return Err(format!("`{text}` must be evm, xrpl or aptos"));
+    }
+    Ok(text.to_string())
+}
+
+/// Syntax of a settlement address on its chain; checksums are the executors' business.
+fn chain_address(chain: &str, address: &str) -> Result<(), String> {
+    let hex_digits = |digits: &str| digits.chars().all(|c| c.is_ascii_hexdigit());
+    let valid = match chain {
+        "evm" => address
+            .strip_prefix("0x")
+            .is_some_and(|d| d.len() == 40 && hex_digits(d)),
+        "aptos" => address
+            .strip_prefix("0x")
+            .is_some_and(|d| (1..=64).contains(&d.len()) && hex_digits(d)),
+        _ => {
+            let base58 = |c: char| c.is_ascii_alphanumeric() && !"0OIl".contains(c);
+            address.starts_with('r')
+                && (25..=35).contains(&address.len())
+                && address.chars().all(base58)
+        }
+    };
+    if !valid {
+        let expected = match chain {
+            "evm" => "0x and 40 hex digits",
+            "aptos" => "0x and 1 to 64 hex digits",
+            _ => "a classic address: r and 24 to 34 base58 characters",
+        };
+        return Err(format!(
+            "`{address}` is not an address on {chain} ({expected})"
+        ));
+    }
+    Ok(())
+}
+
+/// A positive decimal such as `0.9` or `1250`, as an exact reduced fraction.
+fn parse_rate(text: &str) -> Result<(u128, u128), String> {
+    let invalid = || format!("`{text}` is not a positive decimal number such as \"0.9\"");
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty()
+        || !digits(whole)
+        || !digits(fraction)
+        || (text.contains('.') && fraction.is_empty())
+    {
+        return Err(invalid());
+    }
+    let fraction = fraction.trim_end_matches('0');
+    let too_precise = || format!("`{text}` has too many digits to be represented exactly");
+    let fraction_digits = u32::try_from(fraction.len()).map_err(|_| too_precise())?;
+    let denominator = 10u128
+        .checked_pow(fraction_digits)
+        .ok_or_else(too_precise)?;
+    let numerator = format!("{whole}{fraction}")
+        .parse::<u128>()
+        .map_err(|_| too_precise())?;
+    if numerator == 0 {
+        return Err("must be greater than 0".to_string());
+    }
+    let divisor = gcd(numerator, denominator);
+    Ok((numerator / divisor, denominator / divisor))
+}
+
+fn gcd(mut a: u128, mut b: u128) -> u128 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+fn scheme(address: &str) -> &str {
+    address.split('.').next().unwrap_or("")
+}
+
+/// `test` for the test networks, `live` for `g`, None for the others (RFC 34).
+fn network(address: &str) -> Option<&'static str> {
+    match scheme(address) {
+        "g" => Some("live"),
+        "test" | "test1" | "test2" | "test3" => Some("test"),
+        _ => None,
+    }
+}
+
+/// RFC 15. Private until `crate::ilp::address` settles; then this defers to it.
+fn is_valid_ilp_address(address: &str) -> bool {
+    crate::ilp::address::Address::is_valid(address.as_bytes())
+}
+
+fn is_valid_segment(segment: &str) -> bool {
+    !segment.is_empty()
+        && segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_~-".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs each case of a table. Cases are separated by `---` lines; in a case, `=> path: text`
+    /// expects a problem (`=> warning: path: text` a warning) at `path` whose message contains
+    /// `text`, `$ NAME=value` sets a variable, `@node` stands for a minimal valid [node] and
+    /// `@peer ID` for a minimal valid peer, each optionally followed by `key = value` (set) or
+    /// `-key` (remove) edits separated by `;`. Other lines are TOML.
+    #[track_caller]
+    fn check_cases(table: &str) {
+        for case in table.split("\n---\n") {
+            let mut text = String::new();
+            let mut env = Vec::new();
+            let mut expect = Vec::new();
+            for line in case.lines() {
+                if let Some(problem) = line.strip_prefix("=> ") {
+                    expect.push(problem);
+                } else if let Some(variable) = line.strip_prefix("$ ") {
+                    env.push(variable.split_once('=').expect("$ NAME=value"));
+                } else if let Some(edits) = line.strip_prefix("@node") {
+                    text += &edit(NODE, edits);
+                } else if let Some(rest) = line.strip_prefix("@peer ") {
+                    let (id, edits) = rest.split_once(' ').unwrap_or((rest, ""));
+                    text += &edit(&peer(id), edits);
+                } else {
+                    text += line;
+                    text += "\n";
+                }
+            }
+            check(&text, &env, &expect);
+        }
+    }
+
+    const NODE: &str =
+        "[node]\nid = \"n\"\nilp_address = \"test.n\"\nasset_code = \"USD\"\nasset_scale = 6\n";
+
+    fn peer(id: &str) -> String {
+        format!(
+            "[[peers]]\nid = \"{id}\"\nrelation = \"peer\"\nasset_code = \"USD\"\nasset_scale = 6\n\
+             incoming_token = \"token-{id}\"\ncredit_limit = 0\n"
+        )
+    }
+
+    fn edit(table: &str, edits: &str) -> String {
+        let mut lines: Vec<String> = table.lines().map(String::from).collect();
+        for edit in edits.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+            let key = edit.trim_start_matches('-').split(" = ").next().unwrap();
+            let position = lines
+                .iter()
+                .position(|l| l.starts_with(&format!("{key} = ")));
+            match (edit.starts_with('-'), position) {
+                (true, Some(position)) => drop(lines.remove(position)),
+                (false, Some(position)) => lines[position] = edit.to_string(),
+                (false, None) => lines.push(edit.to_string()),
+                (true, None) => panic!("no key {key} to remove"),
+            }
+        }
+        lines.join("\n") + "\n"
+    }
+
+    /// Each expected problem matches exactly one actual one, and every actual one is expected.
+    #[track_caller]
+    fn check(text: &str, env: &[(&str, &str)], expect: &[&str]) {
+        let all: Vec<String> = match parse(text, &Env::from_pairs(env.iter().copied())) {
+            Ok(loaded) => loaded.warnings.iter().map(Problem::to_string).collect(),
+            Err(errors) => errors.problems.iter().map(Problem::to_string).collect(),
+        };
+        let context = || format!("in:\n{text}\nenv: {env:?}\nproblems:\n{}", all.join("\n"));
+        let mut unmatched = all.clone();
+        for expected in expect {
+            let (warning, rest) = match expected.strip_prefix("warning: ") {
+                Some(rest) => ("warning: ", rest),
+                None => ("", *expected),
+            };
+            let (path, needle) = rest.split_once(": ").unwrap_or((rest, ""));
+            let prefix = format!("{warning}{path}: ");
+            let found = (unmatched.iter()).position(|line| {
+                line.starts_with(&prefix) && line[prefix.len()..].contains(needle)
+            });
+            match found {
+                Some(index) => drop(unmatched.remove(index)),
+                None => panic!("expected `{expected}`, {}", context()),
+            }
+        }
+        assert!(
+            unmatched.is_empty(),
+            "unexpected {unmatched:?}, {}",
+            context()
+        );
+    }
+
+    #[test]
+    fn node() {
+        check_cases(
+            r#"
+@node
+---
+=> node.id: missing
+=> node.ilp_address: missing
+=> node.asset_code: missing
+=> node.asset_scale: missing
+---
+@node ilp_address = "test"
+=> node.ilp_address: `test` is not a valid ILP address
+---
+@node ilp_address = "what.n"
+=> node.ilp_address: not a valid ILP address
+---
+@node ilp_address = "test..n"
+=> node.ilp_address: not a valid ILP address
+---
+@node ilp_address = "peer.n"
+=> node.ilp_address: peer. and self.
+---
+@node ilp_address = "self.n"
+=> node.ilp_address: peer. and self.
+---
+@node asset_scale = 256
+=> node.asset_scale: 0 to 255
+---
+@node asset_scale = -1
+=> node.asset_scale: must not be negative
+---
+@node asset_code = ""
+=> node.asset_code: non-empty
+---
+@node asset_code = 840
+=> node.asset_code: expected a string, found integer
+---
+@node id = "a b"
+=> node.id: letters, digits
+---
+@node bind_host = "localhost"
+=> node.bind_host: not an IP address
+---
+@node log_level = ""
+=> node.log_level: non-empty
+---
+@node reflection = "yes"; ilp_trailing_bytes_allowed = 1
+=> node.reflection: expected true or false, found string
+=> node.ilp_trailing_bytes_allowed: expected true or false, found integer
+---
+@node btp_port = "4000"
+=> node.btp_port: expected an integer, found string
+---
+@node btp_port = 0; health_port = 0
+---
+@node health_port = 65536
+=> node.health_port: 0 to 65535
+---
+@node btp_port = 9000; health_port = 9000
+=> node.health_port: must differ from the BTP port
+---
+@node min_message_window_ms = 0
+=> node.min_message_window_ms: greater than 0
+---
+@node min_message_window_ms = 2000; max_hold_time_ms = 1999
+=> node.max_hold_time_ms: at least min_message_window_ms (2000)
+---
+@node max_hold_time_ms = 1000
+---
+@node btp_message_size_max = 0; btp_auth_timeout_ms = 0; btp_session_in_flight_max = 0; pipeline_queue_max = 0
+=> node.btp_message_size_max: greater than 0
+=> node.btp_auth_timeout_ms: greater than 0
+=> node.btp_session_in_flight_max: greater than 0
+=> node.pipeline_queue_max: greater than 0
+---
+@node btp_message_size_max = 32855
+=> warning: node.btp_message_size_max: below 32856
+---
+@node btp_message_size_max = 32856
+---
+@node ready_peers_min = 1
+=> node.ready_peers_min: exceeds the number of peers (0)
+---
+@node ready_peers_min = 1
+@peer a
+"#,
+        );
+    }
+
+    #[test]
+    fn node_address_length() {
+        let address = |length: usize| format!("ilp_address = \"test.{}\"", "a".repeat(length - 5));
+        check(&edit(NODE, &address(1023)), &[], &[]);
+        check(
+            &edit(NODE, &address(1024)),
+            &[],
+            &["node.ilp_address: not a valid ILP address"],
+        );
+        let child = edit(&peer("c"), "relation = \"child\"");
+        check(&(edit(NODE, &address(1021)) + &child), &[], &[]);
+        check(
+            &(edit(NODE, &address(1022)) + &child),
+            &[],
+            &["peers[0].id: the child address"],
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_syntax() {
+        check_cases(
+            r#"
+colour = 1
+@node
+=> colour: unknown key (expected one of: node, peers, routes, rates)
+---
+@node btp_prot = 1
+=> node.btp_prot: unknown key (did you mean `btp_port`?)
+---
+@node
+@peer a
+[peers.outgoing]
+url = "ws://h"
+tokn = "t"
+=> peers[0].outgoing.token: missing: set token or token_env
+=> peers[0].outgoing.tokn: did you mean `token`?
+---
+@node
+@peer a
+[peers.settlement]
+chain = "evm"
+threshold = 10
+setle_to = 0
+=> peers[0].settlement.setle_to: unknown key (did you mean `settle_to`?)
+---
+@node
+[peers]
+id = "a"
+=> peers: expected an array of tables ([[peers]]), found table
+---
+peers = [1]
+@node
+=> peers[0]: expected a table, found integer
+---
+node = 1
+=> node: expected a table, found integer
+=> node.id: missing
+=> node.ilp_address: missing
+=> node.asset_code: missing
+=> node.asset_scale: missing
+---
+[node]
+id =
+=> line 2, column 5: invalid string; expected `"`, `'`
+---
+[node]
+id = "a"
+id = "b"
+=> line 3, column 1: duplicate key
+"#,
+        );
+    }
+
+    #[test]
+    fn peers() {
+        check_cases(
+            r#"
+@node
+@peer a
+---
+@node
+[[peers]]
+=> peers[0].id: missing
+=> peers[0].relation: missing
+=> peers[0].asset_code: missing
+=> peers[0].asset_scale: missing
+=> peers[0].credit_limit: missing
+=> warning: peers[0]: neither incoming_token(_env) nor [outgoing]
+---
+@node
+@peer a.b
+=> peers[0].id: `a.b` must be one ILP address segment
+---
+@node
+@peer a!
+=> peers[0].id: `a!` must be one ILP address segment
+---
+@node
+@peer a relation = "friend"
+=> peers[0].relation: `friend` must be parent, peer or child
+---
+@node
+@peer a asset_scale = 300; asset_code = ""
+=> peers[0].asset_scale: 0 to 255
+=> peers[0].asset_code: non-empty
+---
+@node
+@peer a
+@peer a incoming_token = "other"
+=> peers[1].id: duplicate peer id `a` (also peers[0])
+---
+@node
+@peer a max_packet_amount = 0; packets_per_second_max = 0; throughput_per_second_max = 0
+=> peers[0].max_packet_amount: greater than 0
+=> peers[0].packets_per_second_max: greater than 0
+=> peers[0].throughput_per_second_max: greater than 0
+---
+@node
+@peer a packets_per_second_max = 4294967296
+=> peers[0].packets_per_second_max: at most 4294967295
+---
+@node
+@peer a credit_limit = -5
+=> peers[0].credit_limit: must not be negative
+---
+@node
+@peer a -credit_limit
+=> peers[0].credit_limit: missing
+"#,
+        );
+    }
+
+    #[test]
+    fn tokens() {
+        check_cases(
+            r#"
+@node
+@peer a -incoming_token
+=> warning: peers[0]: neither incoming_token(_env) nor [outgoing]: this peer can never connect
+---
+@node
+@peer a incoming_token = ""
+=> peers[0].incoming_token: must not be empty
+---
+@node
+@peer a incoming_token_env = "A"
+$ A=x
+=> peers[0].incoming_token_env: set either incoming_token or incoming_token_env, not both
+---
+@node
+@peer a -incoming_token; incoming_token_env = "A_TOKEN"
+$ A_TOKEN=x
+---
+@node
+@peer a -incoming_token; incoming_token_env = "A_TOKEN"
+=> peers[0].incoming_token_env: environment variable A_TOKEN is not set
+---
+@node
+@peer a -incoming_token; incoming_token_env = "A_TOKEN"
+$ A_TOKEN=
+=> peers[0].incoming_token_env: environment variable A_TOKEN is empty
+---
+@node
+@peer a -incoming_token; incoming_token_env = ""
+=> peers[0].incoming_token_env: must be the name of an environment variable
+---
+@node
+@peer a
+@peer b incoming_token = "token-a"
+@peer c incoming_token = "token-a"
+=> peers[1].incoming_token: same token as peers[0]
+=> peers[2].incoming_token: same token as peers[0]
+---
+@node
+@peer a
+@peer b -incoming_token; incoming_token_env = "B"
+$ B=token-a
+=> peers[1].incoming_token: same token as peers[0]
+"#,
+        );
+        let text =
+            NODE.to_string() + &edit(&peer("a"), "-incoming_token; incoming_token_env = \"A\"");
+        let loaded = parse(&text, &Env::from_pairs([("A", "x")])).unwrap();
+        assert_eq!(
+            loaded.config.peers[0].incoming_token,
+            Some(Secret::new("x"))
+        );
+    }
+
+    #[test]
+    fn outgoing_links() {
+        check_cases(
+            r#"
+@node
+@peer a
+[peers.outgoing]
+url = "btp+ws://127.0.0.1:4001"
+token = "t"
+---
+@node
+@peer a
+[peers.outgoing]
+url = "wss://h.example/btp"
+token_env = "T"
+$ T=t
+---
+@node
+@peer a
+[peers.outgoing]
+url = "ws://h"
+=> peers[0].outgoing.token: missing: set token or token_env
+---
+@node
+@peer a
+[peers.outgoing]
+token = "t"
+=> peers[0].outgoing.url: missing
+---
+@node
+@peer a
+[peers.outgoing]
+url = "http://h"
+token = ""
+=> peers[0].outgoing.url: scheme must be btp+ws, btp+wss, ws or wss
+=> peers[0].outgoing.token: must not be empty
+---
+@node
+@peer a
+[peers.outgoing]
+url = "btp+http://h"
+token = "t"
+=> peers[0].outgoing.url: scheme must be btp+ws
+---
+@node
+@peer a
+[peers.outgoing]
+url = "not a url"
+token = "t"
+=> peers[0].outgoing.url: not a valid URL
+---
+@node
+@peer a
+[peers.outgoing]
+url = "btp+ws://name:password@h"
+token = "t"
+=> peers[0].outgoing.url: must not contain user:password@
+---
+@node
+@peer a outgoing = 1
+=> peers[0].outgoing: expected a table, found integer
+"#,
+        );
+        let text = NODE.to_string()
+            + &peer("a")
+            + "[peers.outgoing]\nurl = \"btp+wss://h.example/btp\"\ntoken = \"t\"\n";
+        let config = parse(&text, &Env::default()).unwrap().config;
+        let outgoing = config.peers[0].outgoing.as_ref().unwrap();
+        assert_eq!(outgoing.url.as_str(), "wss://h.example/btp");
+        assert_eq!(outgoing.token, Secret::new("t"));
+    }
+
+    #[test]
+    fn peer_settlement() {
+        check_cases(
+            r#"
+@node
+@peer a
+[peers.settlement]
+chain = "evm"
+threshold = 10
+---
+@node
+@peer a
+[peers.settlement]
+chain = "btc"
+=> peers[0].settlement.chain: `btc` must be evm, xrpl or aptos
+=> peers[0].settlement.threshold: missing
+---
+@node
+@peer a
+[peers.settlement]
+chain = "evm"
+threshold = 10
+settle_to = 10
+=> peers[0].settlement.settle_to: must be less than threshold (10)
+---
+@node
+@peer a
+[peers.settlement]
+chain = "evm"
+threshold = 0
+=> peers[0].settlement.threshold: greater than 0
+---
+@node
+@peer a
+[peers.settlement]
+chain = "evm"
+threshold = 10
+address = "0x12"
+=> peers[0].settlement.address: `0x12` is not an address on evm (0x and 40 hex digits)
+---
+@node
+@peer a
+[peers.settlement]
+chain = "aptos"
+threshold = 10
+address = "0x1"
+---
+@node
+@peer a
+[peers.settlement]
+chain = "xrpl"
+threshold = 10
+address = "rN7n7otQDd6FczFgLdSqtcsAUxDkw6fzRH"
+---
+@node
+@peer a
+[peers.settlement]
+chain = "xrpl"
+threshold = 10
+address = "0x1"
+=> peers[0].settlement.address: not an address on xrpl
+---
+@node
+@peer a
+[peers.settlement]
+chain = "evm"
+threshold = 10
+$ SETTLEMENT_ENABLED=true
+=> peers[0].settlement.chain: settlement is enabled but SETTLEMENT_EVM_RPC_URL is not set
+---
+@node
+@peer a
+[peers.settlement]
+chain = "evm"
+threshold = 10
+$ SETTLEMENT_ENABLED=true
+$ SETTLEMENT_EVM_RPC_URL=http://127.0.0.1:8545
+"#,
+        );
+    }
+
+    #[test]
+    fn routes() {
+        check_cases(
+            r#"
+@node
+@peer a
+@peer b
+[[routes]]
+prefix = "test.a"
+peer = "a"
+[[routes]]
+prefix = "test"
+peer = "b"
+[[routes]]
+prefix = "example.x"
+peer = "b"
+---
+@node
+@peer a
+[[routes]]
+prefix = "test.c"
+peer = "c"
+=> routes[0].peer: no peer with id `c`
+---
+@node
+@peer a
+@peer b
+[[routes]]
+prefix = "test.a"
+peer = "a"
+[[routes]]
+prefix = "test.a"
+peer = "b"
+=> routes[1].prefix: duplicate prefix (also routes[0])
+---
+@node
+@peer a
+[[routes]]
+prefix = "test..a"
+peer = "a"
+[[routes]]
+prefix = "nope"
+peer = "a"
+=> routes[0].prefix: `test..a` is not a valid ILP address or scheme
+=> routes[1].prefix: `nope` is not a valid ILP address or scheme
+---
+@node
+@peer a
+[[routes]]
+prefix = "peer.config"
+peer = "a"
+=> routes[0].prefix: peer. and self. destinations are never forwarded
+---
+@node
+@peer a
+[[routes]]
+prefix = "g"
+peer = "a"
+=> warning: routes[0].prefix: a test-network node rejects live-network destinations
+---
+@node
+[[routes]]
+=> routes[0].prefix: missing
+=> routes[0].peer: missing
+"#,
+        );
+    }
+
+    #[test]
+    fn rates() {
+        check_cases(
+            r#"
+@node
+@peer a
+@peer b asset_code = "EUR"
+=> warning: rates: no rate between EUR and USD
+---
+@node
+@peer a
+@peer b asset_code = "EUR"
+@peer c asset_code = "JPY"
+[[rates]]
+from = "USD"
+to = "EUR"
+rate = "0.9"
+=> warning: rates: no rate between EUR and JPY
+=> warning: rates: no rate between JPY and USD
+---
+@node
+@peer a
+@peer b asset_code = "EUR"
+[[rates]]
+from = "EUR"
+to = "USD"
+rate = 2
+---
+@node
+@peer a
+@peer b asset_code = "EUR"
+[[rates]]
+from = "USD"
+to = "EUR"
+rate = "0.9"
+[[rates]]
+from = "EUR"
+to = "USD"
+rate = "1.1"
+=> rates[1]: a second rate between EUR and USD (also rates[0])
+---
+@node
+[[rates]]
+from = "USD"
+to = "EUR"
+rate = 0.9
+[[rates]]
+from = "USD"
+to = "JPY"
+rate = "0"
+[[rates]]
+from = "USD"
+to = "CHF"
+rate = 0
+[[rates]]
+from = "USD"
+to = "GBP"
+rate = "-1"
+[[rates]]
+from = "USD"
+to = "CAD"
+rate = true
+=> rates[0].rate: write the rate as a string (for example "0.9")
+=> rates[1].rate: must be greater than 0
+=> rates[2].rate: must be greater than 0
+=> rates[3].rate: `-1` is not a positive decimal number
+=> rates[4].rate: expected a decimal string, found boolean
+---
+@node
+[[rates]]
+from = "USD"
+to = "USD"
+rate = "1"
+[[rates]]
+from = ""
+to = "EUR"
+rate = "1"
+[[rates]]
+=> rates[0].to: a rate needs two different assets
+=> rates[1].from: non-empty
+=> rates[2].from: missing
+=> rates[2].to: missing
+=> rates[2].rate: missing
+"#,
+        );
+        let text = NODE.to_string() + "[[rates]]\nfrom = \"USD\"\nto = \"EUR\"\nrate = \"0.90\"\n";
+        let config = parse(&text, &Env::default()).unwrap().config;
+        assert_eq!(
+            (config.rates[0].numerator, config.rates[0].denominator),
+            (9, 10)
+        );
+        assert_eq!(config.rate("USD", "EUR"), Some((9, 10)));
+        assert_eq!(config.rate("EUR", "USD"), Some((10, 9)));
+        assert_eq!(config.rate("EUR", "EUR"), Some((1, 1)));
+        assert_eq!(config.rate("EUR", "JPY"), None);
+    }
+
+    #[test]
+    fn rate_parsing() {
+        let cases: &[(&str, Option<(u128, u128)>)] = &[
+            ("0.9", Some((9, 10))),
+            ("1", Some((1, 1))),
+            ("1.50", Some((3, 2))),
+            ("0.000001", Some((1, 1_000_000))),
+            ("1250", Some((1250, 1))),
+            ("007.5", Some((15, 2))),
+            (
+                "0.00000000000000000000000000000000000001",
+                Some((1, 10u128.pow(38))),
+            ),
+            ("0.000000000000000000000000000000000000001", None),
+            ("1000000000000000000000000000000000000000", None),
+            ("0", None),
+            ("0.0", None),
+            ("1.", None),
+            (".5", None),
+            ("-1", None),
+            ("+1", None),
+            ("1e3", None),
+            (" 1", None),
+            ("", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_rate(text).ok(), *expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn ilp_addresses() {
+        let valid =
+            "g.a test.a.b test1.x test3.x private.a-b_c~d local.1 peer.config self.x example.A";
+        let invalid = "g test. .g.a g..a test4.x what.x g.a!b g.a/b G.a g.é";
+        for address in valid.split(' ') {
+            assert!(is_valid_ilp_address(address), "{address}");
+        }
+        for address in invalid.split(' ').chain(["", "g.a b"]) {
+            assert!(!is_valid_ilp_address(address), "{address}");
+        }
+        assert!(is_valid_ilp_address(&format!("g.{}", "a".repeat(1021))));
+        assert!(!is_valid_ilp_address(&format!("g.{}", "a".repeat(1022))));
+    }
+
+    #[test]
+    fn environment() {
+        check_cases(
+            r#"
+@node -id
+$ NODE_ID=pod-0
+---
+@node
+$ BTP_PORT=abc
+=> env BTP_PORT: must be a port number, 0 to 65535
+---
+@node btp_port = 70000
+$ BTP_PORT=65536
+$ HEALTH_PORT=99999
+=> node.btp_port: 0 to 65535
+=> env BTP_PORT: 0 to 65535
+=> env HEALTH_PORT: 0 to 65535
+---
+@node
+$ HEALTH_PORT=4000
+=> env HEALTH_PORT: must differ from the BTP port
+---
+@node
+$ NODE_ID=
+$ LOG_LEVEL=
+=> env NODE_ID: letters, digits
+=> env LOG_LEVEL: non-empty
+---
+@node
+$ SETTLEMENT_ENABLED=yes
+$ SETTLEMENT_EVM_RPC_URL=ftp://h
+$ SETTLEMENT_XRPL_URL=nope
+$ SETTLEMENT_APTOS_URL=wss://h
+=> env SETTLEMENT_ENABLED: must be true or false
+=> env SETTLEMENT_EVM_RPC_URL: scheme must be one of: http, https, ws, wss
+=> env SETTLEMENT_XRPL_URL: not a valid URL
+=> env SETTLEMENT_APTOS_URL: scheme must be one of: http, https
+---
+@node
+$ SETTLEMENT_EVM_RPX_URL=http://h
+$ TIGERBEETLE_REPLICA=3000
+$ OTHER_VARIABLE=x
+=> warning: env SETTLEMENT_EVM_RPX_URL: unknown variable, ignored
+=> warning: env TIGERBEETLE_REPLICA: unknown variable, ignored
+---
+@node
+$ TIGERBEETLE_CLUSTER_ID=-1
+$ TIGERBEETLE_REPLICAS=3000,,bad host:1 ,h:0,[::1:3
+=> env TIGERBEETLE_CLUSTER_ID: must be a decimal integer below 2^128
+=> env TIGERBEETLE_REPLICAS: item 2: ``: port must be a port number
+=> env TIGERBEETLE_REPLICAS: item 3: `bad host:1`: the host is not a valid name or address
+=> env TIGERBEETLE_REPLICAS: item 4: `h:0`: port must be a port number
+=> env TIGERBEETLE_REPLICAS: item 5: `[::1:3`: the host
+"#,
+        );
+
+        let env = Env::from_pairs([
+            ("NODE_ID", "pod-0"),
+            ("BTP_PORT", "5000"),
+            ("HEALTH_PORT", "5001"),
+            ("LOG_LEVEL", "debug"),
+            ("SETTLEMENT_ENABLED", "true"),
+            ("SETTLEMENT_EVM_RPC_URL", "https://rpc.example/v1/KEY"),
+            (
+                "TIGERBEETLE_REPLICAS",
+                "3000, 10.0.0.2:3001 ,tb-1.tb:3000,[::1]:3002",
+            ),
+            (
+                "TIGERBEETLE_CLUSTER_ID",
+                "340282366920938463463374607431768211455",
+            ),
+        ]);
+        let config = parse(&edit(NODE, "bind_host = \"127.0.0.1\""), &env)
+            .unwrap()
+            .config;
+        assert_eq!(
+            (config.node.id.as_str(), config.node.log_level.as_str()),
+            ("pod-0", "debug")
+        );
+        assert_eq!(config.node.btp_bind, "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(config.node.health_bind, "127.0.0.1:5001".parse().unwrap());
+        assert!(config.settlement.enabled);
+        assert_eq!(
+            config.settlement.evm_rpc_url.as_deref(),
+            Some("https://rpc.example/v1/KEY")
+        );
+        let replicas = ["3000", "10.0.0.2:3001", "tb-1.tb:3000", "[::1]:3002"];
+        assert_eq!(config.tigerbeetle.replicas, replicas);
+        assert_eq!(config.tigerbeetle.cluster_id, u128::MAX);
+
+        assert_eq!(Env::default().config_path(), PathBuf::from("config.toml"));
+        let env = Env::from_pairs([("CONFIG_FILE", "/etc/m2m.toml")]);
+        assert_eq!(env.config_path(), PathBuf::from("/etc/m2m.toml"));
+    }
+
+    #[test]
+    fn defaults() {
+        let config = parse(NODE, &Env::default()).unwrap().config;
+        let node = &config.node;
+        assert_eq!(node.btp_bind, "0.0.0.0:4000".parse().unwrap());
+        assert_eq!(node.health_bind, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(node.log_level, "info");
+        assert_eq!(
+            (node.min_message_window_ms, node.max_hold_time_ms),
+            (1000, 30_000)
+        );
+        assert!(!node.reflection && node.ilp_trailing_bytes_allowed);
+        assert_eq!(
+            (node.btp_message_size_max, node.btp_auth_timeout_ms),
+            (65_536, 10_000)
+        );
+        assert_eq!(
+            (node.btp_session_in_flight_max, node.pipeline_queue_max),
+            (4096, 8192)
+        );
+        assert_eq!(node.ready_peers_min, 0);
+        assert!(!config.settlement.enabled);
+        assert_eq!(
+            (
+                config.tigerbeetle.replicas.len(),
+                config.tigerbeetle.cluster_id
+            ),
+            (0, 0)
+        );
+    }
+
+    #[test]
+    fn several_problems_at_once() {
+        check_cases(
+            r#"
+@node asset_scale = 300; btp_port = 70000; bogus = 1
+@peer a
+@peer a
+[[routes]]
+prefix = "test.z"
+peer = "z"
+$ HEALTH_PORT=x
+=> node.asset_scale: 0 to 255
+=> node.btp_port: 0 to 65535
+=> node.bogus: unknown key
+=> env HEALTH_PORT: 0 to 65535
+=> peers[1].id: duplicate peer id
+=> peers[1].incoming_token: same token
+=> routes[0].peer: no peer with id `z`
+"#,
+        );
+    }
+
+    const EXAMPLE: &str = include_str!("../../config.example.toml");
+    const EXAMPLE_ENV: [(&str, &str); 3] = [
+        ("UPSTREAM_TOKEN", "upstream-token"),
+        ("BOB_INCOMING_TOKEN", "bob-in"),
+        ("BOB_OUTGOING_TOKEN", "bob-out"),
+    ];
+
+    #[test]
+    fn example_file() {
+        check(EXAMPLE, &EXAMPLE_ENV, &[]);
+        let config = parse(EXAMPLE, &Env::from_pairs(EXAMPLE_ENV))
+            .unwrap()
+            .config;
+        assert_eq!(config.node.ilp_address, "test.m2m");
+        let ids: Vec<&str> = config.peers.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["upstream", "alice", "bob"]);
+        let bob = config.peer("bob").unwrap();
+        assert_eq!(bob.incoming_token, Some(Secret::new("bob-in")));
+        assert_eq!(
+            bob.outgoing.as_ref().unwrap().url.as_str(),
+            "ws://127.0.0.1:4001/"
+        );
+        assert_eq!(bob.settlement.as_ref().unwrap().threshold, 1_000_000);
+        assert_eq!((config.routes.len(), config.rates.len()), (3, 1));
+        let expect = [
+            "peers[0].outgoing.token_env: UPSTREAM_TOKEN is not set",
+            "peers[2].incoming_token_env: BOB_INCOMING_TOKEN is not set",
+            "peers[2].outgoing.token_env: BOB_OUTGOING_TOKEN is not set",
+        ];
+        check(EXAMPLE, &[], &expect);
+    }
+
+    /// Every key in the example sits under a comment (directly or after other keys), so the
+    /// example stays the documentation.
+    #[test]
+    fn example_file_documents_every_key() {
+        let mut documented = false;
+        for line in EXAMPLE.lines() {
+            if line.starts_with('#') {
+                documented = true;
+            } else if line.trim().is_empty() {
+                documented = false;
+            } else if line.contains(" = ") {
+                assert!(documented, "undocumented key: {line}");
+            }
+        }
+    }
+
+    #[test]
+    fn secrets_never_shown() {
+        const SECRET: &str = "S3CRET";
+        let peer_with =
+            |id: &str, token_line: &str| edit(&peer(id), &format!("-incoming_token; {token_line}"));
+        let text = NODE.to_string()
+            + &peer_with("a", "incoming_token = \"S3CRET-1\"")
+            + "[peers.outgoing]\nurl = \"btp+ws://user:S3CRET-2@h\"\ntoken = \"S3CRET-3\"\n"
+            + &peer_with("b", "incoming_token_env = \"B\"")
+            + &peer_with("c", "incoming_token = \"S3CRET-1\"");
+        let env = [
+            ("B", "S3CRET-1"),
+            ("SETTLEMENT_EVM_RPC_URL", "ftp://h/S3CRET-5"),
+            ("SETTLEMENT_OTHER", "S3CRET-6"),
+        ];
+        let expect = [
+            "peers[0].outgoing.url: must not contain user:password@",
+            "peers[1].incoming_token: same token as peers[0]",
+            "peers[2].incoming_token: same token as peers[0]",
+            "env SETTLEMENT_EVM_RPC_URL: scheme must be one of",
+            "warning: env SETTLEMENT_OTHER: unknown variable",
+        ];
+        check(&text, &env, &expect);
+        let errors = parse(&text, &Env::from_pairs(env)).unwrap_err();
+        let quoted = parse(&format!("{NODE}x = \"{SECRET}\n"), &Env::default()).unwrap_err();
+        let bare = parse(&format!("{NODE}x = {SECRET}\n"), &Env::default()).unwrap_err();
+        let missing = load(Path::new("/nonexistent/config.toml"), &Env::from_pairs(env));
+        let invalid = LoadError::Invalid {
+            path: "c.toml".into(),
+            problems: errors.clone(),
+        };
+
+        let valid = (text.replace("user:S3CRET-2@", "")).replacen("S3CRET-1", "S3CRET-7", 1);
+        let env_valid = [
+            ("B", "S3CRET-8"),
+            ("SETTLEMENT_EVM_RPC_URL", "https://h/S3CRET-9?k=S3CRET"),
+        ];
+        let loaded = parse(&valid, &Env::from_pairs(env_valid)).unwrap();
+        assert_eq!(loaded.config.peers.len(), 3);
+
+        let outputs = [
+            errors.to_string(),
+            format!("{errors:?}"),
+            quoted.to_string(),
+            bare.to_string(),
+            missing.unwrap_err().to_string(),
+            invalid.to_string(),
+            format!("{invalid:?}"),
+            format!("{loaded:?}"),
+            format!("{:?}", Env::from_pairs(env)),
+        ];
+        for output in outputs {
+            assert!(!output.contains(SECRET), "secret shown in:\n{output}");
+        }
+    }
+}
