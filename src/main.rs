@@ -1,1 +1,93 @@
-fn main() {}
+//! `m2m-connector`: the node and its operator commands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use m2m_connector::cli;
+use m2m_connector::config;
+use m2m_connector::demo;
+use m2m_connector::node::Node;
+
+/// An Interledger (ILPv4) connector for machine-to-machine payments.
+///
+/// Peers connect over BTP 2.0 WebSockets (BTP_PORT, default 4000); the connector routes ILP
+/// Prepares by address prefix, enforces each peer's limits, checks every fulfillment and
+/// journals every decision. Health and Prometheus metrics are served on HEALTH_PORT (default
+/// 8080). With no command, `run` is assumed.
+#[derive(Parser)]
+#[command(name = "m2m-connector", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the connector with a configuration file (CONFIG_FILE, default ./config.toml).
+    Run(RunArgs),
+    /// A local demo: the connector plus two simulated peers sending traffic through it.
+    Demo(demo::DemoArgs),
+    /// Decode an ILP packet or BTP frame to JSON, or encode JSON back to hex.
+    Packet(cli::packet::PacketArgs),
+    /// Check a configuration file and print every problem.
+    Config(cli::config::ConfigArgs),
+}
+
+#[derive(clap::Args, Default)]
+struct RunArgs {
+    /// Configuration file (TOML). Environment variables override it: NODE_ID, LOG_LEVEL,
+    /// BTP_PORT, HEALTH_PORT, SETTLEMENT_*, TIGERBEETLE_*.
+    #[arg(long, short, env = "CONFIG_FILE", default_value = "./config.toml")]
+    config: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run(RunArgs { config: default_config_path() })) {
+        Command::Run(args) => run(args),
+        Command::Demo(args) => demo::main(args),
+        Command::Packet(args) => cli::packet::run(args),
+        Command::Config(args) => cli::config::run(args),
+    }
+}
+
+fn default_config_path() -> PathBuf {
+    std::env::var_os("CONFIG_FILE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("./config.toml"))
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let loaded = match config::load(&args.config, &config::Env::from_process()) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("{error}");
+            eprintln!("the connector was not started; `m2m-connector config validate FILE` lists every problem");
+            return ExitCode::from(2);
+        }
+    };
+    m2m_connector::init_logging(&loaded.config.node.log_level);
+    for warning in &loaded.warnings {
+        tracing::warn!("config: {warning}");
+    }
+    let runtime = match m2m_connector::runtime() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let node = match Node::start(loaded.config).await {
+            Ok(node) => node,
+            Err(error) => {
+                tracing::error!("{error:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        m2m_connector::wait_for_signal().await;
+        tracing::info!("stopping");
+        node.stop().await;
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,166 @@
+//! The BTP listener: accepts WebSocket connections on `BTP_PORT` and authenticates them.
+//!
+//! Handshake (RFC 23 §auth): the first BTP frame must be a Message whose primary sub-protocol
+//! is `auth`, with an `auth_token` entry (any content type) and optionally `auth_username`
+//! (ilp-plugin-btp sends it; it may be empty). WebSocket control frames and text frames before
+//! it are passed over (ilp-plugin-btp pings first). The answer is an empty Response, or an Error
+//! followed by close. Tokens are compared in constant time and never logged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use subtle::ConstantTimeEq;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use super::packet::{self as btp, BtpPacket};
+use super::session::{self, SessionContext};
+use crate::config::Secret;
+use crate::metrics;
+use crate::pipeline::PeerIndex;
+
+/// A peer that may dial in: its index, id and token.
+pub struct IncomingPeer {
+    pub index: PeerIndex,
+    pub id: Arc<str>,
+    pub token: Secret,
+}
+
+pub struct ServerConfig {
+    pub peers: Vec<IncomingPeer>,
+    pub auth_timeout: Duration,
+    pub websocket: WebSocketConfig,
+}
+
+/// WebSocket limits for every BTP socket, set explicitly so a library default can't change them.
+pub fn websocket_config(message_size_max: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(message_size_max))
+        .max_frame_size(Some(message_size_max))
+        .write_buffer_size(128 * 1024)
+        .max_write_buffer_size(16 * 1024 * 1024)
+}
+
+/// Accepts connections until the node stops.
+pub async fn serve(listener: TcpListener, server: Arc<ServerConfig>, context: Arc<SessionContext>) {
+    let mut shutdown = context.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => return,
+        };
+        match accepted {
+            Ok((stream, remote)) => {
+                let _ = stream.set_nodelay(true);
+                metrics::global().btp_connection_accepted();
+                let (server, context) = (server.clone(), context.clone());
+                tokio::spawn(async move {
+                    if let Err(reason) = accept(stream, &server, context).await {
+                        tracing::info!(%remote, reason, "BTP connection refused");
+                    }
+                });
+            }
+            Err(error) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(%error, "accepting a BTP connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn accept(stream: TcpStream, server: &ServerConfig, context: Arc<SessionContext>) -> Result<(), String> {
+    let mut socket = tokio_tungstenite::accept_async_with_config(stream, Some(server.websocket))
+        .await
+        .map_err(|error| format!("WebSocket handshake failed: {error}"))?;
+    let authenticated = tokio::time::timeout(server.auth_timeout, authenticate(&mut socket, server)).await;
+    let (peer, request_id) = match authenticated {
+        Ok(Ok(found)) => found,
+        Ok(Err(Refused { request_id, reason })) => {
+            metrics::global().btp_auth_failure();
+            if let Some(request_id) = request_id {
+                let frame = btp::BtpErrorCode::F00_NOT_ACCEPTED.packet(request_id, reason.as_bytes());
+                let _ = socket.send(Message::Binary(frame.encode())).await;
+            }
+            let _ = socket.close(None).await;
+            return Err(reason);
+        }
+        Err(_) => {
+            metrics::global().btp_auth_failure();
+            let _ = socket.close(None).await;
+            return Err("no auth message before the timeout".into());
+        }
+    };
+    let response = BtpPacket::Response { request_id, protocol_data: Vec::new() };
+    socket.send(Message::Binary(response.encode())).await.map_err(|error| error.to_string())?;
+    let incoming = &server.peers[peer];
+    session::run(socket, incoming.index, incoming.id.clone(), context).await;
+    Ok(())
+}
+
+struct Refused {
+    request_id: Option<u32>,
+    reason: String,
+}
+
+impl Refused {
+    fn new(request_id: Option<u32>, reason: &str) -> Self {
+        Refused { request_id, reason: reason.to_owned() }
+    }
+}
+
+/// Waits for the auth Message; returns the position in `server.peers` and the request id.
+async fn authenticate<S>(socket: &mut WebSocketStream<S>, server: &ServerConfig) -> Result<(usize, u32), Refused>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        let data = match socket.next().await {
+            Some(Ok(Message::Binary(data))) => data,
+            Some(Ok(Message::Close(_))) | None => return Err(Refused::new(None, "closed before auth")),
+            Some(Ok(_)) => continue,
+            Some(Err(error)) => return Err(Refused { request_id: None, reason: format!("socket error before auth: {error}") }),
+        };
+        let frame = BtpPacket::parse(data).map_err(|error| Refused {
+            request_id: None,
+            reason: format!("undecodable auth frame: {error}"),
+        })?;
+        let BtpPacket::Message { request_id, protocol_data } = frame else {
+            return Err(Refused::new(Some(frame.request_id()), "first frame must be an auth Message"));
+        };
+        return check_credentials(request_id, &protocol_data, server).map(|peer| (peer, request_id));
+    }
+}
+
+fn check_credentials(request_id: u32, entries: &[btp::ProtocolData], server: &ServerConfig) -> Result<usize, Refused> {
+    let refuse = |reason: &str| Refused::new(Some(request_id), reason);
+    match entries.first() {
+        Some(primary) if &primary.protocol_name[..] == b"auth" => {}
+        _ => return Err(refuse("primary sub-protocol must be auth")),
+    }
+    for (index, entry) in entries.iter().enumerate() {
+        if entries[..index].iter().any(|earlier| earlier.protocol_name == entry.protocol_name) {
+            return Err(refuse("duplicate sub-protocol names"));
+        }
+    }
+    let find = |name: &[u8]| entries.iter().find(|entry| &entry.protocol_name[..] == name);
+    let token = find(b"auth_token").ok_or_else(|| refuse("auth_token missing"))?;
+    let username = find(b"auth_username").map(|entry| &entry.data[..]).unwrap_or(b"");
+    let candidates = server
+        .peers
+        .iter()
+        .enumerate()
+        .filter(|(_, peer)| username.is_empty() || peer.id.as_bytes() == username);
+    // Compare against every candidate so the time taken does not depend on which one matched.
+    let mut matched = None;
+    for (index, peer) in candidates {
+        let equal: bool = peer.token.expose().as_bytes().ct_eq(&token.data[..]).into();
+        if equal && matched.is_none() {
+            matched = Some(index);
+        }
+    }
+    matched.ok_or_else(|| refuse("invalid credentials"))
+}

@@ -1,0 +1,4 @@
+//! Operator commands besides `run`: packet decoding, configuration checks.
+
+pub mod config;
+pub mod packet;

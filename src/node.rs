@@ -1,0 +1,146 @@
+//! A running connector: the HTTP server, the pipeline, the BTP listener and outgoing links,
+//! started in that order so `/health` can report each step, and stopped in reverse.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::btp::client::{self, OutgoingPeer};
+use crate::btp::server::{self, IncomingPeer, ServerConfig};
+use crate::btp::session::SessionContext;
+use crate::config::Config;
+use crate::http::{self, health::Health};
+use crate::ilp::packet::ParseOptions;
+use crate::journal::MemoryStore;
+use crate::pipeline::Pipeline;
+
+pub struct Node {
+    pub btp_address: SocketAddr,
+    pub health_address: SocketAddr,
+    pub health: Arc<Health>,
+    pub journal: MemoryStore,
+    shutdown: watch::Sender<bool>,
+    pipeline: Option<Pipeline>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Node {
+    /// Starts every part of the node; fails with a message naming the part that could not start.
+    pub async fn start(config: Config) -> anyhow::Result<Node> {
+        let version = env!("CARGO_PKG_VERSION");
+        let health = Arc::new(Health::new(
+            &config.node.id,
+            version,
+            u32::try_from(config.peers.len()).unwrap_or(u32::MAX),
+            u32::try_from(config.node.ready_peers_min).unwrap_or(u32::MAX),
+        ));
+        crate::metrics::global().set_info(version, &config.node.id);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        let http_listener = TcpListener::bind(config.node.health_bind)
+            .await
+            .with_context(|| format!("cannot listen for HTTP on {} (HEALTH_PORT)", config.node.health_bind))?;
+        let health_address = http_listener.local_addr()?;
+        let http_state = http::HttpState::new(health.clone(), crate::metrics::global());
+        let mut http_shutdown = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let stopped = async move {
+                let _ = http_shutdown.changed().await;
+            };
+            if let Err(error) = http::serve(http_listener, http_state, stopped).await {
+                tracing::error!(%error, "HTTP server failed");
+            }
+        }));
+
+        let pipeline = Pipeline::start(&config, health.clone()).context("cannot start the pipeline threads")?;
+        let context = Arc::new(SessionContext {
+            node_address: config.node.ilp_address.clone(),
+            prepares: pipeline.prepares.clone(),
+            replies: pipeline.replies.clone(),
+            in_flight_max: config.node.btp_session_in_flight_max,
+            parse_options: ParseOptions { trailing_bytes_allowed: config.node.ilp_trailing_bytes_allowed },
+            next_session_id: AtomicU64::new(1),
+            shutdown: shutdown_rx.clone(),
+        });
+        let websocket = server::websocket_config(config.node.btp_message_size_max);
+
+        let btp_listener = TcpListener::bind(config.node.btp_bind)
+            .await
+            .with_context(|| format!("cannot listen for BTP on {} (BTP_PORT)", config.node.btp_bind))?;
+        let btp_address = btp_listener.local_addr()?;
+        let server_config = Arc::new(ServerConfig {
+            peers: incoming_peers(&config),
+            auth_timeout: Duration::from_millis(config.node.btp_auth_timeout_ms),
+            websocket,
+        });
+        tasks.push(tokio::spawn(server::serve(btp_listener, server_config, context.clone())));
+        health.set_btp_listening(true);
+
+        for peer in outgoing_peers(&config) {
+            tracing::info!(peer = %peer.id, url = %peer.url, "dialing peer");
+            tasks.push(tokio::spawn(client::maintain(peer, websocket, context.clone())));
+        }
+        let journal = pipeline.journal_store.clone();
+        tracing::info!(
+            node = %config.node.id,
+            address = %config.node.ilp_address,
+            btp = %btp_address,
+            http = %health_address,
+            peers = config.peers.len(),
+            "connector started (journal: in memory; ledger: journal-derived balances)"
+        );
+        Ok(Node { btp_address, health_address, health, journal, shutdown, pipeline: Some(pipeline), tasks })
+    }
+
+    /// Stops accepting, closes sessions, drains the pipeline.
+    pub async fn stop(mut self) {
+        self.health.set_stopping();
+        let _ = self.shutdown.send(true);
+        for task in self.tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
+        // Sessions end on the shutdown signal; give them a moment to send SessionDown.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(pipeline) = self.pipeline.take() {
+            let _ = tokio::task::spawn_blocking(move || pipeline.stop()).await;
+        }
+    }
+}
+
+fn incoming_peers(config: &Config) -> Vec<IncomingPeer> {
+    config
+        .peers
+        .iter()
+        .enumerate()
+        .filter_map(|(index, peer)| {
+            let token = peer.incoming_token.clone()?;
+            Some(IncomingPeer { index, id: peer.id.as_str().into(), token })
+        })
+        .collect()
+}
+
+fn outgoing_peers(config: &Config) -> Vec<OutgoingPeer> {
+    config
+        .peers
+        .iter()
+        .enumerate()
+        .filter_map(|(index, peer)| {
+            let link = peer.outgoing.as_ref()?;
+            Some(OutgoingPeer {
+                index,
+                id: peer.id.as_str().into(),
+                url: link.url.clone(),
+                username: String::new(),
+                token: link.token.clone(),
+                metrics: crate::metrics::global().register_peer(&peer.id, &peer.asset_code),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,838 @@
+//! The forwarder: routing, risk checks, journaling and reply matching, on one thread.
+//!
+//! Input: [`Input`] messages from the BTP sessions over two bounded queues — replies and session
+//! changes (drained first: fulfillments take priority over new Prepares, RFC 18) and Prepares.
+//! Output: forwarded Prepares and upstream replies written to session queues, and one journal
+//! [`Commit`] per batch. Fulfills are not sent upstream here: they ride in the commit and leave
+//! only once the journal has made their `PacketFulfilled` durable (DESIGN.md invariant 3).
+//!
+//! Bounds: at most `in_flight_max` packets in flight (beyond it, T03), at most
+//! [`BATCH_INPUTS_MAX`] inputs per batch. It never blocks on a session (sends are `try_send`);
+//! it blocks only on the journal's queue, which is how a slow disk pushes back on new Prepares.
+//! It reads the clock once per batch and nowhere else.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use crossbeam_channel::{Receiver, Sender};
+use rustc_hash::FxHashMap;
+
+use super::policy::{outgoing_expiry_ms, Conversion, TokenBucket};
+use super::routing::{PeerIndex, RoutingTable};
+use super::{Input, LinkHandle, Reply, SessionId};
+use crate::btp::packet as btp;
+use crate::config::{Config, Relation};
+use crate::http::health::Health;
+use crate::ilp::error_code::ErrorCode;
+use crate::ilp::packet::{FulfillBuilder, Prepare, RejectBuilder};
+use crate::ilp::{self, ildcp, timestamp};
+use crate::journal::{
+    Commit, ConfigurationApplied, Event, JournalEntry, PacketFulfilled, PacketPrepared,
+    PacketRejected, PeerTerms, Release, Stage,
+};
+use crate::metrics::{self, PacketKind, PacketStatus, PeerMetrics, RejectOrigin, ReplyKind};
+use crate::projections::balances::Balances;
+
+/// Inputs handled per batch before the journal commit and the expiry sweep; bounds the latency
+/// a reply waits behind a burst of Prepares.
+pub const BATCH_INPUTS_MAX: usize = 256;
+
+/// Longest the forwarder sleeps with nothing to do, so a stopped pipeline is noticed.
+const IDLE_WAIT_MAX: Duration = Duration::from_millis(250);
+
+/// A reply held until the journal has made its event durable.
+pub struct HeldReply {
+    replies: tokio::sync::mpsc::Sender<Bytes>,
+    frame: Bytes,
+}
+
+impl Release for HeldReply {
+    fn release(self) {
+        // The session may have closed since; the Fulfill is durable either way.
+        let _ = self.replies.try_send(self.frame);
+    }
+}
+
+struct PeerState {
+    id: String,
+    relation: Relation,
+    asset: usize,
+    asset_code: String,
+    asset_scale: u8,
+    max_packet_amount: Option<u64>,
+    credit_limit: u64,
+    packets: Option<TokenBucket>,
+    throughput: Option<TokenBucket>,
+    balance_index: usize,
+    sessions: Vec<SessionId>,
+    next_session: usize,
+    metrics: Arc<PeerMetrics>,
+}
+
+struct SessionState {
+    peer: PeerIndex,
+    link: LinkHandle,
+    next_request_id: u32,
+}
+
+/// A forwarded packet awaiting the next hop's reply.
+struct InFlight {
+    from_session: SessionId,
+    from_request_id: u32,
+    to_session: SessionId,
+    to_request_id: u32,
+    to_peer: PeerIndex,
+    from_peer: PeerIndex,
+    amount_in: u64,
+    condition: [u8; 32],
+    expires_at_out_ms: i64,
+    received_at: Instant,
+}
+
+pub struct Forwarder {
+    node_address: String,
+    min_message_window_ms: u64,
+    max_hold_time_ms: u64,
+    reflection: bool,
+    in_flight_max: usize,
+    peers: Vec<PeerState>,
+    routing: RoutingTable,
+    /// `conversions[from_asset][to_asset]`; None when no rate is configured.
+    conversions: Vec<Vec<Option<Conversion>>>,
+    balances: Balances,
+    sessions: FxHashMap<SessionId, SessionState>,
+    in_flight: FxHashMap<u64, InFlight>,
+    by_request: FxHashMap<(SessionId, u32), u64>,
+    deadlines: BinaryHeap<Reverse<(i64, u64)>>,
+    next_packet_id: u64,
+    next_seq: u64,
+    entries: Vec<JournalEntry>,
+    held: Vec<HeldReply>,
+    journal: Sender<Commit<HeldReply>>,
+    journal_failed: bool,
+    health: Arc<Health>,
+    now_ms: i64,
+}
+
+impl Forwarder {
+    pub fn new(
+        config: &Config,
+        journal: Sender<Commit<HeldReply>>,
+        health: Arc<Health>,
+        in_flight_max: usize,
+    ) -> Self {
+        let now_ms = timestamp::now_ms();
+        let mut assets: Vec<(String, u8)> = Vec::new();
+        let mut asset_index = |code: &str, scale: u8| -> usize {
+            match assets.iter().position(|(c, s)| c == code && *s == scale) {
+                Some(index) => index,
+                None => {
+                    assets.push((code.to_owned(), scale));
+                    assets.len() - 1
+                }
+            }
+        };
+        let mut balances = Balances::new();
+        let peers: Vec<PeerState> = config
+            .peers
+            .iter()
+            .map(|peer| PeerState {
+                id: peer.id.clone(),
+                relation: peer.relation,
+                asset: asset_index(&peer.asset_code, peer.asset_scale),
+                asset_code: peer.asset_code.clone(),
+                asset_scale: peer.asset_scale,
+                max_packet_amount: peer.max_packet_amount,
+                credit_limit: peer.credit_limit,
+                packets: peer
+                    .packets_per_second_max
+                    .map(|rate| TokenBucket::new(u64::from(rate), now_ms)),
+                throughput: peer.throughput_per_second_max.map(|rate| TokenBucket::new(rate, now_ms)),
+                balance_index: balances.peer_index(&peer.id),
+                sessions: Vec::new(),
+                next_session: 0,
+                metrics: metrics::global().register_peer(&peer.id, &peer.asset_code),
+            })
+            .collect();
+        let conversions = conversion_matrix(&assets, config);
+        let mut forwarder = Forwarder {
+            node_address: config.node.ilp_address.clone(),
+            min_message_window_ms: config.node.min_message_window_ms,
+            max_hold_time_ms: config.node.max_hold_time_ms,
+            reflection: config.node.reflection,
+            in_flight_max,
+            peers,
+            routing: routing_table(config),
+            conversions,
+            balances,
+            sessions: FxHashMap::default(),
+            in_flight: FxHashMap::default(),
+            by_request: FxHashMap::default(),
+            deadlines: BinaryHeap::new(),
+            next_packet_id: 1,
+            next_seq: 1,
+            entries: Vec::new(),
+            held: Vec::new(),
+            journal,
+            journal_failed: false,
+            health,
+            now_ms,
+        };
+        forwarder.append(Event::ConfigurationApplied(configuration_applied(config)));
+        forwarder
+    }
+
+    /// Runs until an input queue is closed (the node is stopping).
+    pub fn run(mut self, replies: Receiver<Input>, prepares: Receiver<Input>, stopping: Arc<AtomicBool>) {
+        while !stopping.load(Ordering::Relaxed) {
+            let wait = self.wait_duration();
+            let first = crossbeam_channel::select_biased! {
+                recv(replies) -> input => match input { Ok(input) => Some(input), Err(_) => break },
+                recv(prepares) -> input => match input { Ok(input) => Some(input), Err(_) => break },
+                default(wait) => None,
+            };
+            self.now_ms = timestamp::now_ms();
+            if let Some(input) = first {
+                self.handle(input);
+            }
+            self.drain(&replies, &prepares);
+            self.expire_due();
+            self.commit();
+        }
+        self.commit();
+    }
+
+    fn wait_duration(&self) -> Duration {
+        match self.deadlines.peek() {
+            Some(Reverse((deadline_ms, _))) => {
+                let now_ms = timestamp::now_ms();
+                let remaining_ms = deadline_ms.saturating_sub(now_ms).max(0) as u64;
+                Duration::from_millis(remaining_ms).min(IDLE_WAIT_MAX)
+            }
+            None => IDLE_WAIT_MAX,
+        }
+    }
+
+    fn drain(&mut self, replies: &Receiver<Input>, prepares: &Receiver<Input>) {
+        let mut handled = 0;
+        while handled < BATCH_INPUTS_MAX {
+            let input = match replies.try_recv() {
+                Ok(input) => input,
+                Err(_) => match prepares.try_recv() {
+                    Ok(input) => input,
+                    Err(_) => break,
+                },
+            };
+            self.handle(input);
+            handled += 1;
+        }
+        metrics::global().batch_size(metrics::PipelineStage::Router, handled as u64);
+    }
+
+    /// Handles one input at `self.now_ms`. Public for deterministic tests.
+    pub fn handle(&mut self, input: Input) {
+        match input {
+            Input::Prepare(incoming) => self.handle_prepare(incoming),
+            Input::Reply { session, request_id, reply } => self.handle_reply(session, request_id, reply),
+            Input::SessionUp(link) => self.session_up(link),
+            Input::SessionDown { session } => self.session_down(session),
+        }
+    }
+
+    /// Sets the forwarder's clock (tests drive time explicitly).
+    pub fn set_now_ms(&mut self, now_ms: i64) {
+        self.now_ms = now_ms;
+    }
+
+    pub fn balances(&self) -> &Balances {
+        &self.balances
+    }
+
+    pub fn in_flight_count(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    fn append(&mut self, event: Event) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.entries.push(JournalEntry { seq, timestamp_ms: self.now_ms, event });
+    }
+
+    /// Hands the batch's events (and the replies waiting on them) to the journal writer.
+    pub fn commit(&mut self) {
+        if self.entries.is_empty() && self.held.is_empty() {
+            return;
+        }
+        let commit = Commit {
+            entries: std::mem::take(&mut self.entries),
+            releases: std::mem::take(&mut self.held),
+        };
+        if self.journal.send(commit).is_err() && !self.journal_failed {
+            tracing::error!("journal writer stopped; refusing new Prepares with T00");
+            metrics::global().error(metrics::ErrorKind::Journal, &"journal writer stopped");
+            self.journal_failed = true;
+        }
+    }
+
+    fn session_up(&mut self, link: LinkHandle) {
+        let peer = link.peer;
+        let session = link.session;
+        self.sessions.insert(session, SessionState { peer, link, next_request_id: 1 });
+        let state = &mut self.peers[peer];
+        state.sessions.push(session);
+        state.metrics.connection_opened();
+        if state.sessions.len() == 1 {
+            self.health.peer_connected();
+        }
+        let peer_id = state.id.clone();
+        self.append(Event::PeerConnected { peer: peer_id, session });
+    }
+
+    fn session_down(&mut self, session: SessionId) {
+        let Some(state) = self.sessions.remove(&session) else { return };
+        let peer = &mut self.peers[state.peer];
+        peer.sessions.retain(|&s| s != session);
+        peer.metrics.connection_closed();
+        if peer.sessions.is_empty() {
+            self.health.peer_disconnected();
+        }
+        let peer_id = peer.id.clone();
+        self.append(Event::PeerDisconnected { peer: peer_id, session });
+        // Replies for packets sent on this session can no longer arrive: end them now.
+        let orphaned: Vec<u64> = self
+            .in_flight
+            .iter()
+            .filter(|(_, packet)| packet.to_session == session)
+            .map(|(&packet_id, _)| packet_id)
+            .collect();
+        for packet_id in orphaned {
+            if let Some(packet) = self.take_in_flight(packet_id) {
+                self.reject_in_flight(
+                    packet_id,
+                    &packet,
+                    ErrorCode::T01_PEER_UNREACHABLE,
+                    "next hop disconnected",
+                    Stage::Egress,
+                );
+            }
+        }
+    }
+
+    fn handle_prepare(&mut self, incoming: super::IncomingPrepare) {
+        let prepare = &incoming.prepare;
+        if prepare.destination().starts_with("peer.") {
+            self.handle_peer_protocol(&incoming);
+            return;
+        }
+        let packet_id = self.next_packet_id;
+        self.next_packet_id += 1;
+        match self.decide(&incoming) {
+            Ok(decision) => self.forward(packet_id, incoming, decision),
+            Err(refusal) => {
+                self.refuse(packet_id, &incoming, refusal);
+            }
+        }
+    }
+
+    /// Every check of RFC 27's forwarding algorithm, in order; pure apart from the rate
+    /// buckets, whose tokens are given back if a later check refuses the packet.
+    fn decide(&mut self, incoming: &super::IncomingPrepare) -> Result<Decision, Refusal> {
+        let prepare = &incoming.prepare;
+        let from = incoming.peer;
+        if self.journal_failed {
+            return Err(Refusal::new(ErrorCode::T00_INTERNAL_ERROR, "journal unavailable", Stage::Admission));
+        }
+        let expires_at_out_ms = outgoing_expiry_ms(
+            prepare.expires_at_ms(),
+            self.now_ms,
+            self.min_message_window_ms,
+            self.max_hold_time_ms,
+        )
+        .map_err(|code| {
+            let message = if code == ErrorCode::R00_TRANSFER_TIMED_OUT {
+                "packet expired before it was forwarded"
+            } else {
+                "too little time left to forward the packet"
+            };
+            Refusal::new(code, message, Stage::Admission)
+        })?;
+        let amount_in = prepare.amount();
+        let peer = &self.peers[from];
+        if let Some(maximum) = peer.max_packet_amount {
+            if amount_in > maximum {
+                let mut refusal = Refusal::new(ErrorCode::F08_AMOUNT_TOO_LARGE, "amount exceeds the maximum packet amount", Stage::Risk);
+                refusal.data = Some(ilp::error_code::amount_too_large_data(amount_in, maximum));
+                return Err(refusal);
+            }
+        }
+        let to = self.route(prepare.destination(), from)?;
+        self.take_rate_tokens(from, amount_in)?;
+        let decision = self.price_and_reserve(from, to, amount_in, expires_at_out_ms);
+        if decision.is_err() {
+            self.give_back_rate_tokens(from, amount_in);
+        }
+        decision
+    }
+
+    fn route(&self, destination: &str, from: PeerIndex) -> Result<PeerIndex, Refusal> {
+        let under_own_address = destination.len() > self.node_address.len()
+            && destination.starts_with(self.node_address.as_str())
+            && destination.as_bytes()[self.node_address.len()] == b'.';
+        let to = if destination == self.node_address {
+            None
+        } else if under_own_address {
+            self.routing.lookup_explicit(destination)
+        } else {
+            self.routing.lookup(destination)
+        };
+        let Some(to) = to else {
+            return Err(Refusal::new(ErrorCode::F02_UNREACHABLE, "no route to destination", Stage::Routing));
+        };
+        if to == from && !self.reflection {
+            return Err(Refusal::new(ErrorCode::F02_UNREACHABLE, "route leads back to the sender", Stage::Routing));
+        }
+        Ok(to)
+    }
+
+    fn take_rate_tokens(&mut self, from: PeerIndex, amount_in: u64) -> Result<(), Refusal> {
+        let now_ms = self.now_ms;
+        let peer = &mut self.peers[from];
+        if let Some(bucket) = peer.packets.as_mut() {
+            if !bucket.try_take(1, now_ms) {
+                return Err(Refusal::new(ErrorCode::T05_RATE_LIMITED, "packet rate limit exceeded", Stage::Risk));
+            }
+        }
+        if let Some(bucket) = peer.throughput.as_mut() {
+            if !bucket.try_take(amount_in, now_ms) {
+                if let Some(packets) = peer.packets.as_mut() {
+                    packets.give_back(1);
+                }
+                return Err(Refusal::new(ErrorCode::T04_INSUFFICIENT_LIQUIDITY, "throughput limit exceeded", Stage::Risk));
+            }
+        }
+        Ok(())
+    }
+
+    fn give_back_rate_tokens(&mut self, from: PeerIndex, amount_in: u64) {
+        let peer = &mut self.peers[from];
+        if let Some(bucket) = peer.packets.as_mut() {
+            bucket.give_back(1);
+        }
+        if let Some(bucket) = peer.throughput.as_mut() {
+            bucket.give_back(amount_in);
+        }
+    }
+
+    fn price_and_reserve(
+        &self,
+        from: PeerIndex,
+        to: PeerIndex,
+        amount_in: u64,
+        expires_at_out_ms: i64,
+    ) -> Result<Decision, Refusal> {
+        let conversion = self.conversions[self.peers[from].asset][self.peers[to].asset].ok_or_else(|| {
+            Refusal::new(ErrorCode::T00_INTERNAL_ERROR, "no exchange rate between the two assets", Stage::Risk)
+        })?;
+        let amount_out = conversion.apply(amount_in).map_err(|code| {
+            let message = if code == ErrorCode::R01_INSUFFICIENT_SOURCE_AMOUNT {
+                "amount rounds to zero after conversion"
+            } else {
+                "converted amount does not fit in 64 bits"
+            };
+            Refusal::new(code, message, Stage::Risk)
+        })?;
+        let peer = &self.peers[from];
+        if !self.balances.can_reserve(peer.balance_index, amount_in, peer.credit_limit) {
+            return Err(Refusal::new(ErrorCode::T04_INSUFFICIENT_LIQUIDITY, "credit limit exceeded", Stage::Risk));
+        }
+        if self.in_flight.len() >= self.in_flight_max {
+            return Err(Refusal::new(ErrorCode::T03_CONNECTOR_BUSY, "too many packets in flight", Stage::Egress));
+        }
+        let to_session = self.pick_session(to).ok_or_else(|| {
+            Refusal::new(ErrorCode::T01_PEER_UNREACHABLE, "next hop is not connected", Stage::Routing)
+        })?;
+        Ok(Decision { to, to_session, amount_out, expires_at_out_ms })
+    }
+
+    fn pick_session(&self, peer: PeerIndex) -> Option<SessionId> {
+        let state = &self.peers[peer];
+        if state.sessions.is_empty() {
+            return None;
+        }
+        Some(state.sessions[state.next_session % state.sessions.len()])
+    }
+
+    fn forward(&mut self, packet_id: u64, incoming: super::IncomingPrepare, decision: Decision) {
+        let from = incoming.peer;
+        let prepare = &incoming.prepare;
+        let to_peer = &mut self.peers[decision.to];
+        to_peer.next_session = to_peer.next_session.wrapping_add(1);
+        let session = self.sessions.get_mut(&decision.to_session).expect("picked session exists");
+        let mut to_request_id = session.next_request_id;
+        while self.by_request.contains_key(&(decision.to_session, to_request_id)) {
+            to_request_id = to_request_id.wrapping_add(1);
+        }
+        session.next_request_id = to_request_id.wrapping_add(1);
+        let frame = forwarded_frame(prepare, to_request_id, decision.amount_out, decision.expires_at_out_ms);
+        let sent = session.link.requests.try_send(frame).is_ok();
+
+        let amount_in = prepare.amount();
+        let condition = *prepare.execution_condition();
+        let from_index = self.peers[from].balance_index;
+        let to_index = self.peers[decision.to].balance_index;
+        self.balances.prepared(packet_id, from_index, amount_in, to_index, decision.amount_out);
+        self.append(Event::PacketPrepared(PacketPrepared {
+            packet_id,
+            from_peer: self.peers[from].id.clone(),
+            to_peer: self.peers[decision.to].id.clone(),
+            amount_in,
+            amount_out: decision.amount_out,
+            expires_at_in_ms: prepare.expires_at_ms(),
+            expires_at_out_ms: decision.expires_at_out_ms,
+            condition,
+            destination: prepare.destination().to_owned(),
+        }));
+        let packet = InFlight {
+            from_session: incoming.session,
+            from_request_id: incoming.request_id,
+            to_session: decision.to_session,
+            to_request_id,
+            to_peer: decision.to,
+            from_peer: from,
+            amount_in,
+            condition,
+            expires_at_out_ms: decision.expires_at_out_ms,
+            received_at: incoming.received_at,
+        };
+        if !sent {
+            self.reject_in_flight(packet_id, &packet, ErrorCode::T03_CONNECTOR_BUSY, "next hop's queue is full", Stage::Egress);
+            return;
+        }
+        self.peers[from].metrics.packet_in();
+        self.peers[decision.to].metrics.packet_out();
+        metrics::global().packets_in_flight_inc();
+        self.by_request.insert((decision.to_session, to_request_id), packet_id);
+        self.deadlines.push(Reverse((decision.expires_at_out_ms, packet_id)));
+        self.in_flight.insert(packet_id, packet);
+    }
+
+    fn take_in_flight(&mut self, packet_id: u64) -> Option<InFlight> {
+        let packet = self.in_flight.remove(&packet_id)?;
+        self.by_request.remove(&(packet.to_session, packet.to_request_id));
+        metrics::global().packets_in_flight_dec();
+        Some(packet)
+    }
+
+    fn handle_reply(&mut self, session: SessionId, request_id: u32, reply: Reply) {
+        let Some(&packet_id) = self.by_request.get(&(session, request_id)) else {
+            // Late (after expiry) or never requested: drop without answering (RFC 23).
+            metrics::global().btp_frame_dropped(metrics::FrameDropReason::UnexpectedResponse);
+            tracing::debug!(session, request_id, "reply matches no packet in flight; dropped");
+            return;
+        };
+        let packet = self.take_in_flight(packet_id).expect("indexed packet is in flight");
+        match reply {
+            Reply::Fulfill(fulfill) => {
+                if self.now_ms > packet.expires_at_out_ms {
+                    self.reject_in_flight(packet_id, &packet, ErrorCode::R00_TRANSFER_TIMED_OUT, "fulfillment arrived after the packet expired", Stage::Settle);
+                } else if !ilp::fulfillment_matches(fulfill.fulfillment(), &packet.condition) {
+                    metrics::global().packet_processed(PacketKind::Fulfill, PacketStatus::Invalid);
+                    tracing::warn!(packet_id, peer = %self.peers[packet.to_peer].id, "fulfillment does not match the condition");
+                    self.reject_in_flight(packet_id, &packet, ErrorCode::F05_WRONG_CONDITION, "fulfillment does not match the condition", Stage::Settle);
+                } else {
+                    self.fulfilled(packet_id, &packet, fulfill.fulfillment(), fulfill.as_bytes());
+                }
+            }
+            Reply::Reject(reject) => {
+                let code = reject.code();
+                let triggered_by = String::from_utf8_lossy(reject.triggered_by_raw()).into_owned();
+                let message = reject.message_lossy().into_owned();
+                let frame = reply_frame(packet.from_request_id, reject.as_bytes());
+                self.send_reply(packet.from_session, frame);
+                self.ended_rejected(packet_id, &packet, code, triggered_by, message, Stage::Downstream, false);
+            }
+            Reply::LinkError { message } => {
+                let text = format!("next hop answered with a BTP error: {message}");
+                self.reject_in_flight(packet_id, &packet, ErrorCode::T01_PEER_UNREACHABLE, &text, Stage::Egress);
+            }
+        }
+    }
+
+    fn fulfilled(&mut self, packet_id: u64, packet: &InFlight, fulfillment: &[u8; 32], fulfill_bytes: &[u8]) {
+        self.balances.fulfilled(packet_id);
+        self.append(Event::PacketFulfilled(PacketFulfilled { packet_id, fulfillment: *fulfillment }));
+        let frame = reply_frame(packet.from_request_id, fulfill_bytes);
+        if let Some(session) = self.sessions.get(&packet.from_session) {
+            self.held.push(HeldReply { replies: session.link.replies.clone(), frame });
+        }
+        let global = metrics::global();
+        global.packet_processed(PacketKind::Prepare, PacketStatus::Fulfilled);
+        global.packet_processed(PacketKind::Fulfill, PacketStatus::Relayed);
+        global.packet_latency(ReplyKind::Fulfill, packet.received_at.elapsed());
+        self.update_balance_gauges(packet.from_peer, packet.to_peer);
+    }
+
+    /// Ends a prepared packet with a Reject created here, sent upstream at once.
+    fn reject_in_flight(&mut self, packet_id: u64, packet: &InFlight, code: ErrorCode, message: &str, stage: Stage) {
+        let reject = self.local_reject(code, message, &[]);
+        let frame = reply_frame(packet.from_request_id, &reject);
+        self.send_reply(packet.from_session, frame);
+        let triggered_by = self.node_address.clone();
+        self.ended_rejected(packet_id, packet, code, triggered_by, message.to_owned(), stage, true);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ended_rejected(
+        &mut self,
+        packet_id: u64,
+        packet: &InFlight,
+        code: ErrorCode,
+        triggered_by: String,
+        message: String,
+        stage: Stage,
+        local: bool,
+    ) {
+        self.balances.rejected(packet_id);
+        self.append(Event::PacketRejected(PacketRejected {
+            packet_id,
+            prepared: true,
+            from_peer: self.peers[packet.from_peer].id.clone(),
+            amount_in: packet.amount_in,
+            destination: String::new(),
+            code: code.0,
+            triggered_by,
+            message,
+            stage,
+        }));
+        let global = metrics::global();
+        global.packet_processed(PacketKind::Prepare, PacketStatus::Rejected);
+        let status = if local { PacketStatus::Generated } else { PacketStatus::Relayed };
+        global.packet_processed(PacketKind::Reject, status);
+        global.reject(code.0, if local { RejectOrigin::Local } else { RejectOrigin::Downstream });
+        global.packet_latency(ReplyKind::Reject, packet.received_at.elapsed());
+    }
+
+    /// Refuses a Prepare before forwarding it: journaled, answered at once, no balance touched.
+    fn refuse(&mut self, packet_id: u64, incoming: &super::IncomingPrepare, refusal: Refusal) {
+        let data: &[u8] = refusal.data.as_ref().map_or(&[], |data| &data[..]);
+        let reject = self.local_reject(refusal.code, refusal.message, data);
+        let frame = reply_frame(incoming.request_id, &reject);
+        self.send_reply(incoming.session, frame);
+        let prepare = &incoming.prepare;
+        self.append(Event::PacketRejected(PacketRejected {
+            packet_id,
+            prepared: false,
+            from_peer: self.peers[incoming.peer].id.clone(),
+            amount_in: prepare.amount(),
+            destination: prepare.destination().to_owned(),
+            code: refusal.code.0,
+            triggered_by: self.node_address.clone(),
+            message: refusal.message.to_owned(),
+            stage: refusal.stage,
+        }));
+        let global = metrics::global();
+        global.packet_processed(PacketKind::Prepare, PacketStatus::Rejected);
+        global.packet_processed(PacketKind::Reject, PacketStatus::Generated);
+        global.reject(refusal.code.0, RejectOrigin::Local);
+        global.packet_latency(ReplyKind::Reject, incoming.received_at.elapsed());
+    }
+
+    fn local_reject(&self, code: ErrorCode, message: &str, data: &[u8]) -> Bytes {
+        RejectBuilder { code, triggered_by: &self.node_address, message, data }
+            .build()
+            .expect("locally built Reject is within limits")
+    }
+
+    fn send_reply(&self, session: SessionId, frame: Bytes) {
+        if let Some(session) = self.sessions.get(&session) {
+            // Capacity covers every Prepare the session may have in flight, so this only fails
+            // when the session is closing.
+            let _ = session.link.replies.try_send(frame);
+        }
+    }
+
+    fn expire_due(&mut self) {
+        while let Some(&Reverse((deadline_ms, packet_id))) = self.deadlines.peek() {
+            if deadline_ms > self.now_ms {
+                break;
+            }
+            self.deadlines.pop();
+            let still_waiting = self
+                .in_flight
+                .get(&packet_id)
+                .is_some_and(|packet| packet.expires_at_out_ms == deadline_ms);
+            if !still_waiting {
+                continue;
+            }
+            let packet = self.take_in_flight(packet_id).expect("checked above");
+            tracing::debug!(packet_id, peer = %self.peers[packet.to_peer].id, "no reply before expiry");
+            self.reject_in_flight(packet_id, &packet, ErrorCode::R00_TRANSFER_TIMED_OUT, "no reply from the next hop before expiry", Stage::Expiry);
+        }
+    }
+
+    fn update_balance_gauges(&self, from: PeerIndex, to: PeerIndex) {
+        for peer in [from, to] {
+            let state = &self.peers[peer];
+            state.metrics.set_balance(self.balances.balance(state.balance_index).position);
+        }
+    }
+
+    /// `peer.*` destinations are answered here and never forwarded (RFC 34). They move no
+    /// money, so they are not journaled.
+    fn handle_peer_protocol(&mut self, incoming: &super::IncomingPrepare) {
+        let prepare = &incoming.prepare;
+        let reply = if prepare.expires_at_ms() <= self.now_ms {
+            Err((ErrorCode::R00_TRANSFER_TIMED_OUT, "peer protocol request expired"))
+        } else if prepare.execution_condition() != &ilp::PEER_PROTOCOL_CONDITION {
+            Err((ErrorCode::F01_INVALID_PACKET, "peer protocol requests use the zero fulfillment's condition"))
+        } else {
+            match prepare.destination() {
+                "peer.config" => self.ildcp_response(incoming.peer),
+                "peer.route.control" | "peer.route.update" => {
+                    // Route exchange (CCP) is acknowledged and ignored: routes are static here.
+                    Ok(Bytes::new())
+                }
+                _ => Err((ErrorCode::F01_INVALID_PACKET, "unknown peer protocol")),
+            }
+        };
+        let packet = match reply {
+            Ok(data) => FulfillBuilder { fulfillment: ilp::PEER_PROTOCOL_FULFILLMENT, data: &data }
+                .build()
+                .expect("peer protocol Fulfill is within limits"),
+            Err((code, message)) => self.local_reject(code, message, &[]),
+        };
+        self.send_reply(incoming.session, reply_frame(incoming.request_id, &packet));
+    }
+
+    fn ildcp_response(&self, peer: PeerIndex) -> Result<Bytes, (ErrorCode, &'static str)> {
+        let state = &self.peers[peer];
+        if state.relation != Relation::Child {
+            return Err((ErrorCode::F00_BAD_REQUEST, "IL-DCP is served to child peers only"));
+        }
+        let response = ildcp::Response {
+            client_address: ilp::Address::parse(&format!("{}.{}", self.node_address, state.id))
+                .map_err(|_| (ErrorCode::F00_BAD_REQUEST, "peer id does not make a valid child address"))?,
+            asset_scale: state.asset_scale,
+            asset_code: state.asset_code.clone(),
+        };
+        Ok(Bytes::from(response.encode_fulfill_data()))
+    }
+}
+
+struct Decision {
+    to: PeerIndex,
+    to_session: SessionId,
+    amount_out: u64,
+    expires_at_out_ms: i64,
+}
+
+struct Refusal {
+    code: ErrorCode,
+    message: &'static str,
+    stage: Stage,
+    data: Option<[u8; 16]>,
+}
+
+impl Refusal {
+    fn new(code: ErrorCode, message: &'static str, stage: Stage) -> Self {
+        Refusal { code, message, stage, data: None }
+    }
+}
+
+/// A BTP Message carrying the Prepare with its amount and expiry rewritten.
+fn forwarded_frame(prepare: &Prepare, request_id: u32, amount: u64, expires_at_ms: i64) -> Bytes {
+    let ilp_len = prepare.forwarded_len();
+    let mut out = BytesMut::with_capacity(btp::ilp_frame_len(ilp_len));
+    btp::write_ilp_frame(&mut out, btp::TYPE_MESSAGE, request_id, ilp_len);
+    prepare.write_forwarded(amount, expires_at_ms, &mut out);
+    out.freeze()
+}
+
+/// A BTP Response carrying an ILP Fulfill or Reject.
+pub fn reply_frame(request_id: u32, packet: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(btp::ilp_frame_len(packet.len()));
+    btp::write_ilp_frame(&mut out, btp::TYPE_RESPONSE, request_id, packet.len());
+    out.extend_from_slice(packet);
+    out.freeze()
+}
+
+fn routing_table(config: &Config) -> RoutingTable {
+    let mut table = RoutingTable::new();
+    let index_of = |id: &str| config.peers.iter().position(|peer| peer.id == id);
+    for (index, peer) in config.peers.iter().enumerate() {
+        if peer.relation == Relation::Child {
+            table.insert(&peer.child_address(&config.node.ilp_address), index);
+        }
+    }
+    for route in &config.routes {
+        if let Some(index) = index_of(&route.peer) {
+            table.insert(&route.prefix, index);
+        }
+    }
+    let parents: Vec<usize> = (0..config.peers.len())
+        .filter(|&index| config.peers[index].relation == Relation::Parent)
+        .collect();
+    if let [parent] = parents[..] {
+        table.set_default_route(Some(parent));
+    }
+    table
+}
+
+fn conversion_matrix(assets: &[(String, u8)], config: &Config) -> Vec<Vec<Option<Conversion>>> {
+    let rate = |from: &str, to: &str| -> Option<(u128, u128)> {
+        if from == to {
+            return Some((1, 1));
+        }
+        if let Some(rate) = config.rates.iter().find(|rate| rate.from == from && rate.to == to) {
+            return Some((rate.numerator, rate.denominator));
+        }
+        config
+            .rates
+            .iter()
+            .find(|rate| rate.from == to && rate.to == from)
+            .map(|rate| (rate.denominator, rate.numerator))
+    };
+    assets
+        .iter()
+        .map(|(code_in, scale_in)| {
+            assets
+                .iter()
+                .map(|(code_out, scale_out)| {
+                    rate(code_in, code_out).map(|(numerator, denominator)| {
+                        Conversion::new(numerator, denominator, *scale_in, *scale_out)
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn configuration_applied(config: &Config) -> ConfigurationApplied {
+    ConfigurationApplied {
+        node_address: config.node.ilp_address.clone(),
+        asset_code: config.node.asset_code.clone(),
+        asset_scale: config.node.asset_scale,
+        min_message_window_ms: config.node.min_message_window_ms,
+        max_hold_time_ms: config.node.max_hold_time_ms,
+        peers: config
+            .peers
+            .iter()
+            .map(|peer| PeerTerms {
+                peer: peer.id.clone(),
+                relation: peer.relation.as_str().to_owned(),
+                asset_code: peer.asset_code.clone(),
+                asset_scale: peer.asset_scale,
+                max_packet_amount: peer.max_packet_amount,
+                credit_limit: peer.credit_limit,
+                packets_per_second_max: peer.packets_per_second_max,
+                throughput_per_second_max: peer.throughput_per_second_max,
+                settlement_threshold: peer.settlement.as_ref().map(|s| s.threshold),
+                settle_to: peer.settlement.as_ref().map(|s| s.settle_to),
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,138 @@
+//! The packet pipeline: stage wiring. This module creates every queue between stages.
+//!
+//! ```text
+//!  BTP sessions ──prepares (bounded; full → T03 at once)──► forwarder ──commits──► journal writer
+//!       ▲        ──replies + session changes (bounded)───►     │                      │
+//!       │                                                      │ forwarded Prepares,   │ Fulfills, once
+//!       └──────────── session writer queues ◄──────────────────┘ Rejects               │ durable
+//!                                              ◄───────────────────────────────────────┘
+//! ```
+//! The forwarder and the journal writer run on their own threads and block only on their
+//! input queues; sessions (tokio tasks) never block on them: they `try_send` Prepares and
+//! answer T03 when the queue is full, and wait asynchronously when the reply queue is full.
+
+pub mod forwarder;
+pub mod policy;
+pub mod routing;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::config::Config;
+use crate::http::health::Health;
+use crate::ilp::packet::{Fulfill, Prepare, Reject};
+use crate::journal::{self, Commit, JournalStatus, MemoryStore};
+use forwarder::{Forwarder, HeldReply};
+pub use routing::PeerIndex;
+
+/// Identifies one BTP connection (a peer may have several).
+pub type SessionId = u64;
+
+/// What a BTP session hands to the forwarder.
+pub enum Input {
+    Prepare(IncomingPrepare),
+    /// A Fulfill, Reject or BTP Error answering a Prepare we sent on `session`.
+    Reply { session: SessionId, request_id: u32, reply: Reply },
+    SessionUp(LinkHandle),
+    SessionDown { session: SessionId },
+}
+
+pub struct IncomingPrepare {
+    pub session: SessionId,
+    pub peer: PeerIndex,
+    pub request_id: u32,
+    pub prepare: Prepare,
+    pub received_at: Instant,
+}
+
+pub enum Reply {
+    Fulfill(Fulfill),
+    Reject(Reject),
+    /// The next hop could not process our Prepare at all (a BTP Error).
+    LinkError { message: String },
+}
+
+/// The forwarder's handle on one session's writer: two bounded queues, drained replies-first.
+#[derive(Clone)]
+pub struct LinkHandle {
+    pub session: SessionId,
+    pub peer: PeerIndex,
+    /// Requests we originate on this link (forwarded Prepares).
+    pub requests: tokio::sync::mpsc::Sender<Bytes>,
+    /// Replies to the peer's requests; sized for every Prepare the session may have in flight.
+    pub replies: tokio::sync::mpsc::Sender<Bytes>,
+}
+
+/// Capacity of the forwarder's reply queue: replies are bounded by packets in flight, plus
+/// room for session changes.
+const REPLY_QUEUE_MARGIN: usize = 1024;
+
+/// Commits the journal writer may have queued before the forwarder waits for it.
+const JOURNAL_QUEUE_MAX: usize = 64;
+
+/// Events the in-memory journal keeps for inspection (older ones are dropped; the durable
+/// journal keeps everything).
+const MEMORY_JOURNAL_RETAINED_MAX: usize = 100_000;
+
+/// The running pipeline: the queues sessions send into, and the stage threads.
+pub struct Pipeline {
+    pub prepares: crossbeam_channel::Sender<Input>,
+    pub replies: crossbeam_channel::Sender<Input>,
+    pub journal_status: Arc<JournalStatus>,
+    pub journal_store: MemoryStore,
+    stopping: Arc<AtomicBool>,
+    forwarder_thread: Option<JoinHandle<()>>,
+    journal_thread: Option<JoinHandle<MemoryStore>>,
+}
+
+impl Pipeline {
+    pub fn start(config: &Config, health: Arc<Health>) -> std::io::Result<Pipeline> {
+        let queue_max = config.node.pipeline_queue_max;
+        let in_flight_max = queue_max.max(1) * 4;
+        let (prepares_tx, prepares_rx) = crossbeam_channel::bounded(queue_max);
+        let (replies_tx, replies_rx) = crossbeam_channel::bounded(in_flight_max + REPLY_QUEUE_MARGIN);
+        let (journal_tx, journal_rx) = crossbeam_channel::bounded::<Commit<HeldReply>>(JOURNAL_QUEUE_MAX);
+        let journal_status = Arc::new(JournalStatus::default());
+        let store = MemoryStore::new(MEMORY_JOURNAL_RETAINED_MAX);
+
+        let writer_status = journal_status.clone();
+        let writer_store = store.clone();
+        let journal_thread = std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || journal::run_writer(writer_store, journal_rx, writer_status))?;
+        let forwarder = Forwarder::new(config, journal_tx, health, in_flight_max);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let forwarder_stopping = stopping.clone();
+        let forwarder_thread = std::thread::Builder::new()
+            .name("forwarder".into())
+            .spawn(move || forwarder.run(replies_rx, prepares_rx, forwarder_stopping))?;
+        Ok(Pipeline {
+            prepares: prepares_tx,
+            replies: replies_tx,
+            journal_status,
+            journal_store: store,
+            stopping,
+            forwarder_thread: Some(forwarder_thread),
+            journal_thread: Some(journal_thread),
+        })
+    }
+
+    /// Closes the input queues and waits for the stages to drain and stop. Sessions must have
+    /// been stopped first (they hold clones of the queues).
+    pub fn stop(self) {
+        let Pipeline { prepares, replies, stopping, forwarder_thread, journal_thread, .. } = self;
+        stopping.store(true, Ordering::Relaxed);
+        drop(prepares);
+        drop(replies);
+        if let Some(thread) = forwarder_thread {
+            let _ = thread.join();
+        }
+        if let Some(thread) = journal_thread {
+            let _ = thread.join();
+        }
+    }
+}

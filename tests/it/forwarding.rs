@@ -1,0 +1,533 @@
+//! The forwarding core over real sockets: a node started in-process on 127.0.0.1, peers as BTP
+//! endpoints. Each test checks the code the reference implementations use, and that the
+//! journal ends every packet exactly once with balances equal to a replay.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use m2m_connector::btp::endpoint::{Endpoint, PrepareHandler};
+use m2m_connector::btp::packet::{self as btp, BtpPacket, ProtocolData};
+use m2m_connector::config::{self, Env};
+use m2m_connector::ilp::packet::{FulfillBuilder, Packet, PrepareBuilder, RejectBuilder};
+use m2m_connector::ilp::{self, error_code::ErrorCode, timestamp};
+use m2m_connector::journal::{Event, JournalEntry};
+use m2m_connector::node::Node;
+use m2m_connector::projections::{balances::Balances, Projection};
+use tokio_tungstenite::tungstenite::Message;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// alice (USD 6) and bob (EUR 6) are children; carol is configured but never connects.
+fn base_config(extra_node: &str, alice_extra: &str) -> String {
+    format!(
+        r#"
+[node]
+id = "test-node"
+ilp_address = "test.m2m"
+asset_code = "USD"
+asset_scale = 6
+bind_host = "127.0.0.1"
+btp_port = 0
+health_port = 0
+{extra_node}
+
+[[peers]]
+id = "alice"
+relation = "child"
+asset_code = "USD"
+asset_scale = 6
+incoming_token = "alice-token"
+credit_limit = 1000000
+max_packet_amount = 500000
+{alice_extra}
+
+[[peers]]
+id = "bob"
+relation = "child"
+asset_code = "EUR"
+asset_scale = 6
+incoming_token = "bob-token"
+credit_limit = 0
+
+[[peers]]
+id = "carol"
+relation = "child"
+asset_code = "USD"
+asset_scale = 6
+incoming_token = "carol-token"
+credit_limit = 0
+
+[[rates]]
+from = "USD"
+to = "EUR"
+rate = "0.5"
+"#
+    )
+}
+
+async fn start(config_text: &str) -> Node {
+    let loaded = config::parse(config_text, &Env::default()).expect("test config is valid");
+    Node::start(loaded.config).await.expect("node starts")
+}
+
+fn url(node: &Node) -> String {
+    format!("ws://{}", node.btp_address)
+}
+
+fn fulfillment_for(data: &[u8]) -> [u8; 32] {
+    ilp::condition_of(&{
+        let mut seed = [7u8; 32];
+        for (index, byte) in data.iter().enumerate() {
+            seed[index % 32] ^= byte;
+        }
+        seed
+    })
+}
+
+fn prepare(amount: u64, destination: &str, data: &[u8], expires_in_ms: i64) -> Bytes {
+    PrepareBuilder {
+        amount,
+        expires_at_ms: timestamp::now_ms() + expires_in_ms,
+        execution_condition: ilp::condition_of(&fulfillment_for(data)),
+        destination,
+        data,
+    }
+    .build()
+    .unwrap()
+}
+
+/// Bob fulfills correctly unless the data says otherwise; counts what he received.
+fn bob_handler(received: Arc<std::sync::Mutex<Vec<u64>>>) -> PrepareHandler {
+    Arc::new(move |prepare| {
+        received.lock().unwrap().push(prepare.amount());
+        match prepare.data() {
+            b"reject" => RejectBuilder {
+                code: ErrorCode::F99_APPLICATION_ERROR,
+                triggered_by: "test.m2m.bob",
+                message: "bob says no",
+                data: b"app-data",
+            }
+            .build()
+            .unwrap(),
+            b"wrong" => FulfillBuilder { fulfillment: [9; 32], data: &[] }.build().unwrap(),
+            b"silent" => {
+                std::thread::sleep(Duration::from_millis(1500));
+                FulfillBuilder { fulfillment: fulfillment_for(prepare.data()), data: &[] }.build().unwrap()
+            }
+            data => FulfillBuilder { fulfillment: fulfillment_for(data), data: b"receipt" }.build().unwrap(),
+        }
+    })
+}
+
+fn expect_reject(reply: &Bytes, code: ErrorCode, triggered_by: &str) -> m2m_connector::ilp::packet::Reject {
+    match Packet::parse(reply.clone()).expect("reply parses") {
+        Packet::Reject(reject) => {
+            assert_eq!(reject.code(), code, "message: {}", reject.message_lossy());
+            assert_eq!(reject.triggered_by(), Some(triggered_by));
+            reject
+        }
+        other => panic!("expected {code} reject, got {other:?}"),
+    }
+}
+
+/// Every prepared packet ended exactly once; balances rebuilt from the journal equal `live`.
+fn check_journal(entries: &[JournalEntry]) -> Balances {
+    let mut ended: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut prepared = Vec::new();
+    for (index, entry) in entries.iter().enumerate() {
+        assert_eq!(entry.seq, index as u64 + 1, "sequence has no gaps");
+        match &entry.event {
+            Event::PacketPrepared(p) => prepared.push(p.packet_id),
+            Event::PacketFulfilled(f) => *ended.entry(f.packet_id).or_default() += 1,
+            Event::PacketRejected(r) => *ended.entry(r.packet_id).or_default() += 1,
+            _ => {}
+        }
+    }
+    for (packet_id, count) in &ended {
+        assert_eq!(*count, 1, "packet {packet_id} ended {count} times");
+    }
+    for packet_id in prepared {
+        assert!(ended.contains_key(&packet_id), "prepared packet {packet_id} never ended");
+    }
+    let mut balances = Balances::new();
+    for entry in entries {
+        balances.apply(entry);
+    }
+    balances
+}
+
+async fn settle_journal(node: &Node) -> Vec<JournalEntry> {
+    // The journal writer runs on its own thread; give the last commit a moment.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    node.journal.entries()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fulfill_reject_and_local_refusals() {
+    let node = start(&base_config("", "")).await;
+    let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let _bob = Endpoint::connect(&url(&node), "bob", "bob-token", Some(bob_handler(received.clone()))).await.unwrap();
+    let alice = Endpoint::connect(&url(&node), "alice", "alice-token", None).await.unwrap();
+
+    // Fulfilled, converted USD→EUR at 0.5; the Fulfill is relayed byte for byte.
+    let reply = alice.send(&prepare(1000, "test.m2m.bob.shop", b"pay", 10_000), TIMEOUT).await.unwrap();
+    let expected = FulfillBuilder { fulfillment: fulfillment_for(b"pay"), data: b"receipt" }.build().unwrap();
+    assert_eq!(reply, expected);
+    assert_eq!(received.lock().unwrap().as_slice(), &[500]);
+
+    // Bob's Reject relayed unchanged.
+    let reply = alice.send(&prepare(1000, "test.m2m.bob", b"reject", 10_000), TIMEOUT).await.unwrap();
+    let reject = expect_reject(&reply, ErrorCode::F99_APPLICATION_ERROR, "test.m2m.bob");
+    assert_eq!(reject.message(), b"bob says no");
+    assert_eq!(reject.data(), b"app-data");
+
+    // No route; a route back to the sender; an address under ours with no child.
+    for destination in ["test.elsewhere.x", "test.m2m.alice.self", "test.m2m.nobody", "test.m2m"] {
+        let reply = alice.send(&prepare(10, destination, b"x", 10_000), TIMEOUT).await.unwrap();
+        expect_reject(&reply, ErrorCode::F02_UNREACHABLE, "test.m2m");
+    }
+
+    // Over the max packet amount: F08 with received and maximum.
+    let reply = alice.send(&prepare(500_001, "test.m2m.bob", b"big", 10_000), TIMEOUT).await.unwrap();
+    let reject = expect_reject(&reply, ErrorCode::F08_AMOUNT_TOO_LARGE, "test.m2m");
+    assert_eq!(reject.data(), &ilp::error_code::amount_too_large_data(500_001, 500_000)[..]);
+
+    // Rounds to zero after conversion: R01.
+    let reply = alice.send(&prepare(1, "test.m2m.bob", b"tiny", 10_000), TIMEOUT).await.unwrap();
+    expect_reject(&reply, ErrorCode::R01_INSUFFICIENT_SOURCE_AMOUNT, "test.m2m");
+
+    // Already expired: R00. Too little time left after the 1 s window: R02.
+    let reply = alice.send(&prepare(10, "test.m2m.bob", b"late", -5), TIMEOUT).await.unwrap();
+    expect_reject(&reply, ErrorCode::R00_TRANSFER_TIMED_OUT, "test.m2m");
+    let reply = alice.send(&prepare(10, "test.m2m.bob", b"short", 1500), TIMEOUT).await.unwrap();
+    expect_reject(&reply, ErrorCode::R02_INSUFFICIENT_TIMEOUT, "test.m2m");
+
+    // Carol is configured but not connected: T01.
+    let reply = alice.send(&prepare(10, "test.m2m.carol", b"c", 10_000), TIMEOUT).await.unwrap();
+    expect_reject(&reply, ErrorCode::T01_PEER_UNREACHABLE, "test.m2m");
+
+    // Wrong fulfillment from bob: F05 upstream, and nobody's balance moves.
+    let reply = alice.send(&prepare(1000, "test.m2m.bob", b"wrong", 10_000), TIMEOUT).await.unwrap();
+    expect_reject(&reply, ErrorCode::F05_WRONG_CONDITION, "test.m2m");
+
+    // Credit limit 1,000,000: 1000 is owed so far; 500,000 fits, the next 500,000 doesn't.
+    let reply = alice.send(&prepare(500_000, "test.m2m.bob", b"a", 10_000), TIMEOUT).await.unwrap();
+    assert!(matches!(Packet::parse(reply).unwrap(), Packet::Fulfill(_)));
+    let reply = alice.send(&prepare(500_000, "test.m2m.bob", b"b", 10_000), TIMEOUT).await.unwrap();
+    expect_reject(&reply, ErrorCode::T04_INSUFFICIENT_LIQUIDITY, "test.m2m");
+
+    let entries = settle_journal(&node).await;
+    let balances = check_journal(&entries);
+    assert_eq!(balances.balance_of("alice").unwrap().position, 501_000);
+    assert_eq!(balances.balance_of("bob").unwrap().position, -250_500);
+    assert_eq!(balances.balance_of("alice").unwrap().reserved, 0);
+    assert_eq!(balances.balance_of("carol").unwrap().position, 0);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_hop_that_never_answers_times_out_with_r00() {
+    let node = start(&base_config("", "")).await;
+    let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let _bob = Endpoint::connect(&url(&node), "bob", "bob-token", Some(bob_handler(received))).await.unwrap();
+    let alice = Endpoint::connect(&url(&node), "alice", "alice-token", None).await.unwrap();
+    // Expires in 2.2 s: the next hop gets 1.2 s, bob answers after 1.5 s: too late.
+    let started = std::time::Instant::now();
+    let reply = alice.send(&prepare(100, "test.m2m.bob", b"silent", 2200), TIMEOUT).await.unwrap();
+    expect_reject(&reply, ErrorCode::R00_TRANSFER_TIMED_OUT, "test.m2m");
+    assert!(started.elapsed() < Duration::from_millis(2200), "answered before the incoming expiry");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let entries = settle_journal(&node).await;
+    let balances = check_journal(&entries);
+    assert_eq!(balances.balance_of("alice").unwrap(), Default::default());
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packet_rate_limit_answers_t05() {
+    let node = start(&base_config("", "packets_per_second_max = 3")).await;
+    let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let _bob = Endpoint::connect(&url(&node), "bob", "bob-token", Some(bob_handler(received))).await.unwrap();
+    let alice = Endpoint::connect(&url(&node), "alice", "alice-token", None).await.unwrap();
+    let mut codes = Vec::new();
+    for index in 0..6u8 {
+        let reply = alice.send(&prepare(10, "test.m2m.bob", &[index], 10_000), TIMEOUT).await.unwrap();
+        codes.push(match Packet::parse(reply).unwrap() {
+            Packet::Fulfill(_) => "fulfilled".to_owned(),
+            Packet::Reject(reject) => reject.code().to_string(),
+            Packet::Prepare(_) => unreachable!(),
+        });
+    }
+    assert_eq!(codes.iter().filter(|code| *code == "fulfilled").count(), 3, "{codes:?}");
+    assert_eq!(codes.iter().filter(|code| *code == "T05").count(), 3, "{codes:?}");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ildcp_answers_children_with_their_address() {
+    let node = start(&base_config("", "")).await;
+    let alice = Endpoint::connect(&url(&node), "alice", "alice-token", None).await.unwrap();
+    let request = ilp::ildcp::request(timestamp::now_ms() + 30_000).build().unwrap();
+    let reply = alice.send(&request, TIMEOUT).await.unwrap();
+    let Packet::Fulfill(fulfill) = Packet::parse(reply).unwrap() else { panic!("IL-DCP must fulfill") };
+    let response = ilp::ildcp::Response::parse(fulfill.data()).unwrap();
+    assert_eq!(response.client_address.as_str(), "test.m2m.alice");
+    assert_eq!(response.asset_code, "USD");
+    assert_eq!(response.asset_scale, 6);
+
+    // An unknown peer protocol, and a peer protocol with the wrong condition: F01.
+    for (destination, condition) in [("peer.unknown", ilp::PEER_PROTOCOL_CONDITION), ("peer.config", [1; 32])] {
+        let packet = PrepareBuilder {
+            amount: 0,
+            expires_at_ms: timestamp::now_ms() + 30_000,
+            execution_condition: condition,
+            destination,
+            data: &[],
+        }
+        .build()
+        .unwrap();
+        let reply = alice.send(&packet, TIMEOUT).await.unwrap();
+        expect_reject(&reply, ErrorCode::F01_INVALID_PACKET, "test.m2m");
+    }
+    node.stop().await;
+}
+
+type RawSocket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn raw_connect(node: &Node, username: &str, token: &str) -> RawSocket {
+    let (mut socket, _) = tokio_tungstenite::connect_async(url(node)).await.unwrap();
+    // Like ilp-plugin-btp: a WebSocket ping before the auth message.
+    socket.send(Message::Ping(Bytes::from_static(b"hi"))).await.unwrap();
+    let auth = m2m_connector::btp::client::auth_message(1, username, &config::Secret::new(token));
+    socket.send(Message::Binary(auth.encode())).await.unwrap();
+    socket
+}
+
+async fn next_frame(socket: &mut RawSocket) -> Option<BtpPacket> {
+    loop {
+        match tokio::time::timeout(TIMEOUT, socket.next()).await.ok()?? {
+            Ok(Message::Binary(data)) => return Some(BtpPacket::parse(data).expect("server frames parse")),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+fn ilp_frame(frame_type: u8, request_id: u32, packet: &[u8]) -> Bytes {
+    let mut out = bytes::BytesMut::new();
+    btp::write_ilp_frame(&mut out, frame_type, request_id, packet.len());
+    out.extend_from_slice(packet);
+    out.freeze()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn btp_auth_and_bad_frames() {
+    let node = start(&base_config("", "")).await;
+
+    // Wrong token: an Error, then the socket closes.
+    let mut socket = raw_connect(&node, "alice", "not-the-token").await;
+    match next_frame(&mut socket).await {
+        Some(BtpPacket::Error { request_id: 1, code, .. }) => assert_eq!(&code, b"F00"),
+        other => panic!("expected an auth Error, got {other:?}"),
+    }
+    assert!(next_frame(&mut socket).await.is_none(), "socket closed after failed auth");
+
+    // A username that isn't a peer, with a valid token of another peer: refused too.
+    let mut socket = raw_connect(&node, "mallory", "alice-token").await;
+    assert!(matches!(next_frame(&mut socket).await, Some(BtpPacket::Error { .. })));
+
+    // Empty username: the token alone identifies the peer.
+    let mut socket = raw_connect(&node, "", "alice-token").await;
+    assert!(matches!(next_frame(&mut socket).await, Some(BtpPacket::Response { request_id: 1, .. })));
+
+    // Garbage: dropped without an answer (RFC 23), the session survives.
+    socket.send(Message::Binary(Bytes::from_static(b"\x06\x00\x00\x00\x02\x84\x00\x5b\xff\x32"))).await.unwrap();
+    socket.send(Message::Binary(Bytes::from_static(b"\x03\x00\x00\x00\x03\x00"))).await.unwrap();
+    // A Message whose primary sub-protocol we don't speak: BTP Error.
+    let other = BtpPacket::Message {
+        request_id: 4,
+        protocol_data: vec![ProtocolData::new("custom", btp::CONTENT_TEXT, Bytes::from_static(b"hello"))],
+    };
+    socket.send(Message::Binary(other.encode())).await.unwrap();
+    match next_frame(&mut socket).await {
+        Some(BtpPacket::Error { request_id: 4, code, .. }) => assert_eq!(&code, b"F00"),
+        other => panic!("expected an Error for the unknown sub-protocol, got {other:?}"),
+    }
+    // A malformed ILP Prepare: F01 Reject.
+    let mut bad = prepare(10, "test.m2m.bob", b"x", 10_000).to_vec();
+    let destination_start = bad.len() - 2 - "test.m2m.bob".len();
+    bad[destination_start + 4] = b' ';
+    socket.send(Message::Binary(ilp_frame(btp::TYPE_MESSAGE, 5, &bad))).await.unwrap();
+    match next_frame(&mut socket).await {
+        Some(BtpPacket::Response { request_id: 5, protocol_data }) => {
+            expect_reject(&protocol_data[0].data, ErrorCode::F01_INVALID_PACKET, "test.m2m");
+        }
+        other => panic!("expected an F01 Reject, got {other:?}"),
+    }
+    // A Prepare in a Response frame (as interledger-rs sends it) is still a Prepare.
+    let packet = prepare(10, "test.elsewhere", b"x", 10_000);
+    socket.send(Message::Binary(ilp_frame(btp::TYPE_RESPONSE, 6, &packet))).await.unwrap();
+    match next_frame(&mut socket).await {
+        Some(BtpPacket::Response { request_id: 6, protocol_data }) => {
+            expect_reject(&protocol_data[0].data, ErrorCode::F02_UNREACHABLE, "test.m2m");
+        }
+        other => panic!("expected an F02 Reject, got {other:?}"),
+    }
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_in_message_frames_are_matched_by_request_id() {
+    let node = start(&base_config("", "")).await;
+    let alice = Endpoint::connect(&url(&node), "alice", "alice-token", None).await.unwrap();
+    // Bob answers Prepares the interledger-rs 1.0 way: the Fulfill in a Message frame.
+    let mut bob = raw_connect(&node, "bob", "bob-token").await;
+    assert!(matches!(next_frame(&mut bob).await, Some(BtpPacket::Response { .. })));
+    let bob_task = tokio::spawn(async move {
+        let Some(BtpPacket::Message { request_id, protocol_data }) = next_frame(&mut bob).await else {
+            panic!("bob expected a Prepare");
+        };
+        let Packet::Prepare(prepare) = Packet::parse(protocol_data[0].data.clone()).unwrap() else { panic!() };
+        let fulfill = FulfillBuilder { fulfillment: fulfillment_for(prepare.data()), data: &[] }.build().unwrap();
+        bob.send(Message::Binary(ilp_frame(btp::TYPE_MESSAGE, request_id, &fulfill))).await.unwrap();
+        bob
+    });
+    let reply = alice.send(&prepare(100, "test.m2m.bob", b"inverted", 10_000), TIMEOUT).await.unwrap();
+    assert!(matches!(Packet::parse(reply).unwrap(), Packet::Fulfill(_)));
+    let _bob = bob_task.await.unwrap();
+    let metrics = m2m_connector::metrics::global().render();
+    let inverted = metrics
+        .lines()
+        .find(|line| line.starts_with("btp_frames_inverted_total"))
+        .expect("inverted counter rendered");
+    assert_ne!(inverted.rsplit(' ').next(), Some("0"), "{inverted}");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_connectors_peered_over_an_outgoing_link() {
+    // Upstream node U has child alice and dials node D as its peer; D has child bob.
+    let downstream = start(
+        r#"
+[node]
+id = "downstream"
+ilp_address = "test.down"
+asset_code = "USD"
+asset_scale = 6
+bind_host = "127.0.0.1"
+btp_port = 0
+health_port = 0
+[[peers]]
+id = "up"
+relation = "peer"
+asset_code = "USD"
+asset_scale = 6
+incoming_token = "up-token"
+credit_limit = 1000000000
+[[peers]]
+id = "bob"
+relation = "child"
+asset_code = "USD"
+asset_scale = 6
+incoming_token = "bob-token"
+credit_limit = 0
+"#,
+    )
+    .await;
+    let upstream_config = format!(
+        r#"
+[node]
+id = "upstream"
+ilp_address = "test.up"
+asset_code = "USD"
+asset_scale = 6
+bind_host = "127.0.0.1"
+btp_port = 0
+health_port = 0
+[[peers]]
+id = "alice"
+relation = "child"
+asset_code = "USD"
+asset_scale = 6
+incoming_token = "alice-token"
+credit_limit = 1000000000
+[[peers]]
+id = "down"
+relation = "peer"
+asset_code = "USD"
+asset_scale = 6
+credit_limit = 0
+[peers.outgoing]
+url = "btp+ws://{}"
+token = "up-token"
+[[routes]]
+prefix = "test.down"
+peer = "down"
+"#,
+        downstream.btp_address
+    );
+    let upstream = start(&upstream_config).await;
+    let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let _bob = Endpoint::connect(&url(&downstream), "bob", "bob-token", Some(bob_handler(received.clone()))).await.unwrap();
+    let alice = Endpoint::connect(&url(&upstream), "alice", "alice-token", None).await.unwrap();
+    // The outgoing link comes up in the background; retry until it does.
+    let mut fulfilled = false;
+    for _ in 0..50 {
+        let reply = alice.send(&prepare(700, "test.down.bob.x", b"two-hops", 20_000), TIMEOUT).await.unwrap();
+        match Packet::parse(reply).unwrap() {
+            Packet::Fulfill(_) => {
+                fulfilled = true;
+                break;
+            }
+            Packet::Reject(reject) => {
+                assert_eq!(reject.code(), ErrorCode::T01_PEER_UNREACHABLE, "{}", reject.message_lossy());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Packet::Prepare(_) => unreachable!(),
+        }
+    }
+    assert!(fulfilled, "the packet crossed both connectors");
+    assert_eq!(received.lock().unwrap().as_slice(), &[700]);
+    let up = check_journal(&settle_journal(&upstream).await);
+    assert_eq!(up.balance_of("alice").unwrap().position, 700);
+    assert_eq!(up.balance_of("down").unwrap().position, -700);
+    let down = check_journal(&settle_journal(&downstream).await);
+    assert_eq!(down.balance_of("up").unwrap().position, 700);
+    assert_eq!(down.balance_of("bob").unwrap().position, -700);
+    upstream.stop().await;
+    downstream.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_packets_all_end_exactly_once() {
+    let node = start(&base_config("", "")).await;
+    let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let _bob = Endpoint::connect(&url(&node), "bob", "bob-token", Some(bob_handler(received))).await.unwrap();
+    let alice = Arc::new(Endpoint::connect(&url(&node), "alice", "alice-token", None).await.unwrap());
+    let fulfilled = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for index in 0..400u32 {
+        let (alice, fulfilled) = (alice.clone(), fulfilled.clone());
+        tasks.push(tokio::spawn(async move {
+            let data = index.to_be_bytes();
+            let data: &[u8] = if index % 7 == 0 { b"reject" } else { &data };
+            let reply = alice.send(&prepare(2, "test.m2m.bob", data, 10_000), TIMEOUT).await.unwrap();
+            if matches!(Packet::parse(reply).unwrap(), Packet::Fulfill(_)) {
+                fulfilled.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let fulfilled = fulfilled.load(Ordering::Relaxed) as i128;
+    assert_eq!(fulfilled, 400 - 58);
+    let balances = check_journal(&settle_journal(&node).await);
+    assert_eq!(balances.balance_of("alice").unwrap().position, 2 * fulfilled);
+    assert_eq!(balances.balance_of("bob").unwrap().position, -fulfilled);
+    node.stop().await;
+}
