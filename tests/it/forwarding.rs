@@ -531,3 +531,119 @@ async fn concurrent_packets_all_end_exactly_once() {
     assert_eq!(balances.balance_of("bob").unwrap().position, -fulfilled);
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_limit_answers_t04() {
+    let node = start(&base_config("", "throughput_per_second_max = 1000")).await;
+    let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let _bob = Endpoint::connect(&url(&node), "bob", "bob-token", Some(bob_handler(received))).await.unwrap();
+    let alice = Endpoint::connect(&url(&node), "alice", "alice-token", None).await.unwrap();
+    let reply = alice.send(&prepare(800, "test.m2m.bob", b"first", 10_000), TIMEOUT).await.unwrap();
+    assert!(matches!(Packet::parse(reply).unwrap(), Packet::Fulfill(_)));
+    // 800 of the second's 1000 are used: another 800 is over the throughput limit.
+    let reply = alice.send(&prepare(800, "test.m2m.bob", b"second", 10_000), TIMEOUT).await.unwrap();
+    let reject = expect_reject(&reply, ErrorCode::T04_INSUFFICIENT_LIQUIDITY, "test.m2m");
+    assert!(reject.message_lossy().contains("throughput"), "{}", reject.message_lossy());
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saturated_session_answers_t03_at_once() {
+    let node = start(&base_config("btp_session_in_flight_max = 1", "")).await;
+    let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let _bob = Endpoint::connect(&url(&node), "bob", "bob-token", Some(bob_handler(received))).await.unwrap();
+    let alice = Arc::new(Endpoint::connect(&url(&node), "alice", "alice-token", None).await.unwrap());
+    // The first packet holds the session's only slot while bob sits on it for 1.5 s.
+    let slow = {
+        let alice = alice.clone();
+        tokio::spawn(async move { alice.send(&prepare(10, "test.m2m.bob", b"silent", 20_000), TIMEOUT).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let reply = alice.send(&prepare(10, "test.m2m.bob", b"quick", 20_000), TIMEOUT).await.unwrap();
+    expect_reject(&reply, ErrorCode::T03_CONNECTOR_BUSY, "test.m2m");
+    assert!(started.elapsed() < Duration::from_millis(1000), "T03 comes at once, not after the slow packet");
+    let reply = slow.await.unwrap().unwrap();
+    assert!(matches!(Packet::parse(reply).unwrap(), Packet::Fulfill(_)));
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_message_closes_the_socket_and_is_counted() {
+    let node = start(&base_config("btp_message_size_max = 40000", "")).await;
+    let before = counter_value("btp_frames_dropped_total{reason=\"oversized\"}");
+    let mut socket = raw_connect(&node, "alice", "alice-token").await;
+    assert!(matches!(next_frame(&mut socket).await, Some(BtpPacket::Response { .. })));
+    let huge = vec![0u8; 50_000];
+    let _ = socket.send(Message::Binary(huge.into())).await;
+    assert!(next_frame(&mut socket).await.is_none(), "the connector closes a socket that exceeds the limit");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(counter_value("btp_frames_dropped_total{reason=\"oversized\"}") > before);
+    // A maximal ILP Prepare (32 KiB of data) still fits under the limit and is answered.
+    let alice = Endpoint::connect(&url(&node), "alice", "alice-token", None).await.unwrap();
+    let big = vec![1u8; 32_767];
+    let reply = alice.send(&prepare(10, "test.nowhere", &big, 10_000), TIMEOUT).await.unwrap();
+    expect_reject(&reply, ErrorCode::F02_UNREACHABLE, "test.m2m");
+    node.stop().await;
+}
+
+/// The value of one sample line of the process-wide metrics registry (0 if absent).
+fn counter_value(series: &str) -> f64 {
+    m2m_connector::metrics::global()
+        .render()
+        .lines()
+        .find_map(|line| line.strip_prefix(series).map(|rest| rest.trim().parse().unwrap_or(0.0)))
+        .unwrap_or(0.0)
+}
+
+async fn http_get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics_reflect_traffic() {
+    let node = start(&base_config("ready_peers_min = 2", "")).await;
+    let (status, body) = http_get(node.health_address, "/health/ready").await;
+    assert_eq!(status, 503, "not ready before two peers connect: {body}");
+    let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let _bob = Endpoint::connect(&url(&node), "bob", "bob-token", Some(bob_handler(received))).await.unwrap();
+    let alice = Endpoint::connect(&url(&node), "alice", "alice-token", None).await.unwrap();
+    let reply = alice.send(&prepare(100, "test.m2m.bob", b"m", 10_000), TIMEOUT).await.unwrap();
+    assert!(matches!(Packet::parse(reply).unwrap(), Packet::Fulfill(_)));
+
+    let (status, body) = http_get(node.health_address, "/health/ready").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http_get(node.health_address, "/health").await;
+    assert_eq!(status, 200);
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["nodeId"], "test-node");
+    assert_eq!(health["peers"]["connected"], 2);
+    assert_eq!(health["peers"]["total"], 3);
+    assert_eq!(health["status"], "degraded", "carol is configured but not connected");
+    let (status, _) = http_get(node.health_address, "/health/live").await;
+    assert_eq!(status, 200);
+
+    let (status, metrics) = http_get(node.health_address, "/metrics").await;
+    assert_eq!(status, 200);
+    for family in [
+        "ilp_packets_processed_total{type=\"prepare\",status=\"fulfilled\"}",
+        "ilp_packet_latency_seconds_bucket{type=\"fulfill\"",
+        "ilp_packets_in_flight",
+        "account_balance_units{peer_id=\"alice\",token_id=\"USD\"}",
+        "btp_connections{peer_id=\"bob\"}",
+        "connector_errors_total",
+        "ilp_rejects_total",
+    ] {
+        assert!(metrics.contains(family), "missing {family} in\n{metrics}");
+    }
+    assert!(!metrics.contains("alice-token"), "tokens never appear in metrics");
+    node.stop().await;
+}

@@ -1,4 +1,5 @@
 //! The integration tests: one binary, one module per area (rust-analyzer's layout).
 //! Everything runs against real sockets on 127.0.0.1.
 
+mod cli;
 mod forwarding;
