@@ -14,8 +14,9 @@
 #                           replica 0 of 1, --development), start the replica on 127.0.0.1:P in the
 #                           background (pid in DIR/tigerbeetle.pid, log in DIR/tigerbeetle.log) and
 #                           wait until the port accepts connections. Already running: says so, exit 0.
-#                           --limit-request defaults to 1MiB (TigerBeetle's production default):
-#                           plain --development would lower it to 32KiB, i.e. 253 transfers/request.
+#                           --development caps a request at 32KiB: 253 transfers per create_transfers.
+#                           --limit-request 1MiB (TigerBeetle's production value; the flag is marked
+#                           experimental, so --experimental is passed with it) allows 8189.
 #   stop [--data DIR]       SIGTERM the replica from the pid file, SIGKILL after 5 s; OK if not running.
 #   status [--data DIR]     Exit 0 if running, 3 if not.
 #   path                    Print the server binary path (exit 1 if not built).
@@ -127,8 +128,9 @@ EOF
     cargo fetch --quiet --manifest-path "$fetch_dir/Cargo.toml" ||
         die "cargo fetch of $TB_CRATE $TB_CRATE_VERSION failed (is crates.io reachable?)"
     crate="$(crate_dir)"
-    [ -n "$crate" ] && [ -f "$crate/tigerbeetle/build.zig" ] ||
+    if [ -z "$crate" ] || [ ! -f "$crate/tigerbeetle/build.zig" ]; then
         die "could not locate the fetched crate's tigerbeetle/ folder (cargo metadata gave '${crate}')"
+    fi
     # Copy: the cargo registry copy must stay pristine (cargo checks it; the build writes caches).
     rm -rf "$src_dir" "$src_dir.tmp"
     cp -R "$crate/tigerbeetle" "$src_dir.tmp"
@@ -185,10 +187,11 @@ ensure_libclang() {
     local t0=$SECONDS
     log "installing libclang-dev (bindgen in the tigerbeetle-unofficial client crate needs it)"
     export DEBIAN_FRONTEND=noninteractive
-    if ! as_root apt-get install -y -q libclang-dev; then
+    # apt's chatter goes to stderr: stdout is kept for the ZIG_PATH hint and the binary path.
+    if ! as_root apt-get install -y -q libclang-dev >&2; then
         log "apt-get install failed; running apt-get update and retrying"
-        as_root apt-get update -q || die "apt-get update failed"
-        as_root apt-get install -y -q libclang-dev || die "apt-get install -y libclang-dev failed"
+        as_root apt-get update -q >&2 || die "apt-get update failed"
+        as_root apt-get install -y -q libclang-dev >&2 || die "apt-get install -y libclang-dev failed"
     fi
     log "libclang-dev installed in $(elapsed "$t0")"
 }
@@ -210,7 +213,7 @@ data_dir="" port="" limit_request=""
 parse_run_opts() {
     local allow_port=$1
     shift
-    data_dir="$default_data_dir" port="$default_port" limit_request="1MiB"
+    data_dir="$default_data_dir" port="$default_port" limit_request=""
     while [ $# -gt 0 ]; do
         case "$1" in
         --data) [ $# -ge 2 ] || die "--data needs a directory"; data_dir="$2"; shift 2 ;;
@@ -233,7 +236,7 @@ parse_run_opts() {
     case "$port" in
     '' | *[!0-9]*) die "--port must be a number (got '$port')" ;;
     esac
-    [ "$port" -ge 1 ] && [ "$port" -le 65535 ] || die "--port out of range: $port"
+    if [ "$port" -lt 1 ] || [ "$port" -gt 65535 ]; then die "--port out of range: $port"; fi
     case "$data_dir" in
     /*) ;;
     *) data_dir="$PWD/$data_dir" ;;
@@ -292,13 +295,14 @@ cmd_start() {
         }
         mv "$(data_file).tmp" "$(data_file)"
     fi
-    log "starting on 127.0.0.1:$port (limit-request $limit_request), log $(log_file)"
-    local starter=()
+    local extra=() starter=()
+    [ -z "$limit_request" ] || extra=(--experimental "--limit-request=$limit_request")
+    log "starting on 127.0.0.1:$port (request limit ${limit_request:-32KiB, the --development default}), log $(log_file)"
     command -v setsid >/dev/null 2>&1 && starter=(setsid)
     # Non-interactive bash: the background child is not a group leader, so setsid execs in place
-    # and $! is the tigerbeetle pid itself.
-    "${starter[@]}" "$tb_bin" start "--addresses=127.0.0.1:$port" --development \
-        "--limit-request=$limit_request" "$(data_file)" </dev/null >>"$(log_file)" 2>&1 9>&- &
+    # and $! is the tigerbeetle pid itself. fd 9 (the .tools lock) must not leak into the server.
+    "${starter[@]}" "$tb_bin" start "--addresses=127.0.0.1:$port" --development "${extra[@]}" \
+        "$(data_file)" </dev/null >>"$(log_file)" 2>&1 9>&- &
     pid=$!
     echo "$pid" >"$(pid_file)"
     local deadline=$((SECONDS + timeout))
@@ -321,7 +325,7 @@ cmd_start() {
 
 cmd_stop() {
     parse_run_opts no "$@"
-    local pid i
+    local pid
     if ! pid="$(running_pid)"; then
         rm -f "$(pid_file)"
         log "not running (data $data_dir)"
@@ -329,14 +333,14 @@ cmd_stop() {
     fi
     log "stopping pid $pid"
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 50); do
+    for _ in $(seq 1 50); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
     if kill -0 "$pid" 2>/dev/null; then
         log "pid $pid ignored SIGTERM for 5s; sending SIGKILL"
         kill -KILL "$pid" 2>/dev/null || true
-        for i in $(seq 1 50); do
+        for _ in $(seq 1 50); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done

@@ -41,6 +41,31 @@ pub struct Config {
     pub rates: Vec<RateConfig>,
     pub settlement: SettlementConfig,
     pub tigerbeetle: TigerBeetleConfig,
+    pub journal: JournalConfig,
+}
+
+/// `[journal]`: where the event journal lives and how long it keeps frames.
+#[derive(Debug, Clone)]
+pub struct JournalConfig {
+    /// `JOURNAL_DIR`, default `./data/journal`.
+    pub dir: std::path::PathBuf,
+    /// `JOURNAL_SNAPSHOT_EVERY`: events between snapshots of the forwarder's state (default
+    /// 100000); bounds how much of the journal a restart replays.
+    pub snapshot_every: u64,
+    /// `JOURNAL_RETENTION`: what happens to frames older than the previous snapshot.
+    pub retention: Retention,
+    /// Where `archive` retention moves frames (default `<dir>/../journal-archive`).
+    pub archive_dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// Keep every frame (the default).
+    Keep,
+    /// Move frames covered by a snapshot to files in `archive_dir`; replay can read them back.
+    Archive,
+    /// Delete frames covered by a snapshot.
+    Delete,
 }
 
 #[derive(Debug, Clone)]

@@ -82,9 +82,12 @@ fn demo_fulfillment(data: &[u8]) -> [u8; 32] {
 
 pub fn main(args: DemoArgs) -> ExitCode {
     crate::init_logging("warn,m2m_connector=info");
+    // A fresh journal per run, so the demo starts from zero balances every time.
+    let journal_dir = std::env::temp_dir().join(format!("m2m-demo-journal-{}", std::process::id()));
     let text = DEMO_CONFIG
         .replace("BTP_PORT", &args.btp_port.to_string())
-        .replace("HEALTH_PORT", &args.health_port.to_string());
+        .replace("HEALTH_PORT", &args.health_port.to_string())
+        + &format!("\n[journal]\ndir = {:?}\n", journal_dir.display().to_string());
     let loaded = match config::parse(&text, &Env::default()) {
         Ok(loaded) => loaded,
         Err(problems) => {
@@ -99,7 +102,7 @@ pub fn main(args: DemoArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let status = runtime.block_on(async move {
         match run(loaded.config, &args).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -107,7 +110,9 @@ pub fn main(args: DemoArgs) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    println!("journal of this run: {}", journal_dir.display());
+    status
 }
 
 async fn run(config: crate::config::Config, args: &DemoArgs) -> anyhow::Result<()> {

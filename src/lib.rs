@@ -11,6 +11,7 @@ pub mod demo;
 pub mod http;
 pub mod ilp;
 pub mod journal;
+pub mod loadgen;
 pub mod metrics;
 pub mod node;
 pub mod pipeline;
@@ -23,7 +24,13 @@ pub fn init_logging(level: &str) {
         eprintln!("LOG_LEVEL {level:?} is not a valid filter ({error}); using info");
         tracing_subscriber::EnvFilter::new("info")
     });
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    use std::io::IsTerminal;
+    // Colour only on a terminal: log files and collectors get plain text.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// The tokio runtime the node runs on: one worker per core. The forwarder and the journal

@@ -107,6 +107,18 @@ pub const LATENCY_BOUNDS_NS: [u64; 19] = [
 /// stage drains at once (journal frames hold ~256 events; queues are a few thousand deep).
 pub const BATCH_SIZE_BOUNDS: [u64; 13] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096];
 
+/// Upper bounds of `journal_frame_size_bytes`: 256 B (a lone event) to 4 MiB (a frame of
+/// thousands of events), by factors of four.
+pub const FRAME_SIZE_BOUNDS: [u64; 10] =
+    [256, 1024, 4096, 16_384, 65_536, 262_144, 1_048_576, 2_097_152, 4_194_304, 8_388_608];
+
+/// Upper bounds of `journal_flush_seconds`, in nanoseconds: 10 µs (page cache) to 1 s (a
+/// struggling disk).
+pub const FLUSH_BOUNDS_NS: [u64; 12] = [
+    10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000,
+    10_000_000, 100_000_000, 1_000_000_000,
+];
+
 /// A histogram with fixed bucket bounds. Observations and the sum are integers in the
 /// histogram's base unit (nanoseconds for latency, items for sizes); rendering divides by
 /// `unit_per_rendered` to get the exposed unit (seconds for latency).
@@ -574,6 +586,13 @@ pub struct Metrics {
     pipeline_queue_depth: [Gauge; PipelineStage::ALL.len()],
     pipeline_batch_size: [Histogram; PipelineStage::ALL.len()],
     pipeline_busy_rejects: Counter,
+    journal_head_seq: Gauge,
+    journal_durable_seq: Gauge,
+    journal_flush_seconds: Histogram,
+    journal_frame_size_bytes: Histogram,
+    journal_frame_events: Histogram,
+    /// Projection name → events behind the journal head; registered once per projection.
+    projection_lag: Mutex<Vec<(String, Arc<Gauge>)>>,
     process_start_time_seconds: f64,
     info: Mutex<Info>,
     peers: Mutex<Vec<Arc<PeerMetrics>>>,
@@ -606,10 +625,45 @@ impl Metrics {
             pipeline_queue_depth: Default::default(),
             pipeline_batch_size: std::array::from_fn(|_| Histogram::new(&BATCH_SIZE_BOUNDS, 1.0)),
             pipeline_busy_rejects: Counter::new(),
+            journal_head_seq: Gauge::new(),
+            journal_durable_seq: Gauge::new(),
+            journal_flush_seconds: Histogram::new(&FLUSH_BOUNDS_NS, 1e9),
+            journal_frame_size_bytes: Histogram::new(&FRAME_SIZE_BOUNDS, 1.0),
+            journal_frame_events: Histogram::new(&BATCH_SIZE_BOUNDS, 1.0),
+            projection_lag: Mutex::new(Vec::new()),
             process_start_time_seconds,
             info: Mutex::new(Info::default()),
             peers: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The forwarder appended up to `seq` (not yet durable).
+    pub fn journal_head(&self, seq: u64) {
+        self.journal_head_seq.set(i64::try_from(seq).unwrap_or(i64::MAX));
+    }
+
+    /// A frame of `event_count` events up to `seq` is durable.
+    pub fn journal_durable(&self, seq: u64, event_count: usize) {
+        self.journal_durable_seq.set(i64::try_from(seq).unwrap_or(i64::MAX));
+        self.journal_frame_events.observe(event_count as u64);
+    }
+
+    /// One group-commit flush took `elapsed`; the frame it made durable was `frame_size` bytes.
+    pub fn journal_flushed(&self, elapsed: Duration, frame_size: usize) {
+        self.journal_flush_seconds.observe(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+        self.journal_frame_size_bytes.observe(frame_size as u64);
+    }
+
+    /// The lag gauge of a projection (events between the journal's durable head and what the
+    /// projection has applied), created on first use.
+    pub fn projection_lag(&self, projection: &str) -> Arc<Gauge> {
+        let mut lags = lock(&self.projection_lag);
+        if let Some((_, gauge)) = lags.iter().find(|(name, _)| name == projection) {
+            return Arc::clone(gauge);
+        }
+        let gauge = Arc::new(Gauge::new());
+        lags.push((projection.to_owned(), Arc::clone(&gauge)));
+        gauge
     }
 
     /// Sets the labels of `connector_info`. Called once at start-up.
@@ -758,6 +812,7 @@ impl Metrics {
         self.write_btp_families(out)?;
         self.write_peer_families(out)?;
         self.write_pipeline_families(out)?;
+        self.write_journal_families(out)?;
         self.write_process_families(out)
     }
 
@@ -991,6 +1046,24 @@ impl Metrics {
         )
     }
 
+    fn write_journal_families(&self, out: &mut String) -> fmt::Result {
+        header(out, "journal_head_seq", "gauge", HELP_JOURNAL_HEAD)?;
+        sample(out, "journal_head_seq", &[], self.journal_head_seq.get())?;
+        header(out, "journal_durable_seq", "gauge", HELP_JOURNAL_DURABLE)?;
+        sample(out, "journal_durable_seq", &[], self.journal_durable_seq.get())?;
+        header(out, "journal_flush_seconds", "histogram", HELP_JOURNAL_FLUSH)?;
+        histogram(out, "journal_flush_seconds", &[], &self.journal_flush_seconds)?;
+        header(out, "journal_frame_size_bytes", "histogram", HELP_JOURNAL_FRAME_SIZE)?;
+        histogram(out, "journal_frame_size_bytes", &[], &self.journal_frame_size_bytes)?;
+        header(out, "journal_frame_events", "histogram", HELP_JOURNAL_FRAME_EVENTS)?;
+        histogram(out, "journal_frame_events", &[], &self.journal_frame_events)?;
+        header(out, "projection_lag_events", "gauge", HELP_PROJECTION_LAG)?;
+        for (name, gauge) in lock(&self.projection_lag).iter() {
+            sample(out, "projection_lag_events", &[("projection", name)], gauge.get())?;
+        }
+        Ok(())
+    }
+
     fn write_process_families(&self, out: &mut String) -> fmt::Result {
         header(out, "process_start_time_seconds", "gauge", HELP_START_TIME)?;
         sample(
@@ -1153,6 +1226,12 @@ const HELP_PACKETS_IN: &str = "ILP packets received from the peer.";
 const HELP_PACKETS_OUT: &str = "ILP packets sent to the peer.";
 const HELP_QUEUE_DEPTH: &str = "Items waiting in the queue in front of each pipeline stage.";
 const HELP_BATCH_SIZE: &str = "Items per batch that each pipeline stage drained.";
+const HELP_JOURNAL_HEAD: &str = "Sequence number of the last event the forwarder appended to the journal.";
+const HELP_JOURNAL_DURABLE: &str = "Sequence number of the last event flushed to disk.";
+const HELP_JOURNAL_FLUSH: &str = "Time of one group-commit write and flush of the journal.";
+const HELP_JOURNAL_FRAME_SIZE: &str = "Size in bytes of each journal frame written.";
+const HELP_JOURNAL_FRAME_EVENTS: &str = "Events in each journal frame written.";
+const HELP_PROJECTION_LAG: &str = "Events between the journal's durable head and what a projection has applied.";
 const HELP_BUSY_REJECTS: &str =
     "ILP Prepares rejected with T03 at admission because the pipeline was full.";
 const HELP_START_TIME: &str = "Start time of the process since the Unix epoch, in seconds.";

@@ -17,14 +17,14 @@ use crate::btp::session::SessionContext;
 use crate::config::Config;
 use crate::http::{self, health::Health};
 use crate::ilp::packet::ParseOptions;
-use crate::journal::MemoryStore;
+use crate::journal::SledStore;
 use crate::pipeline::Pipeline;
 
 pub struct Node {
     pub btp_address: SocketAddr,
     pub health_address: SocketAddr,
     pub health: Arc<Health>,
-    pub journal: MemoryStore,
+    pub journal: SledStore,
     shutdown: watch::Sender<bool>,
     pipeline: Option<Pipeline>,
     tasks: Vec<JoinHandle<()>>,
@@ -59,7 +59,14 @@ impl Node {
             }
         }));
 
-        let pipeline = Pipeline::start(&config, health.clone()).context("cannot start the pipeline threads")?;
+        health.set_recovery_done(false);
+        let pipeline = {
+            let (config, health) = (config.clone(), health.clone());
+            tokio::task::spawn_blocking(move || Pipeline::start(&config, health))
+                .await
+                .context("the start-up task failed")??
+        };
+        health.set_recovery_done(true);
         let context = Arc::new(SessionContext {
             node_address: config.node.ilp_address.clone(),
             prepares: pipeline.prepares.clone(),
@@ -94,9 +101,17 @@ impl Node {
             btp = %btp_address,
             http = %health_address,
             peers = config.peers.len(),
-            "connector started (journal: in memory; ledger: journal-derived balances)"
+            journal = %config.journal.dir.display(),
+            "connector started (ledger: journal-derived balances; no TIGERBEETLE_REPLICAS set)"
         );
         Ok(Node { btp_address, health_address, health, journal, shutdown, pipeline: Some(pipeline), tasks })
+    }
+
+    /// Sequence number of the last journal event known to be on disk.
+    pub fn durable_seq(&self) -> u64 {
+        self.pipeline.as_ref().map_or(0, |pipeline| {
+            pipeline.journal_status.durable_seq.load(std::sync::atomic::Ordering::Acquire)
+        })
     }
 
     /// Stops accepting, closes sessions, drains the pipeline.

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
 use super::{
-    Config, NodeConfig, OutgoingLink, PeerConfig, PeerSettlementConfig, RateConfig, Relation,
+    Config, JournalConfig, NodeConfig, Retention, OutgoingLink, PeerConfig, PeerSettlementConfig, RateConfig, Relation,
     RouteConfig, Secret, SettlementConfig, TigerBeetleConfig,
 };
 
@@ -542,6 +542,8 @@ fn read_config(report: &mut Report, table: &Table, env: &Env) -> Config {
     let empty = Table::new();
     let node_table = root.table(report, "node").optional().unwrap_or(&empty);
     let node = read_node(report, node_table, env);
+    let journal_table = root.table(report, "journal").optional().unwrap_or(&empty);
+    let journal = read_journal(report, journal_table, env);
     let peers: Vec<PeerConfig> = (root.tables(report, "peers").into_iter())
         .map(|(path, table)| read_peer(report, path, table, env))
         .collect();
@@ -570,7 +572,51 @@ fn read_config(report: &mut Report, table: &Table, env: &Env) -> Config {
         rates,
         settlement,
         tigerbeetle,
+        journal,
     }
+}
+
+fn read_journal(report: &mut Report, table: &Table, env: &Env) -> JournalConfig {
+    let r = report;
+    let mut f = Fields::new("journal", table);
+    let dir = f
+        .string(r, "dir", non_empty)
+        .overridden_by(r, env, "JOURNAL_DIR", non_empty)
+        .or("./data/journal".into());
+    let snapshot_every = f
+        .unsigned(r, "snapshot_every", positive)
+        .overridden_by(r, env, "JOURNAL_SNAPSHOT_EVERY", env_positive)
+        .or(100_000);
+    let retention = f
+        .string(r, "retention", retention)
+        .overridden_by(r, env, "JOURNAL_RETENTION", retention)
+        .or(Retention::Keep);
+    let archive_dir = f.string(r, "archive_dir", non_empty).optional();
+    f.finish(r);
+    let dir = PathBuf::from(dir.unwrap_or_default());
+    let archive_dir = match archive_dir {
+        Some(archive_dir) => PathBuf::from(archive_dir),
+        None => dir.parent().unwrap_or(Path::new(".")).join("journal-archive"),
+    };
+    JournalConfig {
+        dir,
+        snapshot_every: snapshot_every.unwrap_or(100_000),
+        retention: retention.unwrap_or(Retention::Keep),
+        archive_dir,
+    }
+}
+
+fn retention(text: &str) -> Result<Retention, String> {
+    match text {
+        "keep" => Ok(Retention::Keep),
+        "archive" => Ok(Retention::Archive),
+        "delete" => Ok(Retention::Delete),
+        _ => Err("must be keep, archive or delete".to_string()),
+    }
+}
+
+fn env_positive(text: &str) -> Result<u64, String> {
+    text.parse::<u64>().map_err(|_| "must be a whole number".to_string()).and_then(positive)
 }
 
 fn read_node(report: &mut Report, table: &Table, env: &Env) -> NodeConfig {
@@ -1593,7 +1639,7 @@ mod tests {
             r#"
 colour = 1
 @node
-=> colour: unknown key (expected one of: node, peers, routes, rates)
+=> colour: unknown key (expected one of: node, journal, peers, routes, rates)
 ---
 @node btp_prot = 1
 => node.btp_prot: unknown key (did you mean `btp_port`?)

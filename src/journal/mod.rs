@@ -8,8 +8,12 @@
 //! forwarder stops taking Prepares (backpressure), never the reverse.
 
 pub mod event;
+pub mod frame;
+pub mod recovery;
+pub mod store;
 
 pub use event::*;
+pub use store::SledStore;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,6 +24,19 @@ use std::sync::{Arc, Mutex};
 pub enum JournalError {
     #[error("journal storage failed: {0}")]
     Storage(String),
+    #[error(
+        "journal frame {frame} in {} is corrupt: {reason}. Nothing is skipped: the node will not \
+         start on it. Inspect with `m2m-connector journal verify --dir {}` and \
+         `m2m-connector journal inspect --dir {} --from {frame} --limit 10`",
+        dir.display(), dir.display(), dir.display()
+    )]
+    Corrupt { dir: std::path::PathBuf, frame: u64, reason: frame::FrameError },
+    #[error(
+        "the journal in {} is in use by another process (another m2m-connector on the same \
+         JOURNAL_DIR?); two nodes must never share a journal",
+        .0.display()
+    )]
+    Locked(std::path::PathBuf),
 }
 
 /// Where frames of events go.
@@ -28,6 +45,10 @@ pub trait Store: Send + 'static {
     fn write_frame(&mut self, entries: &[JournalEntry]) -> Result<(), JournalError>;
     /// Makes every frame written so far durable.
     fn flush(&mut self) -> Result<(), JournalError>;
+    /// Stores a snapshot of the forwarder's state as of `seq` (flushed with the next frame).
+    fn save_snapshot(&mut self, _seq: u64, _snapshot: &[u8]) -> Result<(), JournalError> {
+        Ok(())
+    }
 }
 
 /// Something held back until the events before it are durable: a Fulfill on its way upstream.
@@ -39,6 +60,8 @@ pub trait Release: Send + 'static {
 pub struct Commit<R> {
     pub entries: Vec<JournalEntry>,
     pub releases: Vec<R>,
+    /// The forwarder's state as of the last entry, every `JOURNAL_SNAPSHOT_EVERY` events.
+    pub snapshot: Option<(u64, Vec<u8>)>,
 }
 
 /// Progress of the journal writer, shared with health and metrics.
@@ -63,11 +86,12 @@ pub fn run_writer<S: Store, R: Release>(
 ) -> S {
     let mut entries: Vec<JournalEntry> = Vec::new();
     let mut releases: Vec<R> = Vec::new();
+    let mut snapshot: Option<(u64, Vec<u8>)> = None;
     while let Ok(first) = commits.recv() {
-        absorb(first, &mut entries, &mut releases);
+        absorb(first, &mut entries, &mut releases, &mut snapshot);
         for _ in 1..FRAME_COMMITS_MAX {
             match commits.try_recv() {
-                Ok(commit) => absorb(commit, &mut entries, &mut releases),
+                Ok(commit) => absorb(commit, &mut entries, &mut releases, &mut snapshot),
                 Err(_) => break,
             }
         }
@@ -78,16 +102,21 @@ pub fn run_writer<S: Store, R: Release>(
             releases.clear();
             continue;
         }
-        let result = if entries.is_empty() {
-            Ok(())
-        } else {
-            store.write_frame(&entries).and_then(|()| store.flush())
-        };
+        if entries.is_empty() && snapshot.is_none() {
+            releases.drain(..).for_each(Release::release);
+            continue;
+        }
+        let result = store.write_frame(&entries).and_then(|()| match snapshot.take() {
+            Some((seq, bytes)) => store.save_snapshot(seq, &bytes),
+            None => Ok(()),
+        });
+        let result = result.and_then(|()| store.flush());
         match result {
             Ok(()) => {
                 if let Some(last) = entries.last() {
                     status.durable_seq.store(last.seq, Ordering::Release);
                     status.frames_written.fetch_add(1, Ordering::Relaxed);
+                    crate::metrics::global().journal_durable(last.seq, entries.len());
                 }
                 entries.clear();
                 releases.drain(..).for_each(Release::release);
@@ -103,9 +132,17 @@ pub fn run_writer<S: Store, R: Release>(
     store
 }
 
-fn absorb<R>(commit: Commit<R>, entries: &mut Vec<JournalEntry>, releases: &mut Vec<R>) {
+fn absorb<R>(
+    commit: Commit<R>,
+    entries: &mut Vec<JournalEntry>,
+    releases: &mut Vec<R>,
+    snapshot: &mut Option<(u64, Vec<u8>)>,
+) {
     entries.extend(commit.entries);
     releases.extend(commit.releases);
+    if commit.snapshot.is_some() {
+        *snapshot = commit.snapshot;
+    }
 }
 
 /// An in-memory store keeping the most recent `retained_max` events (the durable sled store is

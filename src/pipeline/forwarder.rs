@@ -26,16 +26,17 @@ use super::routing::{PeerIndex, RoutingTable};
 use super::{Input, LinkHandle, Reply, SessionId};
 use crate::btp::packet as btp;
 use crate::config::{Config, Relation};
-use crate::http::health::Health;
+use crate::http::health::{ComponentStatus, Health};
 use crate::ilp::error_code::ErrorCode;
 use crate::ilp::packet::{FulfillBuilder, Prepare, RejectBuilder};
 use crate::ilp::{self, ildcp, timestamp};
 use crate::journal::{
-    Commit, ConfigurationApplied, Event, JournalEntry, PacketFulfilled, PacketPrepared,
-    PacketRejected, PeerTerms, Release, Stage,
+    Commit, ConfigurationApplied, Event, JournalEntry, JournalStatus, PacketFulfilled,
+    PacketPrepared, PacketRejected, PeerTerms, Release, Stage,
 };
 use crate::metrics::{self, PacketKind, PacketStatus, PeerMetrics, RejectOrigin, ReplyKind};
 use crate::projections::balances::Balances;
+use crate::projections::Projection;
 
 /// Inputs handled per batch before the journal commit and the expiry sweep; bounds the latency
 /// a reply waits behind a burst of Prepares.
@@ -113,19 +114,38 @@ pub struct Forwarder {
     entries: Vec<JournalEntry>,
     held: Vec<HeldReply>,
     journal: Sender<Commit<HeldReply>>,
+    journal_status: Arc<JournalStatus>,
     journal_failed: bool,
+    snapshot_every: u64,
+    events_since_snapshot: u64,
+    /// Packets left open by a previous run, ended (R00) once their incoming expiry has passed:
+    /// (expires_at_in_ms, packet_id), soonest last.
+    orphans: Vec<(i64, u64)>,
     health: Arc<Health>,
     now_ms: i64,
+}
+
+/// What the forwarder starts from: the state rebuilt from the journal.
+pub struct Recovered {
+    pub balances: Balances,
+    /// Sequence number of the last event in the journal (0 when it is empty).
+    pub last_seq: u64,
 }
 
 impl Forwarder {
     pub fn new(
         config: &Config,
         journal: Sender<Commit<HeldReply>>,
+        journal_status: Arc<JournalStatus>,
         health: Arc<Health>,
         in_flight_max: usize,
+        recovered: Recovered,
     ) -> Self {
         let now_ms = timestamp::now_ms();
+        let Recovered { mut balances, last_seq } = recovered;
+        let mut orphans: Vec<(i64, u64)> =
+            balances.open_packets().into_iter().map(|(packet_id, expires)| (expires, packet_id)).collect();
+        orphans.sort_unstable_by(|a, b| b.cmp(a));
         let mut assets: Vec<(String, u8)> = Vec::new();
         let mut asset_index = |code: &str, scale: u8| -> usize {
             match assets.iter().position(|(c, s)| c == code && *s == scale) {
@@ -136,7 +156,6 @@ impl Forwarder {
                 }
             }
         };
-        let mut balances = Balances::new();
         let peers: Vec<PeerState> = config
             .peers
             .iter()
@@ -173,21 +192,28 @@ impl Forwarder {
             in_flight: FxHashMap::default(),
             by_request: FxHashMap::default(),
             deadlines: BinaryHeap::new(),
-            next_packet_id: 1,
-            next_seq: 1,
+            next_packet_id: 0,
+            next_seq: last_seq + 1,
             entries: Vec::new(),
             held: Vec::new(),
             journal,
+            journal_status,
             journal_failed: false,
+            snapshot_every: config.journal.snapshot_every.max(1),
+            events_since_snapshot: 0,
+            orphans,
             health,
             now_ms,
         };
+        forwarder.next_packet_id = forwarder.balances.packet_id_max() + 1;
         forwarder.append(Event::ConfigurationApplied(configuration_applied(config)));
         forwarder
     }
 
     /// Runs until an input queue is closed (the node is stopping).
     pub fn run(mut self, replies: Receiver<Input>, prepares: Receiver<Input>, stopping: Arc<AtomicBool>) {
+        // The start's ConfigurationApplied goes out at once, not with the first traffic.
+        self.commit();
         while !stopping.load(Ordering::Relaxed) {
             let wait = self.wait_duration();
             let first = crossbeam_channel::select_biased! {
@@ -204,6 +230,10 @@ impl Forwarder {
             self.commit();
         }
         self.commit();
+        // A final snapshot: the next start replays nothing, and it records the live state for
+        // auditors to compare with a replay.
+        let snapshot = Some((self.next_seq - 1, self.balances.to_snapshot()));
+        let _ = self.journal.send(Commit { entries: Vec::new(), releases: Vec::new(), snapshot });
     }
 
     fn wait_duration(&self) -> Duration {
@@ -213,6 +243,7 @@ impl Forwarder {
                 let remaining_ms = deadline_ms.saturating_sub(now_ms).max(0) as u64;
                 Duration::from_millis(remaining_ms).min(IDLE_WAIT_MAX)
             }
+            // Orphans are swept on the idle tick; their expiries are not urgent.
             None => IDLE_WAIT_MAX,
         }
     }
@@ -256,20 +287,36 @@ impl Forwarder {
         self.in_flight.len()
     }
 
+    /// Appends an event and applies it to the in-line state, exactly as a replay would.
     fn append(&mut self, event: Event) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.entries.push(JournalEntry { seq, timestamp_ms: self.now_ms, event });
+        let entry = JournalEntry { seq, timestamp_ms: self.now_ms, event };
+        self.balances.apply(&entry);
+        self.entries.push(entry);
     }
 
-    /// Hands the batch's events (and the replies waiting on them) to the journal writer.
+    /// Hands the batch's events (and the replies waiting on them) to the journal writer, with a
+    /// snapshot of the state every `snapshot_every` events.
     pub fn commit(&mut self) {
+        if self.journal_status.failed.load(std::sync::atomic::Ordering::Acquire) && !self.journal_failed {
+            self.journal_failed = true;
+            tracing::error!("journal storage failed: refusing new Prepares with T00 until restarted");
+            self.health.set_component("journal", ComponentStatus::Failed("journal storage failed; see the log".into()));
+        }
         if self.entries.is_empty() && self.held.is_empty() {
             return;
         }
+        self.events_since_snapshot += self.entries.len() as u64;
+        let snapshot = (self.events_since_snapshot >= self.snapshot_every).then(|| {
+            self.events_since_snapshot = 0;
+            (self.next_seq - 1, self.balances.to_snapshot())
+        });
+        metrics::global().journal_head(self.next_seq - 1);
         let commit = Commit {
             entries: std::mem::take(&mut self.entries),
             releases: std::mem::take(&mut self.held),
+            snapshot,
         };
         if self.journal.send(commit).is_err() && !self.journal_failed {
             tracing::error!("journal writer stopped; refusing new Prepares with T00");
@@ -482,9 +529,6 @@ impl Forwarder {
 
         let amount_in = prepare.amount();
         let condition = *prepare.execution_condition();
-        let from_index = self.peers[from].balance_index;
-        let to_index = self.peers[decision.to].balance_index;
-        self.balances.prepared(packet_id, from_index, amount_in, to_index, decision.amount_out);
         self.append(Event::PacketPrepared(PacketPrepared {
             packet_id,
             from_peer: self.peers[from].id.clone(),
@@ -563,7 +607,6 @@ impl Forwarder {
     }
 
     fn fulfilled(&mut self, packet_id: u64, packet: &InFlight, fulfillment: &[u8; 32], fulfill_bytes: &[u8]) {
-        self.balances.fulfilled(packet_id);
         self.append(Event::PacketFulfilled(PacketFulfilled { packet_id, fulfillment: *fulfillment }));
         let frame = reply_frame(packet.from_request_id, fulfill_bytes);
         if let Some(session) = self.sessions.get(&packet.from_session) {
@@ -596,7 +639,6 @@ impl Forwarder {
         stage: Stage,
         local: bool,
     ) {
-        self.balances.rejected(packet_id);
         self.append(Event::PacketRejected(PacketRejected {
             packet_id,
             prepared: true,
@@ -655,7 +697,33 @@ impl Forwarder {
         }
     }
 
+    /// Ends packets a previous run left open, once their incoming expiry has passed: by then no
+    /// Fulfill can be owed upstream, and the next hop's connection is long gone.
+    fn end_orphans_due(&mut self) {
+        while let Some(&(expires_at_in_ms, packet_id)) = self.orphans.last() {
+            if expires_at_in_ms > self.now_ms {
+                break;
+            }
+            self.orphans.pop();
+            let Some((from_peer, amount_in)) = self.balances.open_packet_sender(packet_id) else { continue };
+            let from_peer = from_peer.to_owned();
+            tracing::info!(packet_id, peer = %from_peer, "ending a packet left in flight by the previous run");
+            self.append(Event::PacketRejected(PacketRejected {
+                packet_id,
+                prepared: true,
+                from_peer,
+                amount_in,
+                destination: String::new(),
+                code: ErrorCode::R00_TRANSFER_TIMED_OUT.0,
+                triggered_by: self.node_address.clone(),
+                message: "connector restarted; packet ended after its expiry".into(),
+                stage: Stage::Recovery,
+            }));
+        }
+    }
+
     fn expire_due(&mut self) {
+        self.end_orphans_due();
         while let Some(&Reverse((deadline_ms, packet_id))) = self.deadlines.peek() {
             if deadline_ms > self.now_ms {
                 break;

@@ -25,8 +25,9 @@ use bytes::Bytes;
 use crate::config::Config;
 use crate::http::health::Health;
 use crate::ilp::packet::{Fulfill, Prepare, Reject};
-use crate::journal::{self, Commit, JournalStatus, MemoryStore};
-use forwarder::{Forwarder, HeldReply};
+use crate::journal::recovery::{self, Recovery};
+use crate::journal::{self, Commit, JournalError, JournalStatus, SledStore};
+use forwarder::{Forwarder, HeldReply, Recovered};
 pub use routing::PeerIndex;
 
 /// Identifies one BTP connection (a peer may have several).
@@ -74,37 +75,61 @@ const REPLY_QUEUE_MARGIN: usize = 1024;
 /// Commits the journal writer may have queued before the forwarder waits for it.
 const JOURNAL_QUEUE_MAX: usize = 64;
 
-/// Events the in-memory journal keeps for inspection (older ones are dropped; the durable
-/// journal keeps everything).
-const MEMORY_JOURNAL_RETAINED_MAX: usize = 100_000;
-
 /// The running pipeline: the queues sessions send into, and the stage threads.
 pub struct Pipeline {
     pub prepares: crossbeam_channel::Sender<Input>,
     pub replies: crossbeam_channel::Sender<Input>,
     pub journal_status: Arc<JournalStatus>,
-    pub journal_store: MemoryStore,
+    /// A handle on the journal for readers (the store is shared; sled is safe to read while the
+    /// writer appends).
+    pub journal_store: SledStore,
     stopping: Arc<AtomicBool>,
     forwarder_thread: Option<JoinHandle<()>>,
-    journal_thread: Option<JoinHandle<MemoryStore>>,
+    journal_thread: Option<JoinHandle<SledStore>>,
+}
+
+/// Why the pipeline could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("cannot start the pipeline threads: {0}")]
+    Thread(#[from] std::io::Error),
 }
 
 impl Pipeline {
-    pub fn start(config: &Config, health: Arc<Health>) -> std::io::Result<Pipeline> {
+    /// Opens the journal, rebuilds the state from it and starts the stages.
+    pub fn start(config: &Config, health: Arc<Health>) -> Result<Pipeline, StartError> {
+        let store = SledStore::open(&config.journal.dir)?;
+        let Recovery { balances, last_seq, snapshot_seq, frames_checked, events_replayed, elapsed } =
+            recovery::recover(&store)?;
+        tracing::info!(
+            dir = %config.journal.dir.display(),
+            last_seq,
+            snapshot_seq,
+            frames_checked,
+            events_replayed,
+            open_packets = balances.in_flight_count(),
+            elapsed_ms = elapsed.as_millis() as u64,
+            "journal recovered"
+        );
+        let recovered = Recovered { balances, last_seq };
         let queue_max = config.node.pipeline_queue_max;
         let in_flight_max = queue_max.max(1) * 4;
         let (prepares_tx, prepares_rx) = crossbeam_channel::bounded(queue_max);
         let (replies_tx, replies_rx) = crossbeam_channel::bounded(in_flight_max + REPLY_QUEUE_MARGIN);
         let (journal_tx, journal_rx) = crossbeam_channel::bounded::<Commit<HeldReply>>(JOURNAL_QUEUE_MAX);
         let journal_status = Arc::new(JournalStatus::default());
-        let store = MemoryStore::new(MEMORY_JOURNAL_RETAINED_MAX);
+        journal_status.durable_seq.store(last_seq, Ordering::Release);
 
         let writer_status = journal_status.clone();
         let writer_store = store.clone();
         let journal_thread = std::thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || journal::run_writer(writer_store, journal_rx, writer_status))?;
-        let forwarder = Forwarder::new(config, journal_tx, health, in_flight_max);
+        let forwarder_status = journal_status.clone();
+        let forwarder =
+            Forwarder::new(config, journal_tx, forwarder_status, health, in_flight_max, recovered);
         let stopping = Arc::new(AtomicBool::new(false));
         let forwarder_stopping = stopping.clone();
         let forwarder_thread = std::thread::Builder::new()

@@ -5,16 +5,19 @@
 //! fulfilled A's position rises by it; when rejected the reservation is released. A fulfilled
 //! Prepare to peer B lowers B's position by the outgoing amount.
 //!
-//! The forwarder calls the typed methods with peer indices (no string hashing per packet);
-//! replay goes through [`Projection::apply`], which resolves names and calls the same methods,
-//! so live and replayed state cannot diverge.
+//! It also holds what a restart needs: the packets prepared but not yet ended (with their
+//! incoming expiry) and the highest packet id used. The forwarder applies every event it
+//! appends through [`Projection::apply`], exactly as a replay does, so live and replayed state
+//! cannot diverge; a snapshot is this struct, serialized.
 
 use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::Projection;
 use crate::journal::{Event, JournalEntry};
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerBalance {
     /// What the peer owes us minus what we owe it.
     pub position: i128,
@@ -22,21 +25,27 @@ pub struct PeerBalance {
     pub reserved: u128,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Pending {
     from: usize,
     amount_in: u64,
     to: usize,
     amount_out: u64,
+    expires_at_in_ms: i64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Balances {
     peers: Vec<(String, PeerBalance)>,
     index: FxHashMap<String, usize>,
     pending: FxHashMap<u64, Pending>,
+    /// Highest packet id seen in any event; a restarted forwarder continues after it.
+    packet_id_max: u64,
     position: u64,
 }
+
+/// First byte of a serialized snapshot; a snapshot of another version is not used.
+const SNAPSHOT_VERSION: u8 = 1;
 
 impl Balances {
     pub fn new() -> Self {
@@ -70,6 +79,70 @@ impl Balances {
         self.pending.len()
     }
 
+    pub fn packet_id_max(&self) -> u64 {
+        self.packet_id_max
+    }
+
+    /// Packets prepared and not yet ended, with the expiry their sender gave them.
+    pub fn open_packets(&self) -> Vec<(u64, i64)> {
+        let mut open: Vec<(u64, i64)> =
+            self.pending.iter().map(|(&packet_id, pending)| (packet_id, pending.expires_at_in_ms)).collect();
+        open.sort_unstable();
+        open
+    }
+
+    /// Who sent an open packet, and its incoming amount.
+    pub fn open_packet_sender(&self, packet_id: u64) -> Option<(&str, u64)> {
+        let pending = self.pending.get(&packet_id)?;
+        Some((self.peers[pending.from].0.as_str(), pending.amount_in))
+    }
+
+    /// Serialized form for a snapshot.
+    pub fn to_snapshot(&self) -> Vec<u8> {
+        let mut bytes = vec![SNAPSHOT_VERSION];
+        bincode::serde::encode_into_std_write(self, &mut bytes, bincode::config::standard())
+            .expect("encoding to a Vec cannot fail");
+        bytes
+    }
+
+    pub fn from_snapshot(bytes: &[u8]) -> Result<Balances, String> {
+        match bytes.first() {
+            Some(&SNAPSHOT_VERSION) => {}
+            Some(version) => return Err(format!("snapshot version {version} is not supported")),
+            None => return Err("empty snapshot".into()),
+        }
+        let config = bincode::config::standard().with_limit::<{ 1 << 30 }>();
+        bincode::serde::decode_from_slice(&bytes[1..], config)
+            .map(|(balances, _)| balances)
+            .map_err(|error| format!("snapshot does not decode: {error}"))
+    }
+
+    /// SHA-256 over a canonical rendering (sorted, so it doesn't depend on hash-map history):
+    /// equal digests mean equal state.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(self.position.to_be_bytes());
+        hasher.update(self.packet_id_max.to_be_bytes());
+        let mut peers: Vec<&(String, PeerBalance)> = self.peers.iter().collect();
+        peers.sort_by(|a, b| a.0.cmp(&b.0));
+        for (peer, balance) in peers {
+            hasher.update((peer.len() as u64).to_be_bytes());
+            hasher.update(peer.as_bytes());
+            hasher.update(balance.position.to_be_bytes());
+            hasher.update(balance.reserved.to_be_bytes());
+        }
+        for (packet_id, expires_at_in_ms) in self.open_packets() {
+            let pending = &self.pending[&packet_id];
+            hasher.update(packet_id.to_be_bytes());
+            hasher.update(self.peers[pending.from].0.as_bytes());
+            hasher.update(pending.amount_in.to_be_bytes());
+            hasher.update(self.peers[pending.to].0.as_bytes());
+            hasher.update(pending.amount_out.to_be_bytes());
+            hasher.update(expires_at_in_ms.to_be_bytes());
+        }
+        hasher.finalize().into()
+    }
+
     /// Whether reserving `amount` more keeps the peer within `credit_limit`.
     pub fn can_reserve(&self, index: usize, amount: u64, credit_limit: u64) -> bool {
         let balance = &self.peers[index].1;
@@ -80,9 +153,10 @@ impl Balances {
         exposure <= i128::from(credit_limit)
     }
 
-    pub fn prepared(&mut self, packet_id: u64, from: usize, amount_in: u64, to: usize, amount_out: u64) {
+    pub fn prepared(&mut self, packet_id: u64, from: usize, amount_in: u64, to: usize, amount_out: u64, expires_at_in_ms: i64) {
         self.peers[from].1.reserved += u128::from(amount_in);
-        let previous = self.pending.insert(packet_id, Pending { from, amount_in, to, amount_out });
+        let pending = Pending { from, amount_in, to, amount_out, expires_at_in_ms };
+        let previous = self.pending.insert(packet_id, pending);
         assert!(previous.is_none(), "packet {packet_id} prepared twice");
     }
 
@@ -123,11 +197,24 @@ impl Projection for Balances {
             Event::PacketPrepared(prepared) => {
                 let from = self.peer_index(&prepared.from_peer);
                 let to = self.peer_index(&prepared.to_peer);
-                self.prepared(prepared.packet_id, from, prepared.amount_in, to, prepared.amount_out);
+                self.prepared(
+                    prepared.packet_id,
+                    from,
+                    prepared.amount_in,
+                    to,
+                    prepared.amount_out,
+                    prepared.expires_at_in_ms,
+                );
+                self.packet_id_max = self.packet_id_max.max(prepared.packet_id);
             }
             Event::PacketFulfilled(fulfilled) => self.fulfilled(fulfilled.packet_id),
-            Event::PacketRejected(rejected) if rejected.prepared => self.rejected(rejected.packet_id),
-            Event::PacketRejected(_) | Event::PeerConnected { .. } | Event::PeerDisconnected { .. } => {}
+            Event::PacketRejected(rejected) => {
+                if rejected.prepared {
+                    self.rejected(rejected.packet_id);
+                }
+                self.packet_id_max = self.packet_id_max.max(rejected.packet_id);
+            }
+            Event::PeerConnected { .. } | Event::PeerDisconnected { .. } => {}
         }
         self.position = entry.seq;
     }

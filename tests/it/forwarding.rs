@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// alice (USD 6) and bob (EUR 6) are children; carol is configured but never connects.
-fn base_config(extra_node: &str, alice_extra: &str) -> String {
+pub(crate) fn base_config(extra_node: &str, alice_extra: &str) -> String {
     format!(
         r#"
 [node]
@@ -69,16 +69,38 @@ rate = "0.5"
     )
 }
 
-async fn start(config_text: &str) -> Node {
-    let loaded = config::parse(config_text, &Env::default()).expect("test config is valid");
-    Node::start(loaded.config).await.expect("node starts")
+/// A node with its own journal directory, removed when the test ends.
+pub(crate) struct TestNode {
+    node: Option<Node>,
+    pub journal_dir: tempfile::TempDir,
 }
 
-fn url(node: &Node) -> String {
+impl std::ops::Deref for TestNode {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        self.node.as_ref().expect("node running")
+    }
+}
+
+impl TestNode {
+    pub async fn stop(mut self) {
+        self.node.take().expect("node running").stop().await;
+    }
+}
+
+pub(crate) async fn start(config_text: &str) -> TestNode {
+    let journal_dir = tempfile::tempdir().unwrap();
+    let text = format!("{config_text}\n[journal]\ndir = {:?}\n", journal_dir.path().display().to_string());
+    let loaded = config::parse(&text, &Env::default()).expect("test config is valid");
+    let node = Node::start(loaded.config).await.expect("node starts");
+    TestNode { node: Some(node), journal_dir }
+}
+
+pub(crate) fn url(node: &Node) -> String {
     format!("ws://{}", node.btp_address)
 }
 
-fn fulfillment_for(data: &[u8]) -> [u8; 32] {
+pub(crate) fn fulfillment_for(data: &[u8]) -> [u8; 32] {
     ilp::condition_of(&{
         let mut seed = [7u8; 32];
         for (index, byte) in data.iter().enumerate() {
@@ -88,7 +110,7 @@ fn fulfillment_for(data: &[u8]) -> [u8; 32] {
     })
 }
 
-fn prepare(amount: u64, destination: &str, data: &[u8], expires_in_ms: i64) -> Bytes {
+pub(crate) fn prepare(amount: u64, destination: &str, data: &[u8], expires_in_ms: i64) -> Bytes {
     PrepareBuilder {
         amount,
         expires_at_ms: timestamp::now_ms() + expires_in_ms,
@@ -101,7 +123,7 @@ fn prepare(amount: u64, destination: &str, data: &[u8], expires_in_ms: i64) -> B
 }
 
 /// Bob fulfills correctly unless the data says otherwise; counts what he received.
-fn bob_handler(received: Arc<std::sync::Mutex<Vec<u64>>>) -> PrepareHandler {
+pub(crate) fn bob_handler(received: Arc<std::sync::Mutex<Vec<u64>>>) -> PrepareHandler {
     Arc::new(move |prepare| {
         received.lock().unwrap().push(prepare.amount());
         match prepare.data() {
@@ -123,7 +145,7 @@ fn bob_handler(received: Arc<std::sync::Mutex<Vec<u64>>>) -> PrepareHandler {
     })
 }
 
-fn expect_reject(reply: &Bytes, code: ErrorCode, triggered_by: &str) -> m2m_connector::ilp::packet::Reject {
+pub(crate) fn expect_reject(reply: &Bytes, code: ErrorCode, triggered_by: &str) -> m2m_connector::ilp::packet::Reject {
     match Packet::parse(reply.clone()).expect("reply parses") {
         Packet::Reject(reject) => {
             assert_eq!(reject.code(), code, "message: {}", reject.message_lossy());
@@ -163,7 +185,7 @@ fn check_journal(entries: &[JournalEntry]) -> Balances {
 async fn settle_journal(node: &Node) -> Vec<JournalEntry> {
     // The journal writer runs on its own thread; give the last commit a moment.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    node.journal.entries()
+    node.journal.entries_from(1).collect::<Result<Vec<_>, _>>().expect("journal reads back")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,3 +3,6 @@
 
 mod cli;
 mod forwarding;
+mod interop;
+mod journal;
+mod support;

@@ -1,0 +1,304 @@
+//! The durable journal store on sled 0.34.
+//!
+//! Trees: `frames` (first seq, big-endian → frame, see `frame.rs`), `snapshots` (seq,
+//! big-endian → a bincode snapshot of the forwarder's state at that seq), `checkpoints`
+//! (projection name → last applied seq). sled's own log is flushed explicitly, once per batch
+//! (group commit); its background flusher is turned off so nothing else decides durability.
+//! sled holds an exclusive lock on the directory, so a second node on the same journal fails to
+//! start instead of interleaving writes.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::event::JournalEntry;
+use super::frame::{self, FrameError};
+use super::{JournalError, Store};
+
+/// sled's page cache. The journal is written once and read sequentially, so a modest cache is
+/// enough; passed explicitly so a library default can't change memory use.
+const CACHE_CAPACITY_BYTES: u64 = 64 << 20;
+
+/// sled's segment size. Frames must stay well below half a segment to be stored inline rather
+/// than as separate blob files; 8 MiB leaves room for frames of several thousand events.
+const SEGMENT_SIZE_BYTES: usize = 8 << 20;
+
+#[derive(Clone)]
+pub struct SledStore {
+    db: sled::Db,
+    frames: sled::Tree,
+    snapshots: sled::Tree,
+    checkpoints: sled::Tree,
+    dir: PathBuf,
+    buffer: Vec<u8>,
+    /// Called after each flush with (frame bytes, events, flush duration): metrics hook.
+    last_frame_size: usize,
+}
+
+/// One frame read back: its key and events.
+pub struct StoredFrame {
+    pub key: u64,
+    pub size: usize,
+    pub entries: Vec<JournalEntry>,
+}
+
+/// What a scan of the whole journal found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct JournalSummary {
+    pub frame_count: u64,
+    pub event_count: u64,
+    pub size_bytes: u64,
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the journal in `dir`.
+    pub fn open(dir: &Path) -> Result<SledStore, JournalError> {
+        std::fs::create_dir_all(dir).map_err(|error| JournalError::Storage(format!(
+            "cannot create journal directory {}: {error}",
+            dir.display()
+        )))?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_CAPACITY_BYTES)
+            .segment_size(SEGMENT_SIZE_BYTES)
+            .flush_every_ms(None)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|error| open_error(dir, error))?;
+        let tree = |name: &str| db.open_tree(name).map_err(|error| storage(format!("opening tree {name}"), error));
+        Ok(SledStore {
+            frames: tree("frames")?,
+            snapshots: tree("snapshots")?,
+            checkpoints: tree("checkpoints")?,
+            db,
+            dir: dir.to_path_buf(),
+            buffer: Vec::with_capacity(64 << 10),
+            last_frame_size: 0,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Size in bytes of the last frame written (for metrics).
+    pub fn last_frame_size(&self) -> usize {
+        self.last_frame_size
+    }
+
+    /// The highest sequence number stored, 0 for an empty journal.
+    pub fn last_seq(&self) -> Result<u64, JournalError> {
+        let Some((key, value)) = self.frames.last().map_err(|error| storage("reading the last frame".into(), error))? else {
+            return Ok(0);
+        };
+        let key = key_seq(&key);
+        let entries = frame::decode(key, &value).map_err(|reason| corrupt(&self.dir, key, reason))?;
+        Ok(entries.last().map_or(key, |entry| entry.seq))
+    }
+
+    /// Frames holding events with seq ≥ `from_seq`, in order, decoded and checked. The first
+    /// frame may start before `from_seq`; callers skip the entries they already have.
+    pub fn frames_from(&self, from_seq: u64) -> impl Iterator<Item = Result<StoredFrame, JournalError>> + '_ {
+        let start = match self.frames.range(..=seq_key(from_seq)).next_back() {
+            Some(Ok((key, _))) => key_seq(&key),
+            _ => from_seq,
+        };
+        self.frames.range(seq_key(start)..).map(move |item| {
+            let (key, value) = item.map_err(|error| storage("reading a frame".into(), error))?;
+            let key = key_seq(&key);
+            let entries = frame::decode(key, &value).map_err(|reason| corrupt(&self.dir, key, reason))?;
+            Ok(StoredFrame { key, size: value.len(), entries })
+        })
+    }
+
+    /// Events with seq ≥ `from_seq`, in order.
+    pub fn entries_from(&self, from_seq: u64) -> impl Iterator<Item = Result<JournalEntry, JournalError>> + '_ {
+        self.frames_from(from_seq).flat_map(move |frame| {
+            let entries: Vec<Result<JournalEntry, JournalError>> = match frame {
+                Ok(frame) => frame.entries.into_iter().filter(|entry| entry.seq >= from_seq).map(Ok).collect(),
+                Err(error) => vec![Err(error)],
+            };
+            entries
+        })
+    }
+
+    /// Checks every frame's checksum and that sequence numbers continue without gaps from frame
+    /// to frame, decoding only the first and last event of each frame. Names the first bad frame.
+    pub fn verify(&self) -> Result<JournalSummary, JournalError> {
+        let mut summary = JournalSummary::default();
+        let mut expected_key: Option<u64> = None;
+        for item in self.frames.iter() {
+            let (key, value) = item.map_err(|error| storage("reading a frame".into(), error))?;
+            let key = key_seq(&key);
+            let entries = frame::decode(key, &value).map_err(|reason| corrupt(&self.dir, key, reason))?;
+            if let Some(expected) = expected_key {
+                if key != expected {
+                    return Err(corrupt(&self.dir, key, FrameError::Sequence { expected, found: key }));
+                }
+            }
+            let last = entries.last().expect("decode rejects empty frames").seq;
+            summary.first_seq.get_or_insert(key);
+            summary.last_seq = Some(last);
+            summary.frame_count += 1;
+            summary.event_count += entries.len() as u64;
+            summary.size_bytes += value.len() as u64;
+            expected_key = Some(last + 1);
+        }
+        Ok(summary)
+    }
+
+    /// Checks every frame's checksum without decoding events: cheap enough for every start.
+    pub fn check_checksums(&self) -> Result<u64, JournalError> {
+        let mut count = 0;
+        for item in self.frames.iter() {
+            let (key, value) = item.map_err(|error| storage("reading a frame".into(), error))?;
+            frame::check(&value).map_err(|reason| corrupt(&self.dir, key_seq(&key), reason))?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// The newest snapshot: its seq and bytes.
+    pub fn latest_snapshot(&self) -> Result<Option<(u64, Vec<u8>)>, JournalError> {
+        let last = self.snapshots.last().map_err(|error| storage("reading the latest snapshot".into(), error))?;
+        Ok(last.map(|(key, value)| (key_seq(&key), value.to_vec())))
+    }
+
+    /// The newest snapshot at or before `seq`.
+    pub fn latest_snapshot_at_most(&self, seq: u64) -> Result<Option<(u64, Vec<u8>)>, JournalError> {
+        let found = self.snapshots.range(..=seq_key(seq)).next_back();
+        match found {
+            Some(Ok((key, value))) => Ok(Some((key_seq(&key), value.to_vec()))),
+            Some(Err(error)) => Err(storage("reading a snapshot".into(), error)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn snapshot_seqs(&self) -> Result<Vec<u64>, JournalError> {
+        self.snapshots
+            .iter()
+            .keys()
+            .map(|key| key.map(|key| key_seq(&key)).map_err(|error| storage("listing snapshots".into(), error)))
+            .collect()
+    }
+
+    /// Removes frames that end before `seq` (used by retention once a snapshot covers them),
+    /// handing each to `archive` first. Returns how many were removed.
+    pub fn remove_frames_before(
+        &self,
+        seq: u64,
+        mut archive: impl FnMut(u64, &[u8]) -> Result<(), JournalError>,
+    ) -> Result<u64, JournalError> {
+        let mut removed = 0;
+        for item in self.frames.range(..seq_key(seq)) {
+            let (key, value) = item.map_err(|error| storage("reading a frame".into(), error))?;
+            let first = key_seq(&key);
+            let entries = frame::decode(first, &value).map_err(|reason| corrupt(&self.dir, first, reason))?;
+            if entries.last().is_some_and(|entry| entry.seq >= seq) {
+                break;
+            }
+            archive(first, &value)?;
+            self.frames.remove(&key).map_err(|error| storage("removing an archived frame".into(), error))?;
+            removed += 1;
+        }
+        self.flush()?;
+        Ok(removed)
+    }
+
+    pub fn checkpoint(&self, projection: &str) -> Result<u64, JournalError> {
+        let value = self.checkpoints.get(projection).map_err(|error| storage("reading a checkpoint".into(), error))?;
+        Ok(value.map_or(0, |value| key_seq(&value)))
+    }
+
+    pub fn save_checkpoint(&self, projection: &str, seq: u64) -> Result<(), JournalError> {
+        self.checkpoints
+            .insert(projection, &seq.to_be_bytes())
+            .map_err(|error| storage("writing a checkpoint".into(), error))?;
+        Ok(())
+    }
+
+    /// Raw access for `journal verify`-style tools and corruption tests.
+    pub fn raw_frame(&self, key: u64) -> Result<Option<Vec<u8>>, JournalError> {
+        let value = self.frames.get(seq_key(key)).map_err(|error| storage("reading a frame".into(), error))?;
+        Ok(value.map(|value| value.to_vec()))
+    }
+
+    pub fn frame_keys(&self) -> Result<Vec<u64>, JournalError> {
+        self.frames
+            .iter()
+            .keys()
+            .map(|key| key.map(|key| key_seq(&key)).map_err(|error| storage("listing frames".into(), error)))
+            .collect()
+    }
+
+    /// Overwrites a frame's stored bytes. Only for tests and repair tooling.
+    pub fn put_raw_frame(&self, key: u64, value: &[u8]) -> Result<(), JournalError> {
+        self.frames.insert(seq_key(key), value).map_err(|error| storage("writing a frame".into(), error))?;
+        self.flush()
+    }
+
+    fn flush(&self) -> Result<(), JournalError> {
+        self.db.flush().map_err(|error| storage("flushing".into(), error))?;
+        Ok(())
+    }
+}
+
+impl Store for SledStore {
+    fn write_frame(&mut self, entries: &[JournalEntry]) -> Result<(), JournalError> {
+        let Some(first) = entries.first() else { return Ok(()) };
+        frame::encode(entries, &mut self.buffer).map_err(|error| JournalError::Storage(format!("encoding a frame: {error}")))?;
+        self.last_frame_size = self.buffer.len();
+        self.frames
+            .insert(seq_key(first.seq), self.buffer.as_slice())
+            .map_err(|error| storage("writing a frame".into(), error))?;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), JournalError> {
+        let started = Instant::now();
+        SledStore::flush(self)?;
+        crate::metrics::global().journal_flushed(started.elapsed(), self.last_frame_size);
+        Ok(())
+    }
+
+    fn save_snapshot(&mut self, seq: u64, snapshot: &[u8]) -> Result<(), JournalError> {
+        self.snapshots
+            .insert(seq_key(seq), snapshot)
+            .map_err(|error| storage("writing a snapshot".into(), error))?;
+        // Keep the two newest: the latest, and one to fall back on.
+        let keys = self.snapshot_seqs()?;
+        for old in keys.iter().rev().skip(2) {
+            self.snapshots.remove(seq_key(*old)).map_err(|error| storage("removing an old snapshot".into(), error))?;
+        }
+        Ok(())
+    }
+}
+
+pub fn seq_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+fn key_seq(key: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    let size = key.len().min(8);
+    bytes[8 - size..].copy_from_slice(&key[..size]);
+    u64::from_be_bytes(bytes)
+}
+
+fn storage(what: String, error: sled::Error) -> JournalError {
+    JournalError::Storage(format!("{what}: {error}"))
+}
+
+fn corrupt(dir: &Path, key: u64, reason: FrameError) -> JournalError {
+    JournalError::Corrupt { dir: dir.to_path_buf(), frame: key, reason }
+}
+
+fn open_error(dir: &Path, error: sled::Error) -> JournalError {
+    let text = error.to_string();
+    if text.contains("could not acquire lock") {
+        JournalError::Locked(dir.to_path_buf())
+    } else {
+        JournalError::Storage(format!("cannot open the journal in {}: {text}", dir.display()))
+    }
+}

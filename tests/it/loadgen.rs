@@ -1,0 +1,149 @@
+//! The load generator against our connector, started in-process on 127.0.0.1: the smoke that
+//! CI runs (`--role both`, everything fulfilled, nothing lost), the binary's JSON line and exit
+//! codes, and a run that must not count as all fulfilled. Counts and times are small: these
+//! check correctness, not speed (speed is measured by `scripts/loadgen-demo.sh`).
+
+use std::process::Command;
+use std::time::Duration;
+
+use clap::Parser;
+use m2m_connector::config::{self, Env};
+use m2m_connector::loadgen::{self, Args, EXIT_EXPECTATION_FAILED};
+use m2m_connector::node::Node;
+use tokio::sync::watch;
+
+use crate::support::run_with_timeout;
+
+/// alice and bob are children in one asset; alice's credit covers any run here many times.
+const CONFIG: &str = r#"
+[node]
+id = "loadgen-test"
+ilp_address = "test.m2m"
+asset_code = "USD"
+asset_scale = 6
+bind_host = "127.0.0.1"
+btp_port = 0
+health_port = 0
+
+[[peers]]
+id = "alice"
+relation = "child"
+asset_code = "USD"
+asset_scale = 6
+incoming_token = "alice-token"
+credit_limit = 1000000000000
+
+[[peers]]
+id = "bob"
+relation = "child"
+asset_code = "USD"
+asset_scale = 6
+incoming_token = "bob-token"
+credit_limit = 0
+"#;
+
+async fn start_node() -> Node {
+    let loaded = config::parse(CONFIG, &Env::default()).expect("test config is valid");
+    Node::start(loaded.config).await.expect("node starts")
+}
+
+fn args(node: &Node, extra: &[&str]) -> Args {
+    let url = format!("ws://{}", node.btp_address);
+    let mut argv = vec!["m2m-loadgen", "--url", &url];
+    argv.extend_from_slice(extra);
+    Args::try_parse_from(argv).expect("valid arguments")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_roles_fulfill_every_packet_and_lose_none() {
+    let node = start_node().await;
+    let args = args(&node, &["--role", "both", "--window", "16", "--packets", "2000", "--seconds", "20", "--expiry-ms", "5000"]);
+    let (_stop, stop_rx) = watch::channel(false);
+    let outcome = tokio::time::timeout(Duration::from_secs(30), loadgen::run(&args, stop_rx))
+        .await
+        .expect("the run ends within its bounds")
+        .expect("both roles connect");
+    let line = outcome.json_line();
+    outcome.check_all_fulfilled().unwrap_or_else(|reason| panic!("{reason}\n{line}"));
+    let sender = outcome.sender.as_ref().expect("a sender report");
+    assert_eq!((sender.sent, sender.fulfilled, sender.timeouts), (2000, 2000, 0), "{line}");
+    assert!(sender.latency_us.len() == 2000 && sender.latency_us.max() > 0, "{line}");
+    let fulfiller = outcome.fulfiller.as_ref().expect("a fulfiller report");
+    // The fulfiller also answered the probe(s) sent before the run.
+    assert_eq!(fulfiller.fulfilled, 2000 + sender.probes, "{line}");
+    assert_eq!((fulfiller.rejected, fulfiller.foreign, fulfiller.error.as_deref()), (0, 0, None), "{line}");
+
+    let json: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
+    assert_eq!(json["role"], "both");
+    assert_eq!(json["sent"], 2000);
+    assert_eq!(json["window"], 16);
+    assert!(json["latency_us"]["p99"].as_u64().unwrap() >= json["latency_us"]["p50"].as_u64().unwrap());
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_share_is_counted_by_code_and_fails_the_expectation() {
+    let node = start_node().await;
+    let args = args(&node, &["--role", "both", "--window", "8", "--packets", "200", "--seconds", "20", "--reject-share", "0.1", "--expiry-ms", "5000"]);
+    let (_stop, stop_rx) = watch::channel(false);
+    let outcome = tokio::time::timeout(Duration::from_secs(30), loadgen::run(&args, stop_rx)).await.unwrap().unwrap();
+    let line = outcome.json_line();
+    let sender = outcome.sender.as_ref().unwrap();
+    // Every tenth Prepare the fulfiller sees is rejected (the probe is the first it sees).
+    let rejected = sender.rejected.get("F99").copied().unwrap_or(0);
+    assert!((19..=21).contains(&rejected), "{line}");
+    assert_eq!(sender.fulfilled + rejected, 200, "{line}");
+    assert_eq!((sender.timeouts, sender.fulfill_invalid), (0, 0), "{line}");
+    let reason = outcome.check_all_fulfilled().expect_err("rejects are not all fulfilled");
+    assert!(reason.contains("F99"), "{reason}");
+    node.stop().await;
+}
+
+/// The binary: one JSON line on stdout and exit 0 when all is fulfilled; exit 3 with a reason
+/// when the destination has no route (every packet F02).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_prints_one_json_line_and_exits_by_the_expectation() {
+    let node = start_node().await;
+    let url = format!("ws://{}", node.btp_address);
+    let binary = env!("CARGO_BIN_EXE_m2m-loadgen");
+    let run = |extra: &'static [&'static str]| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut command = Command::new(binary);
+            command.args(["--url", &url, "--role", "both", "--seconds", "10", "--expiry-ms", "5000", "--expect-all-fulfilled"]).args(extra);
+            run_with_timeout(&mut command, Duration::from_secs(20))
+        })
+    };
+
+    let good = run(&["--window", "4", "--packets", "300"]).await.unwrap();
+    assert!(good.success(), "{}", good.describe("m2m-loadgen, all fulfilled"));
+    let lines: Vec<&str> = good.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", good.describe("exactly one stdout line"));
+    let json: serde_json::Value = serde_json::from_str(lines[0]).expect("JSON");
+    assert_eq!((json["sent"].as_u64(), json["fulfilled"].as_u64()), (Some(300), Some(300)));
+
+    let unroutable = run(&["--window", "4", "--packets", "50", "--destination", "test.m2m.nobody"]).await.unwrap();
+    assert_eq!(
+        unroutable.status.and_then(|status| status.code()),
+        Some(i32::from(EXIT_EXPECTATION_FAILED)),
+        "{}",
+        unroutable.describe("m2m-loadgen, no route")
+    );
+    assert!(unroutable.stderr.contains("F02"), "{}", unroutable.describe("reason names the code"));
+    let json: serde_json::Value = serde_json::from_str(unroutable.stdout.trim()).expect("JSON even when failing");
+    assert_eq!(json["rejected"]["F02"], 50);
+
+    let refused = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || {
+            let mut command = Command::new(binary);
+            command.args(["--url", &url, "--token", "wrong", "--packets", "10"]);
+            run_with_timeout(&mut command, Duration::from_secs(20))
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(refused.status.and_then(|status| status.code()), Some(1), "{}", refused.describe("bad token"));
+    assert!(refused.stdout.is_empty(), "{}", refused.describe("no JSON when it never connected"));
+    node.stop().await;
+}
