@@ -74,20 +74,36 @@ fn conversions() -> [(&'static str, Conversion, u64); 5] {
     [
         ("identity", Conversion::new(1, 1, 6, 6), 1_000_000),
         // USD cents (scale 2) to a scale-6 stablecoin at 0.9987: product fits in 128 bits.
-        ("ratio_small", Conversion::new(9_987, 10_000, 2, 6), 1_000_000),
+        (
+            "ratio_small",
+            Conversion::new(9_987, 10_000, 2, 6),
+            1_000_000,
+        ),
         // ETH wei (scale 18) to USD cents (scale 2) at 3,141.59 USD/ETH: a 10^16 denominator.
-        ("ratio_wei_to_cents", Conversion::new(314_159, 100, 18, 2), 250_000_000_000_000_000),
+        (
+            "ratio_wei_to_cents",
+            Conversion::new(314_159, 100, 18, 2),
+            250_000_000_000_000_000,
+        ),
         // A rate quoted to 30 decimal places: the product needs more than 128 bits, so apply
         // takes the 128-step long division.
         (
             "ratio_huge_factor_long_division",
-            Conversion::new(917_364_512_839_471_625_384_910_273_645, 10u128.pow(30), 9, 9),
+            Conversion::new(
+                917_364_512_839_471_625_384_910_273_645,
+                10u128.pow(30),
+                9,
+                9,
+            ),
             1_000_000_000_000_000,
         ),
         // The extreme: numerator and denominator near 2^126, amount u64::MAX.
         (
             "ratio_u128_max_third",
-            Conversion::Ratio { numerator: u128::MAX / 3, denominator: u128::MAX / 3 - 1 },
+            Conversion::Ratio {
+                numerator: u128::MAX / 3,
+                denominator: u128::MAX / 3 - 1,
+            },
             u64::MAX / 2,
         ),
     ]
@@ -102,7 +118,14 @@ fn balances_in_steady_state() -> (Balances, u64) {
     }
     for packet_id in 0..IN_FLIGHT_COUNT {
         let from = packet_id as usize % PEER_COUNT;
-        balances.prepared(packet_id, from, 1_000, (from + 1) % PEER_COUNT, 999, NOW_MS + 30_000);
+        balances.prepared(
+            packet_id,
+            from,
+            1_000,
+            (from + 1) % PEER_COUNT,
+            999,
+            NOW_MS + 30_000,
+        );
     }
     (balances, IN_FLIGHT_COUNT)
 }
@@ -200,7 +223,10 @@ fn balances(c: &mut Criterion) {
         })
     });
     group.bench_function(
-        BenchmarkId::new("prepared_then_fulfilled", format!("{IN_FLIGHT_COUNT}_in_flight")),
+        BenchmarkId::new(
+            "prepared_then_fulfilled",
+            format!("{IN_FLIGHT_COUNT}_in_flight"),
+        ),
         |b| b.iter(|| prepare_and_fulfill(&mut balances, &mut next_packet_id)),
     );
     group.finish();
@@ -212,20 +238,34 @@ fn allocation_report(_: &mut Criterion) {
     let mut now_ms = NOW_MS;
     let conversions = conversions();
     let rows = [
-        ("outgoing_expiry_ms", allocations_per_operation(|| {
-            black_box(outgoing_expiry_ms(black_box(NOW_MS + 10_000), NOW_MS, 1_000, 30_000).ok());
-        })),
-        ("Conversion::apply (long division)", allocations_per_operation(|| {
-            let (_, conversion, amount_in) = conversions[3];
-            black_box(black_box(conversion).apply(black_box(amount_in)).ok());
-        })),
-        ("TokenBucket::try_take", allocations_per_operation(|| {
-            now_ms += 1;
-            black_box(bucket.try_take(1, now_ms));
-        })),
-        ("Balances::prepared + fulfilled (steady state)", allocations_per_operation(|| {
-            prepare_and_fulfill(&mut balances, &mut next_packet_id);
-        })),
+        (
+            "outgoing_expiry_ms",
+            allocations_per_operation(|| {
+                black_box(
+                    outgoing_expiry_ms(black_box(NOW_MS + 10_000), NOW_MS, 1_000, 30_000).ok(),
+                );
+            }),
+        ),
+        (
+            "Conversion::apply (long division)",
+            allocations_per_operation(|| {
+                let (_, conversion, amount_in) = conversions[3];
+                black_box(black_box(conversion).apply(black_box(amount_in)).ok());
+            }),
+        ),
+        (
+            "TokenBucket::try_take",
+            allocations_per_operation(|| {
+                now_ms += 1;
+                black_box(bucket.try_take(1, now_ms));
+            }),
+        ),
+        (
+            "Balances::prepared + fulfilled (steady state)",
+            allocations_per_operation(|| {
+                prepare_and_fulfill(&mut balances, &mut next_packet_id);
+            }),
+        ),
     ];
     eprintln!("\nHeap allocations per operation (counting global allocator, 10,000 calls each):");
     for (operation, allocations) in rows {
@@ -234,5 +274,12 @@ fn allocation_report(_: &mut Criterion) {
     eprintln!();
 }
 
-criterion_group!(benches, allocation_report, expiry, conversion, token_bucket, balances);
+criterion_group!(
+    benches,
+    allocation_report,
+    expiry,
+    conversion,
+    token_bucket,
+    balances
+);
 criterion_main!(benches);

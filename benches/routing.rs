@@ -70,11 +70,12 @@ const MIXED_DESTINATION_COUNT: usize = 4_096;
 /// syllables (like `kamilo`); sub-account segments are short words. Destination tails use
 /// `dev<n>`/`acct<n>`, which no prefix ever contains, so a fixture's match depth is exact.
 const SYLLABLES: [&str; 20] = [
-    "al", "be", "ca", "do", "en", "fi", "go", "ha", "io", "ju", "ka", "lo", "mi", "no", "pa",
-    "qu", "ri", "so", "tu", "vy",
+    "al", "be", "ca", "do", "en", "fi", "go", "ha", "io", "ju", "ka", "lo", "mi", "no", "pa", "qu",
+    "ri", "so", "tu", "vy",
 ];
-const SUBS: [&str; 12] =
-    ["eu", "us", "asia", "prod", "test", "wallet", "fleet", "iot", "pay", "ops", "lab", "edge"];
+const SUBS: [&str; 12] = [
+    "eu", "us", "asia", "prod", "test", "wallet", "fleet", "iot", "pay", "ops", "lab", "edge",
+];
 
 /// A small deterministic generator (xorshift64*), so every run benchmarks the same tables.
 struct Random(u64);
@@ -94,7 +95,9 @@ impl Random {
 
 fn org_name(random: &mut Random) -> String {
     let syllable_count = 2 + random.below(3);
-    (0..syllable_count).map(|_| SYLLABLES[random.below(SYLLABLES.len())]).collect()
+    (0..syllable_count)
+        .map(|_| SYLLABLES[random.below(SYLLABLES.len())])
+        .collect()
 }
 
 /// The table and its prefixes grouped by depth in segments (index 2, 3, 4).
@@ -132,7 +135,10 @@ fn fixture(size: usize) -> Fixture {
         add(prefix, &mut table, &mut random);
     }
     table.set_default_route(Some(DEFAULT_PEER));
-    Fixture { table, prefixes_by_depth }
+    Fixture {
+        table,
+        prefixes_by_depth,
+    }
 }
 
 /// `prefix` extended with device segments until it is `depth` segments deep.
@@ -168,7 +174,11 @@ fn cases(fixture: &Fixture) -> Vec<(&'static str, String, usize)> {
         ("miss_default_dest3", miss(3, 5), 0),
         ("miss_default_dest6", miss(6, 6), 0),
         ("near_miss_alicebob", "g.alicebob.wallet.dev7".to_owned(), 0),
-        ("hit_alice_not_alicebob", "g.alice.wallet.dev7".to_owned(), 2),
+        (
+            "hit_alice_not_alicebob",
+            "g.alice.wallet.dev7".to_owned(),
+            2,
+        ),
     ];
     cases.retain(|(_, destination, _)| !destination.is_empty());
     cases
@@ -199,9 +209,16 @@ fn check_cases(fixture: &Fixture, cases: &[(&str, String, usize)]) {
     for (label, destination, depth) in cases {
         let matched = fixture.table.matching_prefix(destination);
         let matched_depth = matched.map_or(0, |prefix| prefix.split('.').count());
-        assert_eq!(matched_depth, *depth, "{label}: {destination} matched {matched:?}");
+        assert_eq!(
+            matched_depth, *depth,
+            "{label}: {destination} matched {matched:?}"
+        );
         if *depth == 0 {
-            assert_eq!(fixture.table.lookup(destination), Some(DEFAULT_PEER), "{label}");
+            assert_eq!(
+                fixture.table.lookup(destination),
+                Some(DEFAULT_PEER),
+                "{label}"
+            );
         }
     }
 }
@@ -220,9 +237,11 @@ fn lookup(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("routing_lookup/{size}"));
         group.throughput(Throughput::Elements(1));
         for (label, destination, _) in &cases {
-            group.bench_with_input(BenchmarkId::from_parameter(label), destination, |b, destination| {
-                b.iter(|| fixture.table.lookup(black_box(destination)))
-            });
+            group.bench_with_input(
+                BenchmarkId::from_parameter(label),
+                destination,
+                |b, destination| b.iter(|| fixture.table.lookup(black_box(destination))),
+            );
         }
         // One element per lookup; the index walks the 4,096 destinations in order.
         let mut next = 0;

@@ -56,6 +56,9 @@ pub struct JournalConfig {
     pub retention: Retention,
     /// Where `archive` retention moves frames (default `<dir>/../journal-archive`).
     pub archive_dir: std::path::PathBuf,
+    /// Flush each batch to disk before its Fulfills leave (default true). `false` is for
+    /// measuring what durability costs: a crash can then lose acknowledged Fulfills.
+    pub durable: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -33,6 +33,8 @@ enum Command {
     Packet(cli::packet::PacketArgs),
     /// Check a configuration file and print every problem.
     Config(cli::config::ConfigArgs),
+    /// Inspect, verify, replay and count the event journal (stop the node first: it holds the lock).
+    Journal(cli::journal::JournalArgs),
 }
 
 #[derive(clap::Args, Default)]
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::main(args),
         Command::Packet(args) => cli::packet::run(args),
         Command::Config(args) => cli::config::run(args),
+        Command::Journal(args) => cli::journal::run(args),
     }
 }
 

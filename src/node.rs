@@ -15,7 +15,8 @@ use crate::btp::client::{self, OutgoingPeer};
 use crate::btp::server::{self, IncomingPeer, ServerConfig};
 use crate::btp::session::SessionContext;
 use crate::config::Config;
-use crate::http::{self, health::Health};
+use crate::http::{self, health::{ComponentStatus, Health}};
+use crate::projections::runner::{self, RunnerConfig};
 use crate::ilp::packet::ParseOptions;
 use crate::journal::SledStore;
 use crate::pipeline::Pipeline;
@@ -28,6 +29,8 @@ pub struct Node {
     shutdown: watch::Sender<bool>,
     pipeline: Option<Pipeline>,
     tasks: Vec<JoinHandle<()>>,
+    projections_stopping: Arc<std::sync::atomic::AtomicBool>,
+    projection_threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Node {
@@ -95,6 +98,10 @@ impl Node {
             tasks.push(tokio::spawn(client::maintain(peer, websocket, context.clone())));
         }
         let journal = pipeline.journal_store.clone();
+        tasks.push(crate::journal::retention::spawn(journal.clone(), config.journal.retention, config.journal.archive_dir.clone(), shutdown_rx.clone()));
+        health.set_component("journal", ComponentStatus::Ok);
+        let projections_stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let projection_threads = start_projections(&config, &pipeline, projections_stopping.clone())?;
         tracing::info!(
             node = %config.node.id,
             address = %config.node.ilp_address,
@@ -104,7 +111,17 @@ impl Node {
             journal = %config.journal.dir.display(),
             "connector started (ledger: journal-derived balances; no TIGERBEETLE_REPLICAS set)"
         );
-        Ok(Node { btp_address, health_address, health, journal, shutdown, pipeline: Some(pipeline), tasks })
+        Ok(Node {
+            btp_address,
+            health_address,
+            health,
+            journal,
+            shutdown,
+            pipeline: Some(pipeline),
+            tasks,
+            projections_stopping,
+            projection_threads,
+        })
     }
 
     /// Sequence number of the last journal event known to be on disk.
@@ -126,7 +143,48 @@ impl Node {
         if let Some(pipeline) = self.pipeline.take() {
             let _ = tokio::task::spawn_blocking(move || pipeline.stop()).await;
         }
+        // Projections stop after the journal's last events are durable: they finish level with it.
+        let projections = std::mem::take(&mut self.projection_threads);
+        let stopping = self.projections_stopping.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            stopping.store(true, std::sync::atomic::Ordering::Release);
+            for thread in projections {
+                let _ = thread.join();
+            }
+        })
+        .await;
     }
+}
+
+/// The projections that tail the journal beside the packet path, each resumed from its
+/// checkpoint. `balances` here is an audit copy: it must always equal the forwarder's in-line
+/// state, which the tests check.
+fn start_projections(
+    config: &Config,
+    pipeline: &Pipeline,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
+    use crate::projections::balances::Balances;
+    let store = pipeline.journal_store.clone();
+    let balances = match store.checkpoint("balances")? {
+        Some((seq, state)) if !state.is_empty() => match Balances::from_snapshot(&state) {
+            Ok(mut balances) => {
+                balances.set_position(seq);
+                balances
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "balances checkpoint unreadable; rebuilding from the journal");
+                Balances::new()
+            }
+        },
+        _ => Balances::new(),
+    };
+    let runner_config = RunnerConfig { checkpoint_every_events: config.journal.snapshot_every };
+    let handle = runner::spawn(balances, store, pipeline.journal_status.clone(), runner_config, stopping)?;
+    let thread = std::thread::Builder::new().name("projection-join".into()).spawn(move || {
+        let _ = handle.join();
+    })?;
+    Ok(vec![thread])
 }
 
 fn incoming_peers(config: &Config) -> Vec<IncomingPeer> {

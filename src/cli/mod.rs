@@ -1,4 +1,5 @@
 //! Operator commands besides `run`: packet decoding, configuration checks.
 
 pub mod config;
+pub mod journal;
 pub mod packet;

@@ -592,7 +592,15 @@ fn read_journal(report: &mut Report, table: &Table, env: &Env) -> JournalConfig 
         .overridden_by(r, env, "JOURNAL_RETENTION", retention)
         .or(Retention::Keep);
     let archive_dir = f.string(r, "archive_dir", non_empty).optional();
+    let durable = f.boolean(r, "durable").or(true);
     f.finish(r);
+    if !durable.unwrap_or(true) {
+        r.warning(
+            "journal.durable",
+            "false: Fulfills are acknowledged before their events reach the disk; a crash can \
+             lose them. Use only to measure what durability costs",
+        );
+    }
     let dir = PathBuf::from(dir.unwrap_or_default());
     let archive_dir = match archive_dir {
         Some(archive_dir) => PathBuf::from(archive_dir),
@@ -603,6 +611,7 @@ fn read_journal(report: &mut Report, table: &Table, env: &Env) -> JournalConfig 
         snapshot_every: snapshot_every.unwrap_or(100_000),
         retention: retention.unwrap_or(Retention::Keep),
         archive_dir,
+        durable: durable.unwrap_or(true),
     }
 }
 

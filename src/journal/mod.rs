@@ -10,14 +10,14 @@
 pub mod event;
 pub mod frame;
 pub mod recovery;
+pub mod retention;
 pub mod store;
 
 pub use event::*;
 pub use store::SledStore;
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// A failure of the journal's storage. The node stops acknowledging Fulfills when it sees one.
 #[derive(Debug, thiserror::Error)]
@@ -145,57 +145,68 @@ fn absorb<R>(
     }
 }
 
-/// An in-memory store keeping the most recent `retained_max` events (the durable sled store is
-/// its own piece of work). Readable from other threads for tests and inspection.
-#[derive(Clone)]
-pub struct MemoryStore {
-    inner: Arc<Mutex<MemoryInner>>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::event::{Event, PacketFulfilled};
 
-struct MemoryInner {
-    entries: VecDeque<JournalEntry>,
-    retained_max: usize,
-    appended_count: u64,
-}
-
-impl MemoryStore {
-    pub fn new(retained_max: usize) -> Self {
-        MemoryStore {
-            inner: Arc::new(Mutex::new(MemoryInner {
-                entries: VecDeque::new(),
-                retained_max,
-                appended_count: 0,
-            })),
-        }
+    /// A store whose writes fail after `ok_frames` frames: stands in for a disk that fills up
+    /// (the integration tests fill a real tmpfs).
+    struct FailingStore {
+        ok_frames: usize,
+        written: Vec<u64>,
     }
 
-    /// The retained events, oldest first.
-    pub fn entries(&self) -> Vec<JournalEntry> {
-        self.inner.lock().expect("journal lock").entries.iter().cloned().collect()
-    }
-
-    pub fn appended_count(&self) -> u64 {
-        self.inner.lock().expect("journal lock").appended_count
-    }
-}
-
-impl Store for MemoryStore {
-    fn write_frame(&mut self, entries: &[JournalEntry]) -> Result<(), JournalError> {
-        let mut inner = self.inner.lock().expect("journal lock");
-        for entry in entries {
-            if let Some(last) = inner.entries.back() {
-                assert_eq!(entry.seq, last.seq + 1, "journal sequence must have no gaps");
+    impl Store for FailingStore {
+        fn write_frame(&mut self, entries: &[JournalEntry]) -> Result<(), JournalError> {
+            if self.written.len() >= self.ok_frames {
+                return Err(JournalError::Storage("no space left on device".into()));
             }
-            inner.entries.push_back(entry.clone());
-            inner.appended_count += 1;
+            self.written.extend(entries.iter().map(|entry| entry.seq));
+            Ok(())
         }
-        while inner.entries.len() > inner.retained_max {
-            inner.entries.pop_front();
+        fn flush(&mut self) -> Result<(), JournalError> {
+            Ok(())
         }
-        Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), JournalError> {
-        Ok(())
+    struct Flag(Arc<std::sync::atomic::AtomicUsize>);
+    impl Release for Flag {
+        fn release(self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn commit(seq: u64, released: &Arc<std::sync::atomic::AtomicUsize>) -> Commit<Flag> {
+        let event = Event::PacketFulfilled(PacketFulfilled { packet_id: seq, fulfillment: [0; 32] });
+        Commit {
+            entries: vec![JournalEntry { seq, timestamp_ms: 0, event }],
+            releases: vec![Flag(released.clone())],
+            snapshot: None,
+        }
+    }
+
+    #[test]
+    fn nothing_is_released_once_a_write_fails() {
+        let released = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let status = Arc::new(JournalStatus::default());
+        let (sender, receiver) = crossbeam_channel::bounded(16);
+        let writer_status = status.clone();
+        let writer = std::thread::spawn(move || {
+            run_writer(FailingStore { ok_frames: 1, written: Vec::new() }, receiver, writer_status)
+        });
+        sender.send(commit(1, &released)).unwrap();
+        // Wait until the first frame is durable before the next, so they are separate frames.
+        while status.durable_seq.load(Ordering::Acquire) < 1 {
+            std::thread::yield_now();
+        }
+        sender.send(commit(2, &released)).unwrap();
+        sender.send(commit(3, &released)).unwrap();
+        drop(sender);
+        let store = writer.join().unwrap();
+        assert_eq!(store.written, vec![1]);
+        assert_eq!(released.load(Ordering::SeqCst), 1, "only the durable Fulfill is released");
+        assert_eq!(status.durable_seq.load(Ordering::Acquire), 1);
+        assert!(status.failed.load(Ordering::Acquire));
     }
 }

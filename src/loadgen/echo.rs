@@ -16,7 +16,11 @@ use crate::btp::packet::BtpPacket;
 
 /// Accepts connections on `listener` until `stop` turns true. Any auth is accepted; every
 /// Prepare is fulfilled (or a `reject_share` rejected). Returns the counters of all connections.
-pub async fn serve(listener: TcpListener, answerer: Arc<Answerer>, mut stop: watch::Receiver<bool>) -> FulfillerReport {
+pub async fn serve(
+    listener: TcpListener,
+    answerer: Arc<Answerer>,
+    mut stop: watch::Receiver<bool>,
+) -> FulfillerReport {
     let started = std::time::Instant::now();
     let counters = Arc::new(Counters::default());
     let mut connections = Vec::new();
@@ -37,7 +41,8 @@ pub async fn serve(listener: TcpListener, answerer: Arc<Answerer>, mut stop: wat
     for connection in connections {
         let _ = tokio::time::timeout(Duration::from_secs(3), connection).await;
     }
-    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
+    let load =
+        |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
     FulfillerReport {
         prepares: load(&counters.prepares),
         fulfilled: load(&counters.fulfilled),
@@ -53,7 +58,9 @@ pub async fn serve(listener: TcpListener, answerer: Arc<Answerer>, mut stop: wat
 /// empty Response whatever its credentials.
 async fn accept(stream: TcpStream) -> Option<tokio_tungstenite::WebSocketStream<TcpStream>> {
     let websocket = crate::btp::server::websocket_config(1 << 20);
-    let mut socket = tokio_tungstenite::accept_async_with_config(stream, Some(websocket)).await.ok()?;
+    let mut socket = tokio_tungstenite::accept_async_with_config(stream, Some(websocket))
+        .await
+        .ok()?;
     let auth = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match socket.next().await? {
@@ -65,8 +72,13 @@ async fn accept(stream: TcpStream) -> Option<tokio_tungstenite::WebSocketStream<
     })
     .await
     .ok()??;
-    let BtpPacket::Message { request_id, .. } = auth else { return None };
-    let reply = BtpPacket::Response { request_id, protocol_data: Vec::new() };
+    let BtpPacket::Message { request_id, .. } = auth else {
+        return None;
+    };
+    let reply = BtpPacket::Response {
+        request_id,
+        protocol_data: Vec::new(),
+    };
     socket.send(Message::Binary(reply.encode())).await.ok()?;
     Some(socket)
 }
@@ -87,24 +99,38 @@ impl EchoThread {
         let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
         listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let answerer = Arc::new(Answerer::new(0.0, "test.echo").expect("a valid address"));
         let (stop, stop_rx) = watch::channel(false);
-        let thread = std::thread::Builder::new().name("loadgen-echo".into()).spawn(move || {
-            runtime.block_on(async move {
-                match TcpListener::from_std(listener) {
-                    Ok(listener) => serve(listener, answerer, stop_rx).await,
-                    Err(error) => FulfillerReport { error: Some(format!("echo listener: {error}")), ..FulfillerReport::default() },
-                }
-            })
-        })?;
-        Ok(EchoThread { address, stop, thread: Some(thread) })
+        let thread = std::thread::Builder::new()
+            .name("loadgen-echo".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(listener) => serve(listener, answerer, stop_rx).await,
+                        Err(error) => FulfillerReport {
+                            error: Some(format!("echo listener: {error}")),
+                            ..FulfillerReport::default()
+                        },
+                    }
+                })
+            })?;
+        Ok(EchoThread {
+            address,
+            stop,
+            thread: Some(thread),
+        })
     }
 
     /// Stops the server and returns what it answered.
     pub fn finish(mut self) -> FulfillerReport {
         let _ = self.stop.send(true);
-        self.thread.take().and_then(|thread| thread.join().ok()).unwrap_or_default()
+        self.thread
+            .take()
+            .and_then(|thread| thread.join().ok())
+            .unwrap_or_default()
     }
 }
 

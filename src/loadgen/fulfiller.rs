@@ -66,9 +66,14 @@ impl Answerer {
     /// Fails if `address` is not a valid ILP address.
     pub fn new(reject_share: f64, address: &str) -> Result<Answerer, String> {
         let build = |message: &str| {
-            RejectBuilder { code: ErrorCode::F99_APPLICATION_ERROR, triggered_by: address, message, data: &[] }
-                .build()
-                .map_err(|error| format!("--address: {error}"))
+            RejectBuilder {
+                code: ErrorCode::F99_APPLICATION_ERROR,
+                triggered_by: address,
+                message,
+                data: &[],
+            }
+            .build()
+            .map_err(|error| format!("--address: {error}"))
         };
         Ok(Answerer {
             reject_share: reject_share.clamp(0.0, 1.0),
@@ -80,10 +85,20 @@ impl Answerer {
 
 /// Connects as `options.username` and answers Prepares until `stop` turns true or the link
 /// closes.
-pub async fn run(options: &FulfillerOptions, stop: watch::Receiver<bool>) -> Result<FulfillerReport, LinkError> {
-    let answerer = Answerer::new(options.reject_share, &options.address).map_err(LinkError::Refused)?;
+pub async fn run(
+    options: &FulfillerOptions,
+    stop: watch::Receiver<bool>,
+) -> Result<FulfillerReport, LinkError> {
+    let answerer =
+        Answerer::new(options.reject_share, &options.address).map_err(LinkError::Refused)?;
     let websocket = crate::btp::server::websocket_config(1 << 20);
-    let socket = client::connect(&options.url, &options.username, &Secret::new(options.token.as_str()), websocket).await?;
+    let socket = client::connect(
+        &options.url,
+        &options.username,
+        &Secret::new(options.token.as_str()),
+        websocket,
+    )
+    .await?;
     let counters = Arc::new(Counters::default());
     Ok(serve(socket, Arc::new(answerer), counters, stop).await)
 }
@@ -99,7 +114,12 @@ pub struct Counters {
 }
 
 /// Answers Prepares on an authenticated socket until `stop` turns true or the link closes.
-pub async fn serve<S>(socket: WebSocketStream<S>, answerer: Arc<Answerer>, counters: Arc<Counters>, mut stop: watch::Receiver<bool>) -> FulfillerReport
+pub async fn serve<S>(
+    socket: WebSocketStream<S>,
+    answerer: Arc<Answerer>,
+    counters: Arc<Counters>,
+    mut stop: watch::Receiver<bool>,
+) -> FulfillerReport
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -126,7 +146,13 @@ where
         let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
     });
 
-    let mut state = ReaderState { answerer, counters: counters.clone(), reject_accumulator: 0.0, buffer: BytesMut::with_capacity(64 * 1024), scratch: BytesMut::with_capacity(256) };
+    let mut state = ReaderState {
+        answerer,
+        counters: counters.clone(),
+        reject_accumulator: 0.0,
+        buffer: BytesMut::with_capacity(64 * 1024),
+        scratch: BytesMut::with_capacity(256),
+    };
     let mut error = None;
     if !*stop.borrow() {
         loop {
@@ -137,7 +163,9 @@ where
             };
             match message {
                 Some(Ok(Message::Binary(data))) => {
-                    let Some(frame) = state.answer(data) else { continue };
+                    let Some(frame) = state.answer(data) else {
+                        continue;
+                    };
                     if let Err(mpsc::error::TrySendError::Full(frame)) = replies.try_send(frame) {
                         if replies.send(frame).await.is_err() {
                             break;
@@ -186,28 +214,45 @@ impl ReaderState {
         let frame = match BtpPacket::parse(data) {
             Ok(frame) => frame,
             Err(_) => {
-                self.counters.unexpected_frames.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .unexpected_frames
+                    .fetch_add(1, Ordering::Relaxed);
                 return None;
             }
         };
         let (request_id, is_message, protocol_data) = match frame {
-            BtpPacket::Message { request_id, protocol_data } => (request_id, true, protocol_data),
-            BtpPacket::Response { request_id, protocol_data } => (request_id, false, protocol_data),
+            BtpPacket::Message {
+                request_id,
+                protocol_data,
+            } => (request_id, true, protocol_data),
+            BtpPacket::Response {
+                request_id,
+                protocol_data,
+            } => (request_id, false, protocol_data),
             BtpPacket::Error { .. } | BtpPacket::Transfer { .. } => {
-                self.counters.unexpected_frames.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .unexpected_frames
+                    .fetch_add(1, Ordering::Relaxed);
                 return None;
             }
         };
         let prepare = protocol_data
             .into_iter()
             .next()
-            .filter(|entry| entry.is_named(btp::PROTOCOL_ILP) && PacketType::peek(&entry.data) == Some(PacketType::Prepare))
+            .filter(|entry| {
+                entry.is_named(btp::PROTOCOL_ILP)
+                    && PacketType::peek(&entry.data) == Some(PacketType::Prepare)
+            })
             .and_then(|entry| Prepare::parse(entry.data).ok());
         let Some(prepare) = prepare else {
-            self.counters.unexpected_frames.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .unexpected_frames
+                .fetch_add(1, Ordering::Relaxed);
             // RFC 23: a request we cannot serve gets an Error; a stray Response gets nothing.
             return is_message.then(|| {
-                btp::BtpErrorCode::F00_NOT_ACCEPTED.packet(request_id, b"m2m-loadgen only answers ILP Prepares").encode()
+                btp::BtpErrorCode::F00_NOT_ACCEPTED
+                    .packet(request_id, b"m2m-loadgen only answers ILP Prepares")
+                    .encode()
             });
         };
         self.counters.prepares.fetch_add(1, Ordering::Relaxed);
@@ -219,7 +264,12 @@ impl ReaderState {
                 self.counters.rejected.fetch_add(1, Ordering::Relaxed);
                 &self.answerer.reject
             } else {
-                FulfillBuilder { fulfillment, data: &[] }.write(&mut self.scratch).expect("an empty-data Fulfill is valid");
+                FulfillBuilder {
+                    fulfillment,
+                    data: &[],
+                }
+                .write(&mut self.scratch)
+                .expect("an empty-data Fulfill is valid");
                 self.counters.fulfilled.fetch_add(1, Ordering::Relaxed);
                 &self.scratch
             }
@@ -227,7 +277,12 @@ impl ReaderState {
             self.counters.foreign.fetch_add(1, Ordering::Relaxed);
             &self.answerer.foreign
         };
-        btp::write_ilp_frame(&mut self.buffer, btp::TYPE_RESPONSE, request_id, reply.len());
+        btp::write_ilp_frame(
+            &mut self.buffer,
+            btp::TYPE_RESPONSE,
+            request_id,
+            reply.len(),
+        );
         self.buffer.extend_from_slice(reply);
         Some(self.buffer.split().freeze())
     }
@@ -238,6 +293,7 @@ impl ReaderState {
         if crate::ilp::fulfillment_matches(&derived, prepare.execution_condition()) {
             return Some(derived);
         }
-        (*prepare.execution_condition() == crate::ilp::PEER_PROTOCOL_CONDITION).then_some(crate::ilp::PEER_PROTOCOL_FULFILLMENT)
+        (*prepare.execution_condition() == crate::ilp::PEER_PROTOCOL_CONDITION)
+            .then_some(crate::ilp::PEER_PROTOCOL_FULFILLMENT)
     }
 }

@@ -193,7 +193,10 @@ impl Outcome {
         let fulfiller = self.fulfiller.as_ref().map(fulfiller_json);
         let line = match &self.sender {
             Some(report) => serde_json::to_string(&SenderJson::new(self.role, report, fulfiller)),
-            None => serde_json::to_string(&FulfillerJson { role: self.role.name(), report: fulfiller.unwrap_or_default() }),
+            None => serde_json::to_string(&FulfillerJson {
+                role: self.role.name(),
+                report: fulfiller.unwrap_or_default(),
+            }),
         };
         line.expect("the report serializes")
     }
@@ -201,7 +204,12 @@ impl Outcome {
     /// Why the run did not complete (a link was lost), if it did not.
     pub fn link_error(&self) -> Option<String> {
         let sender = self.sender.as_ref().and_then(|report| report.error.clone());
-        let fulfiller = self.fulfiller.as_ref().and_then(|report| report.error.clone().map(|error| format!("fulfiller: {error}")));
+        let fulfiller = self.fulfiller.as_ref().and_then(|report| {
+            report
+                .error
+                .clone()
+                .map(|error| format!("fulfiller: {error}"))
+        });
         sender.or(fulfiller)
     }
 
@@ -218,25 +226,41 @@ impl Outcome {
         }
         let mut problems = Vec::new();
         if report.fulfilled != report.sent {
-            problems.push(format!("{} of {} sent packets fulfilled", report.fulfilled, report.sent));
+            problems.push(format!(
+                "{} of {} sent packets fulfilled",
+                report.fulfilled, report.sent
+            ));
         }
         let rejected = report.rejected_total();
         if rejected > 0 {
-            let codes: Vec<String> = report.rejected.iter().map(|(code, count)| format!("{code}×{count}")).collect();
+            let codes: Vec<String> = report
+                .rejected
+                .iter()
+                .map(|(code, count)| format!("{code}×{count}"))
+                .collect();
             problems.push(format!("{rejected} rejected ({})", codes.join(" ")));
         }
         if report.fulfill_invalid > 0 {
-            problems.push(format!("{} fulfillments did not match their condition", report.fulfill_invalid));
+            problems.push(format!(
+                "{} fulfillments did not match their condition",
+                report.fulfill_invalid
+            ));
         }
         if report.link_errors > 0 {
             problems.push(format!("{} BTP errors", report.link_errors));
         }
         if report.timeouts > 0 {
-            problems.push(format!("{} packets got no reply (timeouts)", report.timeouts));
+            problems.push(format!(
+                "{} packets got no reply (timeouts)",
+                report.timeouts
+            ));
         }
         let accounted = report.answered() + report.timeouts;
         if accounted != report.sent {
-            problems.push(format!("{} sent but {} accounted for", report.sent, accounted));
+            problems.push(format!(
+                "{} sent but {} accounted for",
+                report.sent, accounted
+            ));
         }
         if problems.is_empty() {
             Ok(())
@@ -279,7 +303,13 @@ struct SenderJson<'a> {
 impl<'a> SenderJson<'a> {
     fn new(role: Role, report: &'a SenderReport, fulfiller: Option<FulfillerReport>) -> Self {
         let histogram = &report.latency_us;
-        let quantile = |q: f64| if histogram.is_empty() { 0 } else { histogram.value_at_quantile(q) };
+        let quantile = |q: f64| {
+            if histogram.is_empty() {
+                0
+            } else {
+                histogram.value_at_quantile(q)
+            }
+        };
         SenderJson {
             role: role.name(),
             sent: report.sent,
@@ -290,7 +320,12 @@ impl<'a> SenderJson<'a> {
             timeouts: report.timeouts,
             seconds: round(report.seconds, 1000.0),
             packets_per_second: round(report.packets_per_second(), 10.0),
-            latency_us: Latency { p50: quantile(0.5), p99: quantile(0.99), p999: quantile(0.999), max: histogram.max() },
+            latency_us: Latency {
+                p50: quantile(0.5),
+                p99: quantile(0.99),
+                p999: quantile(0.999),
+                max: histogram.max(),
+            },
             window: report.window,
             late_replies: report.late_replies,
             unexpected_frames: report.unexpected_frames,
@@ -309,7 +344,10 @@ struct FulfillerJson {
 }
 
 fn fulfiller_json(report: &FulfillerReport) -> FulfillerReport {
-    FulfillerReport { seconds: round(report.seconds, 1000.0), ..report.clone() }
+    FulfillerReport {
+        seconds: round(report.seconds, 1000.0),
+        ..report.clone()
+    }
 }
 
 fn round(value: f64, scale: f64) -> f64 {
@@ -326,16 +364,27 @@ struct Plan {
 
 fn plan(args: &Args) -> Result<Plan, RunError> {
     let usage = |message: String| RunError::Usage(message);
-    let url = url::Url::parse(&args.url).map_err(|error| usage(format!("--url {}: {error}", args.url)))?;
+    let url = url::Url::parse(&args.url)
+        .map_err(|error| usage(format!("--url {}: {error}", args.url)))?;
     if url.scheme() != "ws" {
-        return Err(usage(format!("--url {}: only ws:// URLs are supported", args.url)));
+        return Err(usage(format!(
+            "--url {}: only ws:// URLs are supported",
+            args.url
+        )));
     }
     crate::ilp::Address::validate(args.destination.as_bytes())
         .map_err(|error| usage(format!("--destination {}: {error}", args.destination)))?;
-    let address = args.address.clone().unwrap_or_else(|| args.destination.clone());
-    crate::ilp::Address::validate(address.as_bytes()).map_err(|error| usage(format!("--address {address}: {error}")))?;
+    let address = args
+        .address
+        .clone()
+        .unwrap_or_else(|| args.destination.clone());
+    crate::ilp::Address::validate(address.as_bytes())
+        .map_err(|error| usage(format!("--address {address}: {error}")))?;
     if args.role == Role::Echo && !args.listen.ip().is_loopback() {
-        return Err(usage(format!("--listen {}: only loopback addresses", args.listen)));
+        return Err(usage(format!(
+            "--listen {}: only loopback addresses",
+            args.listen
+        )));
     }
     let seconds = match (args.seconds, args.packets) {
         (Some(seconds), _) => seconds,
@@ -343,7 +392,9 @@ fn plan(args: &Args) -> Result<Plan, RunError> {
         (None, None) => SECONDS_DEFAULT,
     };
     let duration = Duration::from_secs_f64(seconds);
-    let token_of = |token: &Option<String>, username: &str| token.clone().unwrap_or_else(|| format!("{username}-token"));
+    let token_of = |token: &Option<String>, username: &str| {
+        token.clone().unwrap_or_else(|| format!("{username}-token"))
+    };
     let sender = matches!(args.role, Role::Sender | Role::Both).then(|| {
         let username = args.username.clone().unwrap_or_else(|| "alice".into());
         SenderOptions {
@@ -385,7 +436,11 @@ fn plan(args: &Args) -> Result<Plan, RunError> {
         Some(_) => duration,
         None => Duration::from_secs_f64(SECONDS_MAX),
     };
-    Ok(Plan { sender, fulfiller, duration })
+    Ok(Plan {
+        sender,
+        fulfiller,
+        duration,
+    })
 }
 
 /// Runs what `args` describes until it ends by itself or `stop` turns true.
@@ -393,38 +448,70 @@ pub async fn run(args: &Args, stop: watch::Receiver<bool>) -> Result<Outcome, Ru
     let plan = plan(args)?;
     match args.role {
         Role::Echo => {
-            let answerer = Answerer::new(args.reject_share, args.address.as_deref().unwrap_or(&args.destination)).map_err(RunError::Usage)?;
+            let answerer = Answerer::new(
+                args.reject_share,
+                args.address.as_deref().unwrap_or(&args.destination),
+            )
+            .map_err(RunError::Usage)?;
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
-                .map_err(|error| RunError::Link(format!("cannot listen on {}: {error}", args.listen)))?;
-            eprintln!("m2m-loadgen echo listening on ws://{}", listener.local_addr().map_err(|error| RunError::Link(error.to_string()))?);
+                .map_err(|error| {
+                    RunError::Link(format!("cannot listen on {}: {error}", args.listen))
+                })?;
+            eprintln!(
+                "m2m-loadgen echo listening on ws://{}",
+                listener
+                    .local_addr()
+                    .map_err(|error| RunError::Link(error.to_string()))?
+            );
             let stop = stop_after(stop, plan.duration);
             let report = echo::serve(listener, Arc::new(answerer), stop).await;
-            Ok(Outcome { role: Role::Echo, sender: None, fulfiller: Some(report) })
+            Ok(Outcome {
+                role: Role::Echo,
+                sender: None,
+                fulfiller: Some(report),
+            })
         }
         Role::Fulfiller => {
             let options = plan.fulfiller.expect("a fulfiller plan");
             let stop = stop_after(stop, plan.duration);
-            let report = fulfiller::run(&options, stop).await.map_err(|error| link_failed("fulfiller", &options.url, &options.username, error))?;
-            Ok(Outcome { role: Role::Fulfiller, sender: None, fulfiller: Some(report) })
+            let report = fulfiller::run(&options, stop).await.map_err(|error| {
+                link_failed("fulfiller", &options.url, &options.username, error)
+            })?;
+            Ok(Outcome {
+                role: Role::Fulfiller,
+                sender: None,
+                fulfiller: Some(report),
+            })
         }
         Role::Sender => {
             let mut options = plan.sender.expect("a sender plan");
             let echo = if args.echo {
-                let echo = echo::EchoThread::start().map_err(|error| RunError::Link(format!("cannot start the echo server: {error}")))?;
-                options.url = url::Url::parse(&format!("ws://{}", echo.address)).expect("a valid URL");
+                let echo = echo::EchoThread::start().map_err(|error| {
+                    RunError::Link(format!("cannot start the echo server: {error}"))
+                })?;
+                options.url =
+                    url::Url::parse(&format!("ws://{}", echo.address)).expect("a valid URL");
                 Some(echo)
             } else {
                 None
             };
-            let report = sender::run(&options, stop).await.map_err(|error| link_failed("sender", &options.url, &options.username, error))?;
+            let report = sender::run(&options, stop)
+                .await
+                .map_err(|error| link_failed("sender", &options.url, &options.username, error))?;
             let fulfiller = echo.map(echo::EchoThread::finish);
-            Ok(Outcome { role: Role::Sender, sender: Some(report), fulfiller })
+            Ok(Outcome {
+                role: Role::Sender,
+                sender: Some(report),
+                fulfiller,
+            })
         }
         Role::Both => {
             let fulfiller_options = plan.fulfiller.expect("a fulfiller plan");
             let sender_options = plan.sender.expect("a sender plan");
-            let answerer = Answerer::new(fulfiller_options.reject_share, &fulfiller_options.address).map_err(RunError::Usage)?;
+            let answerer =
+                Answerer::new(fulfiller_options.reject_share, &fulfiller_options.address)
+                    .map_err(RunError::Usage)?;
             let websocket = crate::btp::server::websocket_config(1 << 20);
             let socket = client::connect(
                 &fulfiller_options.url,
@@ -433,23 +520,48 @@ pub async fn run(args: &Args, stop: watch::Receiver<bool>) -> Result<Outcome, Ru
                 websocket,
             )
             .await
-            .map_err(|error| link_failed("fulfiller", &fulfiller_options.url, &fulfiller_options.username, error))?;
+            .map_err(|error| {
+                link_failed(
+                    "fulfiller",
+                    &fulfiller_options.url,
+                    &fulfiller_options.username,
+                    error,
+                )
+            })?;
             let (fulfiller_stop, fulfiller_stop_rx) = watch::channel(false);
-            let fulfiller = tokio::spawn(fulfiller::serve(socket, Arc::new(answerer), Arc::new(Counters::default()), fulfiller_stop_rx));
+            let fulfiller = tokio::spawn(fulfiller::serve(
+                socket,
+                Arc::new(answerer),
+                Arc::new(Counters::default()),
+                fulfiller_stop_rx,
+            ));
             let sent = sender::run(&sender_options, stop).await;
             let _ = fulfiller_stop.send(true);
             let fulfiller_report = fulfiller.await.unwrap_or_else(|error| FulfillerReport {
                 error: Some(format!("fulfiller task failed: {error}")),
                 ..FulfillerReport::default()
             });
-            let report = sent.map_err(|error| link_failed("sender", &sender_options.url, &sender_options.username, error))?;
-            Ok(Outcome { role: Role::Both, sender: Some(report), fulfiller: Some(fulfiller_report) })
+            let report = sent.map_err(|error| {
+                link_failed(
+                    "sender",
+                    &sender_options.url,
+                    &sender_options.username,
+                    error,
+                )
+            })?;
+            Ok(Outcome {
+                role: Role::Both,
+                sender: Some(report),
+                fulfiller: Some(fulfiller_report),
+            })
         }
     }
 }
 
 fn link_failed(role: &str, url: &url::Url, username: &str, error: client::LinkError) -> RunError {
-    RunError::Link(format!("{role} could not connect to {url} as {username}: {error}"))
+    RunError::Link(format!(
+        "{role} could not connect to {url} as {username}: {error}"
+    ))
 }
 
 /// A stop signal that also turns true after `duration`.
@@ -468,9 +580,15 @@ fn stop_after(mut stop: watch::Receiver<bool>, duration: Duration) -> watch::Rec
 /// The binary: runs on a `--threads` runtime, stops on SIGINT or SIGTERM, prints the JSON line.
 pub fn main(args: Args) -> ExitCode {
     let runtime = if args.threads <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads as usize).thread_name("loadgen").enable_all().build()
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads as usize)
+            .thread_name("loadgen")
+            .enable_all()
+            .build()
     };
     let runtime = match runtime {
         Ok(runtime) => runtime,

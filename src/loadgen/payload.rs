@@ -43,7 +43,13 @@ mod tests {
         let data = data_for(0x0102_0304_0506_0708, 42);
         assert_eq!(&data[..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(u64::from_be_bytes(data[8..].try_into().unwrap()), 42);
-        assert!(crate::ilp::fulfillment_matches(&fulfillment_for(&data), &condition_for(&data)));
-        assert_ne!(condition_for(&data), condition_for(&data_for(0x0102_0304_0506_0708, 43)));
+        assert!(crate::ilp::fulfillment_matches(
+            &fulfillment_for(&data),
+            &condition_for(&data)
+        ));
+        assert_ne!(
+            condition_for(&data),
+            condition_for(&data_for(0x0102_0304_0506_0708, 43))
+        );
     }
 }

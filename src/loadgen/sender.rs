@@ -120,12 +120,19 @@ struct Slot {
 
 impl Slot {
     fn new() -> Slot {
-        Slot { state: AtomicU32::new(0), sent_ns: AtomicU64::new(0), condition: Default::default() }
+        Slot {
+            state: AtomicU32::new(0),
+            sent_ns: AtomicU64::new(0),
+            condition: Default::default(),
+        }
     }
 
     fn store_condition(&self, condition: &[u8; 32]) {
         for (word, chunk) in self.condition.iter().zip(condition.chunks_exact(8)) {
-            word.store(u64::from_ne_bytes(chunk.try_into().expect("8 bytes")), Ordering::Relaxed);
+            word.store(
+                u64::from_ne_bytes(chunk.try_into().expect("8 bytes")),
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -174,7 +181,9 @@ impl Shared {
         }
         let sent_ns = slot.sent_ns.load(Ordering::Relaxed);
         let condition = slot.load_condition();
-        slot.state.compare_exchange(request_id, 0, Ordering::AcqRel, Ordering::Relaxed).ok()?;
+        slot.state
+            .compare_exchange(request_id, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()?;
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.space.notify_one();
         Some((sent_ns, condition))
@@ -188,7 +197,11 @@ impl Shared {
             if request_id == 0 || slot.sent_ns.load(Ordering::Relaxed) >= older_than_ns {
                 continue;
             }
-            if slot.state.compare_exchange(request_id, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            if slot
+                .state
+                .compare_exchange(request_id, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
                 self.in_flight.fetch_sub(1, Ordering::AcqRel);
                 swept += 1;
             }
@@ -200,9 +213,18 @@ impl Shared {
 /// Connects as `options.username` and runs until the packet count or the time is reached, or
 /// `stop` turns true; then waits (bounded) for the outstanding replies. Fails only if the
 /// connection cannot be established; a link lost later ends the run with `error` set.
-pub async fn run(options: &SenderOptions, stop: watch::Receiver<bool>) -> Result<SenderReport, LinkError> {
+pub async fn run(
+    options: &SenderOptions,
+    stop: watch::Receiver<bool>,
+) -> Result<SenderReport, LinkError> {
     let websocket = crate::btp::server::websocket_config(1 << 20);
-    let mut socket = client::connect(&options.url, &options.username, &Secret::new(options.token.as_str()), websocket).await?;
+    let mut socket = client::connect(
+        &options.url,
+        &options.username,
+        &Secret::new(options.token.as_str()),
+        websocket,
+    )
+    .await?;
     let probes = probe_until_routable(&mut socket, options).await;
     let mut report = run_on(socket, options, stop).await;
     report.probes = probes;
@@ -245,13 +267,23 @@ async fn probe_until_routable(socket: &mut ClientSocket, options: &SenderOptions
         }
         let reply = tokio::time::timeout(Duration::from_secs(6), async {
             while let Some(Ok(message)) = socket.next().await {
-                let Message::Binary(data) = message else { continue };
-                let Ok(frame) = BtpPacket::parse(data) else { continue };
+                let Message::Binary(data) = message else {
+                    continue;
+                };
+                let Ok(frame) = BtpPacket::parse(data) else {
+                    continue;
+                };
                 if frame.request_id() != request_id {
                     continue;
                 }
-                let ilp = frame.primary().filter(|entry| entry.is_named(btp::PROTOCOL_ILP)).map(|entry| entry.data.clone());
-                return Some(ilp.and_then(|ilp| Reject::parse(ilp).ok()).map(|reject| reject.code()));
+                let ilp = frame
+                    .primary()
+                    .filter(|entry| entry.is_named(btp::PROTOCOL_ILP))
+                    .map(|entry| entry.data.clone());
+                return Some(
+                    ilp.and_then(|ilp| Reject::parse(ilp).ok())
+                        .map(|reject| reject.code()),
+                );
             }
             None
         })
@@ -269,7 +301,11 @@ async fn probe_until_routable(socket: &mut ClientSocket, options: &SenderOptions
 }
 
 /// Runs the sender on an authenticated socket.
-pub async fn run_on(socket: ClientSocket, options: &SenderOptions, stop: watch::Receiver<bool>) -> SenderReport {
+pub async fn run_on(
+    socket: ClientSocket,
+    options: &SenderOptions,
+    stop: watch::Receiver<bool>,
+) -> SenderReport {
     let window = options.window.max(1);
     let capacity = (window * 2).next_power_of_two().max(2);
     let shared = Arc::new(Shared {
@@ -286,7 +322,9 @@ pub async fn run_on(socket: ClientSocket, options: &SenderOptions, stop: watch::
     let (reader_stop, reader_stop_rx) = oneshot::channel();
     let reader = tokio::spawn(read_loop(stream, shared.clone(), reader_stop_rx));
     let writer = tokio::spawn(write_loop(sink, shared.clone(), options.clone(), stop));
-    let progress = options.progress.then(|| tokio::spawn(progress_loop(shared.clone())));
+    let progress = options
+        .progress
+        .then(|| tokio::spawn(progress_loop(shared.clone())));
 
     let written = writer.await.unwrap_or_else(|error| WriterResult {
         sent: shared.sent.load(Ordering::Relaxed),
@@ -306,7 +344,11 @@ pub async fn run_on(socket: ClientSocket, options: &SenderOptions, stop: watch::
     SenderReport {
         sent: written.sent,
         fulfilled: read.fulfilled,
-        rejected: read.rejected.into_iter().map(|(code, count)| (String::from_utf8_lossy(&code).into_owned(), count)).collect(),
+        rejected: read
+            .rejected
+            .into_iter()
+            .map(|(code, count)| (String::from_utf8_lossy(&code).into_owned(), count))
+            .collect(),
         fulfill_invalid: read.fulfill_invalid,
         link_errors: read.link_errors,
         timeouts: written.swept + unanswered,
@@ -370,12 +412,16 @@ async fn write_loop(
             }
             continue;
         }
-        let count = free.min(BURST_MAX).min((options.packets - sent).min(BURST_MAX as u64) as usize);
+        let count = free
+            .min(BURST_MAX)
+            .min((options.packets - sent).min(BURST_MAX as u64) as usize);
         let expires_at_ms = timestamp::now_ms() + options.expiry_ms as i64;
         for _ in 0..count {
             // A slot still held by a straggler keeps its id's index busy: take the next id.
             let mut tries = 0;
-            while shared.slot(next_request_id).state.load(Ordering::Acquire) != 0 && tries <= shared.mask {
+            while shared.slot(next_request_id).state.load(Ordering::Acquire) != 0
+                && tries <= shared.mask
+            {
                 next_request_id = next_id(next_request_id);
                 tries += 1;
             }
@@ -396,8 +442,14 @@ async fn write_loop(
                 options.destination.as_str()
             };
             scratch.clear();
-            let built = PrepareBuilder { amount: options.amount, expires_at_ms, execution_condition: condition, destination, data: &data }
-                .write(&mut scratch);
+            let built = PrepareBuilder {
+                amount: options.amount,
+                expires_at_ms,
+                execution_condition: condition,
+                destination,
+                data: &data,
+            }
+            .write(&mut scratch);
             if let Err(build_error) = built {
                 error = Some(format!("cannot build a Prepare: {build_error}"));
                 break;
@@ -447,7 +499,8 @@ async fn write_loop(
     }
 
     // Drain: wait for the outstanding replies, at most until every packet has expired.
-    let drain_deadline = tokio::time::Instant::now() + Duration::from_millis(options.expiry_ms) + DRAIN_GRACE;
+    let drain_deadline =
+        tokio::time::Instant::now() + Duration::from_millis(options.expiry_ms) + DRAIN_GRACE;
     while shared.in_flight.load(Ordering::Acquire) > 0 && !shared.closed.load(Ordering::Acquire) {
         let now = tokio::time::Instant::now();
         if now >= drain_deadline {
@@ -467,7 +520,12 @@ async fn write_loop(
         error = Some("link closed by the connector".into());
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
-    WriterResult { sent, swept, ended_ns, error }
+    WriterResult {
+        sent,
+        swept,
+        ended_ns,
+        error,
+    }
 }
 
 fn next_id(request_id: u32) -> u32 {
@@ -494,13 +552,18 @@ impl ReaderResult {
             link_errors: 0,
             late_replies: 0,
             unexpected_frames: 0,
-            latency_us: Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).expect("valid histogram bounds"),
+            latency_us: Histogram::new_with_bounds(1, LATENCY_US_MAX, 3)
+                .expect("valid histogram bounds"),
             error: None,
         }
     }
 }
 
-async fn read_loop(mut stream: SplitStream<ClientSocket>, shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) -> ReaderResult {
+async fn read_loop(
+    mut stream: SplitStream<ClientSocket>,
+    shared: Arc<Shared>,
+    mut stop: oneshot::Receiver<()>,
+) -> ReaderResult {
     let mut result = ReaderResult::new();
     loop {
         let message = tokio::select! {
@@ -531,31 +594,34 @@ fn handle_frame(data: Bytes, shared: &Shared, result: &mut ReaderResult) {
     let request_id = frame.request_id();
     let reply = match frame {
         BtpPacket::Error { .. } => Reply::LinkError,
-        BtpPacket::Response { mut protocol_data, .. } | BtpPacket::Message { mut protocol_data, .. } => {
-            match protocol_data.first_mut() {
-                Some(entry) if entry.is_named(btp::PROTOCOL_ILP) => {
-                    let ilp = std::mem::take(&mut entry.data);
-                    match PacketType::peek(&ilp) {
-                        Some(PacketType::Fulfill) => match Fulfill::parse(ilp) {
-                            Ok(fulfill) => Reply::Fulfill(*fulfill.fulfillment()),
-                            Err(_) => Reply::LinkError,
-                        },
-                        Some(PacketType::Reject) => match Reject::parse(ilp) {
-                            Ok(reject) => Reply::Reject(reject.code().0),
-                            Err(_) => Reply::LinkError,
-                        },
-                        _ => {
-                            result.unexpected_frames += 1;
-                            return;
-                        }
+        BtpPacket::Response {
+            mut protocol_data, ..
+        }
+        | BtpPacket::Message {
+            mut protocol_data, ..
+        } => match protocol_data.first_mut() {
+            Some(entry) if entry.is_named(btp::PROTOCOL_ILP) => {
+                let ilp = std::mem::take(&mut entry.data);
+                match PacketType::peek(&ilp) {
+                    Some(PacketType::Fulfill) => match Fulfill::parse(ilp) {
+                        Ok(fulfill) => Reply::Fulfill(*fulfill.fulfillment()),
+                        Err(_) => Reply::LinkError,
+                    },
+                    Some(PacketType::Reject) => match Reject::parse(ilp) {
+                        Ok(reject) => Reply::Reject(reject.code().0),
+                        Err(_) => Reply::LinkError,
+                    },
+                    _ => {
+                        result.unexpected_frames += 1;
+                        return;
                     }
                 }
-                _ => {
-                    result.unexpected_frames += 1;
-                    return;
-                }
             }
-        }
+            _ => {
+                result.unexpected_frames += 1;
+                return;
+            }
+        },
         BtpPacket::Transfer { .. } => {
             result.unexpected_frames += 1;
             return;
@@ -569,7 +635,11 @@ fn handle_frame(data: Bytes, shared: &Shared, result: &mut ReaderResult) {
     result.latency_us.saturating_record(round_trip_us.max(1));
     shared.answered.fetch_add(1, Ordering::Relaxed);
     match reply {
-        Reply::Fulfill(fulfillment) if crate::ilp::fulfillment_matches(&fulfillment, &condition) => result.fulfilled += 1,
+        Reply::Fulfill(fulfillment)
+            if crate::ilp::fulfillment_matches(&fulfillment, &condition) =>
+        {
+            result.fulfilled += 1
+        }
         Reply::Fulfill(_) => result.fulfill_invalid += 1,
         Reply::Reject(code) => *result.rejected.entry(code).or_default() += 1,
         Reply::LinkError => result.link_errors += 1,

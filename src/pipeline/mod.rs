@@ -100,7 +100,8 @@ pub enum StartError {
 impl Pipeline {
     /// Opens the journal, rebuilds the state from it and starts the stages.
     pub fn start(config: &Config, health: Arc<Health>) -> Result<Pipeline, StartError> {
-        let store = SledStore::open(&config.journal.dir)?;
+        let mut store = SledStore::open(&config.journal.dir)?;
+        store.set_durable(config.journal.durable);
         let Recovery { balances, last_seq, snapshot_seq, frames_checked, events_replayed, elapsed } =
             recovery::recover(&store)?;
         tracing::info!(

@@ -222,4 +222,8 @@ impl Projection for Balances {
     fn position(&self) -> u64 {
         self.position
     }
+
+    fn checkpoint_state(&self) -> Vec<u8> {
+        self.to_snapshot()
+    }
 }

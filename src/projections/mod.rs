@@ -5,8 +5,17 @@
 //! fresh projection gives the same state, byte for byte.
 
 pub mod balances;
+pub mod runner;
 
 use crate::journal::JournalEntry;
+
+/// A batch a projection could not apply (an external system is down, say); the runner retries
+/// the same batch.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ProjectionError {
+    pub message: String,
+}
 
 pub trait Projection {
     /// A stable name for checkpoints, metrics and `journal replay --projection`.
@@ -15,4 +24,18 @@ pub trait Projection {
     fn apply(&mut self, entry: &JournalEntry);
     /// Sequence number of the last applied entry (0 before any).
     fn position(&self) -> u64;
+    /// Applies a batch in order. Projections with side effects override this to do one
+    /// request per batch; on error nothing of the batch may count as applied (the position
+    /// stays put), and the runner retries it.
+    fn apply_batch(&mut self, entries: &[JournalEntry]) -> Result<(), ProjectionError> {
+        for entry in entries {
+            self.apply(entry);
+        }
+        Ok(())
+    }
+    /// State saved with a checkpoint so a restart resumes instead of replaying; empty for
+    /// projections whose state lives elsewhere.
+    fn checkpoint_state(&self) -> Vec<u8> {
+        Vec::new()
+    }
 }

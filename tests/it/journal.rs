@@ -67,6 +67,10 @@ async fn restart_recovers_balances_and_continues_the_sequence() {
     let from_scratch = replayed(&before);
     assert_eq!(live_at_stop.digest(), from_scratch.digest());
     assert_eq!(from_scratch.balance_of("alice").unwrap().position, 320);
+    // The tailing copy of the projection, checkpointed at stop, is level with both.
+    let (checkpoint_seq, state) = store.checkpoint("balances").unwrap().expect("balances checkpoint");
+    assert_eq!(checkpoint_seq, before.last().unwrap().seq);
+    assert_eq!(Balances::from_snapshot(&state).unwrap().digest(), from_scratch.digest());
     let recovered = recovery::recover(&store).unwrap();
     assert_eq!(recovered.events_replayed, 0, "nothing after the stop snapshot");
     assert_eq!(recovered.balances.digest(), from_scratch.digest());

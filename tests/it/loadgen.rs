@@ -42,9 +42,13 @@ incoming_token = "bob-token"
 credit_limit = 0
 "#;
 
-async fn start_node() -> Node {
-    let loaded = config::parse(CONFIG, &Env::default()).expect("test config is valid");
-    Node::start(loaded.config).await.expect("node starts")
+/// The node, and the temporary directory its journal lives in (deleted when dropped).
+async fn start_node() -> (Node, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let journal = dir.path().join("journal").display().to_string();
+    let text = format!("{CONFIG}\n[journal]\ndir = {journal:?}\n");
+    let loaded = config::parse(&text, &Env::default()).expect("test config is valid");
+    (Node::start(loaded.config).await.expect("node starts"), dir)
 }
 
 fn args(node: &Node, extra: &[&str]) -> Args {
@@ -56,37 +60,89 @@ fn args(node: &Node, extra: &[&str]) -> Args {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_roles_fulfill_every_packet_and_lose_none() {
-    let node = start_node().await;
-    let args = args(&node, &["--role", "both", "--window", "16", "--packets", "2000", "--seconds", "20", "--expiry-ms", "5000"]);
+    let (node, _journal_dir) = start_node().await;
+    let args = args(
+        &node,
+        &[
+            "--role",
+            "both",
+            "--window",
+            "16",
+            "--packets",
+            "2000",
+            "--seconds",
+            "20",
+            "--expiry-ms",
+            "5000",
+        ],
+    );
     let (_stop, stop_rx) = watch::channel(false);
     let outcome = tokio::time::timeout(Duration::from_secs(30), loadgen::run(&args, stop_rx))
         .await
         .expect("the run ends within its bounds")
         .expect("both roles connect");
     let line = outcome.json_line();
-    outcome.check_all_fulfilled().unwrap_or_else(|reason| panic!("{reason}\n{line}"));
+    outcome
+        .check_all_fulfilled()
+        .unwrap_or_else(|reason| panic!("{reason}\n{line}"));
     let sender = outcome.sender.as_ref().expect("a sender report");
-    assert_eq!((sender.sent, sender.fulfilled, sender.timeouts), (2000, 2000, 0), "{line}");
-    assert!(sender.latency_us.len() == 2000 && sender.latency_us.max() > 0, "{line}");
+    assert_eq!(
+        (sender.sent, sender.fulfilled, sender.timeouts),
+        (2000, 2000, 0),
+        "{line}"
+    );
+    assert!(
+        sender.latency_us.len() == 2000 && sender.latency_us.max() > 0,
+        "{line}"
+    );
     let fulfiller = outcome.fulfiller.as_ref().expect("a fulfiller report");
     // The fulfiller also answered the probe(s) sent before the run.
     assert_eq!(fulfiller.fulfilled, 2000 + sender.probes, "{line}");
-    assert_eq!((fulfiller.rejected, fulfiller.foreign, fulfiller.error.as_deref()), (0, 0, None), "{line}");
+    assert_eq!(
+        (
+            fulfiller.rejected,
+            fulfiller.foreign,
+            fulfiller.error.as_deref()
+        ),
+        (0, 0, None),
+        "{line}"
+    );
 
     let json: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
     assert_eq!(json["role"], "both");
     assert_eq!(json["sent"], 2000);
     assert_eq!(json["window"], 16);
-    assert!(json["latency_us"]["p99"].as_u64().unwrap() >= json["latency_us"]["p50"].as_u64().unwrap());
+    assert!(
+        json["latency_us"]["p99"].as_u64().unwrap() >= json["latency_us"]["p50"].as_u64().unwrap()
+    );
     node.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_share_is_counted_by_code_and_fails_the_expectation() {
-    let node = start_node().await;
-    let args = args(&node, &["--role", "both", "--window", "8", "--packets", "200", "--seconds", "20", "--reject-share", "0.1", "--expiry-ms", "5000"]);
+    let (node, _journal_dir) = start_node().await;
+    let args = args(
+        &node,
+        &[
+            "--role",
+            "both",
+            "--window",
+            "8",
+            "--packets",
+            "200",
+            "--seconds",
+            "20",
+            "--reject-share",
+            "0.1",
+            "--expiry-ms",
+            "5000",
+        ],
+    );
     let (_stop, stop_rx) = watch::channel(false);
-    let outcome = tokio::time::timeout(Duration::from_secs(30), loadgen::run(&args, stop_rx)).await.unwrap().unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), loadgen::run(&args, stop_rx))
+        .await
+        .unwrap()
+        .unwrap();
     let line = outcome.json_line();
     let sender = outcome.sender.as_ref().unwrap();
     // Every tenth Prepare the fulfiller sees is rejected (the probe is the first it sees).
@@ -94,7 +150,9 @@ async fn rejected_share_is_counted_by_code_and_fails_the_expectation() {
     assert!((19..=21).contains(&rejected), "{line}");
     assert_eq!(sender.fulfilled + rejected, 200, "{line}");
     assert_eq!((sender.timeouts, sender.fulfill_invalid), (0, 0), "{line}");
-    let reason = outcome.check_all_fulfilled().expect_err("rejects are not all fulfilled");
+    let reason = outcome
+        .check_all_fulfilled()
+        .expect_err("rejects are not all fulfilled");
     assert!(reason.contains("F99"), "{reason}");
     node.stop().await;
 }
@@ -103,34 +161,72 @@ async fn rejected_share_is_counted_by_code_and_fails_the_expectation() {
 /// when the destination has no route (every packet F02).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_prints_one_json_line_and_exits_by_the_expectation() {
-    let node = start_node().await;
+    let (node, _journal_dir) = start_node().await;
     let url = format!("ws://{}", node.btp_address);
     let binary = env!("CARGO_BIN_EXE_m2m-loadgen");
     let run = |extra: &'static [&'static str]| {
         let url = url.clone();
         tokio::task::spawn_blocking(move || {
             let mut command = Command::new(binary);
-            command.args(["--url", &url, "--role", "both", "--seconds", "10", "--expiry-ms", "5000", "--expect-all-fulfilled"]).args(extra);
+            command
+                .args([
+                    "--url",
+                    &url,
+                    "--role",
+                    "both",
+                    "--seconds",
+                    "10",
+                    "--expiry-ms",
+                    "5000",
+                    "--expect-all-fulfilled",
+                ])
+                .args(extra);
             run_with_timeout(&mut command, Duration::from_secs(20))
         })
     };
 
     let good = run(&["--window", "4", "--packets", "300"]).await.unwrap();
-    assert!(good.success(), "{}", good.describe("m2m-loadgen, all fulfilled"));
+    assert!(
+        good.success(),
+        "{}",
+        good.describe("m2m-loadgen, all fulfilled")
+    );
     let lines: Vec<&str> = good.stdout.lines().collect();
-    assert_eq!(lines.len(), 1, "{}", good.describe("exactly one stdout line"));
+    assert_eq!(
+        lines.len(),
+        1,
+        "{}",
+        good.describe("exactly one stdout line")
+    );
     let json: serde_json::Value = serde_json::from_str(lines[0]).expect("JSON");
-    assert_eq!((json["sent"].as_u64(), json["fulfilled"].as_u64()), (Some(300), Some(300)));
+    assert_eq!(
+        (json["sent"].as_u64(), json["fulfilled"].as_u64()),
+        (Some(300), Some(300))
+    );
 
-    let unroutable = run(&["--window", "4", "--packets", "50", "--destination", "test.m2m.nobody"]).await.unwrap();
+    let unroutable = run(&[
+        "--window",
+        "4",
+        "--packets",
+        "50",
+        "--destination",
+        "test.m2m.nobody",
+    ])
+    .await
+    .unwrap();
     assert_eq!(
         unroutable.status.and_then(|status| status.code()),
         Some(i32::from(EXIT_EXPECTATION_FAILED)),
         "{}",
         unroutable.describe("m2m-loadgen, no route")
     );
-    assert!(unroutable.stderr.contains("F02"), "{}", unroutable.describe("reason names the code"));
-    let json: serde_json::Value = serde_json::from_str(unroutable.stdout.trim()).expect("JSON even when failing");
+    assert!(
+        unroutable.stderr.contains("F02"),
+        "{}",
+        unroutable.describe("reason names the code")
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(unroutable.stdout.trim()).expect("JSON even when failing");
     assert_eq!(json["rejected"]["F02"], 50);
 
     let refused = tokio::task::spawn_blocking({
@@ -143,7 +239,16 @@ async fn binary_prints_one_json_line_and_exits_by_the_expectation() {
     })
     .await
     .unwrap();
-    assert_eq!(refused.status.and_then(|status| status.code()), Some(1), "{}", refused.describe("bad token"));
-    assert!(refused.stdout.is_empty(), "{}", refused.describe("no JSON when it never connected"));
+    assert_eq!(
+        refused.status.and_then(|status| status.code()),
+        Some(1),
+        "{}",
+        refused.describe("bad token")
+    );
+    assert!(
+        refused.stdout.is_empty(),
+        "{}",
+        refused.describe("no JSON when it never connected")
+    );
     node.stop().await;
 }

@@ -5,4 +5,5 @@ mod cli;
 mod forwarding;
 mod interop;
 mod journal;
+mod loadgen;
 mod support;
