@@ -5,5 +5,6 @@ mod cli;
 mod forwarding;
 mod interop;
 mod journal;
+mod journal_cli;
 mod loadgen;
 mod support;
