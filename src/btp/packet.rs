@@ -258,6 +258,33 @@ pub fn write_ilp_frame(out: &mut BytesMut, frame_type: u8, request_id: u32, ilp_
 }
 
 /// Total size of the frame [`write_ilp_frame`] starts, once the packet bytes are appended.
+/// The shape nearly every frame on a link has: a Message or Response whose protocol data is
+/// exactly one `ilp` entry of content type 0. Returns (frame type, request id, the ILP packet as
+/// a slice of `input`) without allocating; `None` means "not that shape (or invalid): use
+/// [`BtpPacket::parse`]". It accepts only frames the full parser accepts with the same result
+/// (a property test checks this), so callers may fall back without a second validation.
+pub fn parse_ilp_frame(input: &Bytes) -> Option<(u8, u32, Bytes)> {
+    // Count 1 (var-uint `01 01`), name "ilp" (`03 'i' 'l' 'p'`), content type 0.
+    const ILP_ENTRY_HEAD: [u8; 7] = [0x01, 0x01, 0x03, b'i', b'l', b'p', CONTENT_OCTET_STREAM];
+    let mut reader = Reader::new(input);
+    let frame_type = reader.read_u8("type").ok()?;
+    if frame_type != TYPE_MESSAGE && frame_type != TYPE_RESPONSE {
+        return None;
+    }
+    let request_id = reader.read_u32("requestId").ok()?;
+    let contents = reader.read_var_octets("contents").ok()?;
+    if !reader.is_empty() {
+        return None;
+    }
+    let entry = contents.strip_prefix(&ILP_ENTRY_HEAD)?;
+    let mut entry_reader = Reader::new(entry);
+    let packet = entry_reader.read_var_octets("data").ok()?;
+    if !entry_reader.is_empty() {
+        return None;
+    }
+    Some((frame_type, request_id, input.slice_ref(packet)))
+}
+
 pub fn ilp_frame_len(ilp_len: usize) -> usize {
     let contents_len = ilp_contents_len(ilp_len);
     FRAME_HEADER_SIZE + oer::length_prefix_size(contents_len) + contents_len

@@ -384,6 +384,42 @@ proptest! {
     }
 
     #[test]
+    fn ilp_fast_path_agrees_with_the_full_parser(
+        packet in packet_strategy(),
+        ilp_packet in prop::collection::vec(any::<u8>(), 0..300),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+        is_message in any::<bool>(),
+    ) {
+        // Half the inputs have the fast path's shape, the rest are any frame; then mutate.
+        let frame_type = if is_message { TYPE_MESSAGE } else { TYPE_RESPONSE };
+        let mut input = if ilp_packet.len() % 2 == 0 {
+            let mut out = BytesMut::new();
+            write_ilp_frame(&mut out, frame_type, 7, ilp_packet.len());
+            out.put_slice(&ilp_packet);
+            out.to_vec()
+        } else {
+            packet.encode().to_vec()
+        };
+        for (index, byte) in edits {
+            if !input.is_empty() {
+                let position = index.index(input.len());
+                input[position] = byte;
+            }
+        }
+        let input = Bytes::from(input);
+        if let Some((fast_type, fast_request_id, fast_packet)) = parse_ilp_frame(&input) {
+            let full = BtpPacket::parse(input.clone()).expect("the fast path accepts only valid frames");
+            prop_assert_eq!(full.frame_type(), fast_type);
+            prop_assert_eq!(full.request_id(), fast_request_id);
+            prop_assert_eq!(full.protocol_data().len(), 1);
+            let entry = &full.protocol_data()[0];
+            prop_assert!(entry.is_named("ilp"));
+            prop_assert_eq!(entry.content_type, CONTENT_OCTET_STREAM);
+            prop_assert_eq!(&entry.data, &fast_packet);
+        }
+    }
+
+    #[test]
     fn ilp_frames_parse_back(
         is_message in any::<bool>(),
         request_id in any::<u32>(),

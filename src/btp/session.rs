@@ -165,6 +165,11 @@ impl Reader {
     }
 
     async fn handle_frame(&mut self, data: Bytes) {
+        // Nearly every frame is one `ilp` entry: take it without building the full frame.
+        if let Some((frame_type, request_id, packet)) = btp::parse_ilp_frame(&data) {
+            self.handle_ilp(request_id, packet, frame_type == btp::TYPE_MESSAGE).await;
+            return;
+        }
         let frame = match BtpPacket::parse(data) {
             Ok(frame) => frame,
             Err(error) => {
@@ -214,19 +219,25 @@ impl Reader {
             // A Response without ILP answers nothing we sent; nothing to do.
             return;
         }
-        let packet_type = PacketType::peek(&primary.data);
+        self.handle_ilp(request_id, primary.data, is_message).await;
+    }
+
+    /// An ILP packet from the primary `ilp` entry: a Prepare is a request whatever the frame
+    /// type; a Fulfill or Reject answers one of ours.
+    async fn handle_ilp(&mut self, request_id: u32, data: Bytes, is_message: bool) {
+        let packet_type = PacketType::peek(&data);
         match packet_type {
             Some(PacketType::Prepare) => {
                 if !is_message {
                     metrics::global().btp_frame_inverted();
                 }
-                self.handle_prepare(request_id, primary.data).await;
+                self.handle_prepare(request_id, data).await;
             }
             Some(PacketType::Fulfill) | Some(PacketType::Reject) => {
                 if is_message {
                     metrics::global().btp_frame_inverted();
                 }
-                let reply = parse_reply(packet_type, primary.data, &self.context.parse_options);
+                let reply = parse_reply(packet_type, data, &self.context.parse_options);
                 self.to_forwarder(Input::Reply { session: self.session, request_id, reply }).await;
             }
             None if is_message => {

@@ -98,6 +98,8 @@ pub struct PacketRejected {
     pub prepared: bool,
     pub from_peer: String,
     pub amount_in: u64,
+    /// The destination for packets refused before forwarding; empty when `prepared` (it is on
+    /// the `PacketPrepared`, and keeping it per in-flight packet would cost an allocation).
     pub destination: String,
     /// ILP error code, three ASCII bytes.
     pub code: [u8; 3],

@@ -27,8 +27,8 @@ pub enum JournalError {
     #[error(
         "journal frame {frame} in {} is corrupt: {reason}. Nothing is skipped: the node will not \
          start on it. Inspect with `m2m-connector journal verify --dir {}` and \
-         `m2m-connector journal inspect --dir {} --from {frame} --limit 10`",
-        dir.display(), dir.display(), dir.display()
+         `m2m-connector journal inspect --dir {} --from {} --limit 20` (events up to the bad frame)",
+        dir.display(), dir.display(), dir.display(), frame.saturating_sub(10).max(1)
     )]
     Corrupt { dir: std::path::PathBuf, frame: u64, reason: frame::FrameError },
     #[error(

@@ -30,6 +30,7 @@ pub struct SledStore {
     checkpoints: sled::Tree,
     dir: PathBuf,
     buffer: Vec<u8>,
+    /// Size of the last frame written, for the frame-size metric.
     last_frame_size: usize,
     /// Whether `Store::flush` reaches the disk (see `JournalConfig::durable`).
     durable: bool,
@@ -59,14 +60,7 @@ impl SledStore {
             "cannot create journal directory {}: {error}",
             dir.display()
         )))?;
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(CACHE_CAPACITY_BYTES)
-            .segment_size(SEGMENT_SIZE_BYTES)
-            .flush_every_ms(None)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|error| open_error(dir, error))?;
+        let db = open_db(dir)?;
         let tree = |name: &str| db.open_tree(name).map_err(|error| storage(format!("opening tree {name}"), error));
         Ok(SledStore {
             frames: tree("frames")?,
@@ -107,16 +101,19 @@ impl SledStore {
     /// Frames holding events with seq ≥ `from_seq`, in order, decoded and checked. The first
     /// frame may start before `from_seq`; callers skip the entries they already have.
     pub fn frames_from(&self, from_seq: u64) -> impl Iterator<Item = Result<StoredFrame, JournalError>> + '_ {
-        let start = match self.frames.range(..=seq_key(from_seq)).next_back() {
-            Some(Ok((key, _))) => key_seq(&key),
-            _ => from_seq,
+        let (start, lookup_error) = match self.frames.range(..=seq_key(from_seq)).next_back() {
+            Some(Ok((key, _))) => (key_seq(&key), None),
+            Some(Err(error)) => (from_seq, Some(storage("finding the frame of a seq".into(), error))),
+            None => (from_seq, None),
         };
-        self.frames.range(seq_key(start)..).map(move |item| {
+        let frames = self.frames.range(seq_key(start)..).map(move |item| {
             let (key, value) = item.map_err(|error| storage("reading a frame".into(), error))?;
             let key = key_seq(&key);
             let entries = frame::decode(key, &value).map_err(|reason| corrupt(&self.dir, key, reason))?;
             Ok(StoredFrame { key, size: value.len(), entries })
-        })
+        });
+        // A failed lookup is reported first instead of silently starting a frame late.
+        lookup_error.map(Err).into_iter().chain(frames)
     }
 
     /// Events with seq ≥ `from_seq`, in order.
@@ -318,6 +315,30 @@ fn storage(what: String, error: sled::Error) -> JournalError {
 
 fn corrupt(dir: &Path, key: u64, reason: FrameError) -> JournalError {
     JournalError::Corrupt { dir: dir.to_path_buf(), frame: key, reason }
+}
+
+/// How long `open` waits for a lock that a just-stopped node in this process may still hold
+/// (sled's threads release it a moment after the last handle is dropped).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn open_db(dir: &Path) -> Result<sled::Db, JournalError> {
+    let started = Instant::now();
+    loop {
+        let opened = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_CAPACITY_BYTES)
+            .segment_size(SEGMENT_SIZE_BYTES)
+            .flush_every_ms(None)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|error| open_error(dir, error));
+        match opened {
+            Err(JournalError::Locked(_)) if started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn open_error(dir: &Path, error: sled::Error) -> JournalError {

@@ -135,6 +135,10 @@ pub struct Args {
     /// Sender: start an in-process echo server (own thread) and send to it instead of --url.
     #[arg(long)]
     pub echo: bool,
+    /// Sender: append a line `<condition hex> <fulfillment hex>` to FILE for every valid
+    /// Fulfill received, flushed at once (crash tests join it with the connector's journal).
+    #[arg(long, value_name = "FILE")]
+    pub fulfilled_log: Option<std::path::PathBuf>,
 }
 
 fn parse_window(text: &str) -> Result<usize, String> {
@@ -392,6 +396,12 @@ fn plan(args: &Args) -> Result<Plan, RunError> {
         (None, None) => SECONDS_DEFAULT,
     };
     let duration = Duration::from_secs_f64(seconds);
+    let fulfilled_log = match &args.fulfilled_log {
+        Some(path) => Some(Arc::new(sender::FulfilledLog::open(path).map_err(
+            |error| usage(format!("--fulfilled-log {}: {error}", path.display())),
+        )?)),
+        None => None,
+    };
     let token_of = |token: &Option<String>, username: &str| {
         token.clone().unwrap_or_else(|| format!("{username}-token"))
     };
@@ -409,6 +419,7 @@ fn plan(args: &Args) -> Result<Plan, RunError> {
             packets: args.packets.unwrap_or(PACKETS_MAX),
             duration,
             progress: args.progress,
+            fulfilled_log,
         }
     });
     let fulfiller = match args.role {

@@ -14,8 +14,9 @@
 //! again long before its index comes round; a slot still held by a straggler is skipped.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -60,6 +61,47 @@ pub struct SenderOptions {
     pub duration: Duration,
     /// A line per second on stderr.
     pub progress: bool,
+    /// Where to record each Fulfill that reached the sender (`--fulfilled-log`).
+    pub fulfilled_log: Option<Arc<FulfilledLog>>,
+}
+
+/// `--fulfilled-log`: one line per valid Fulfill the sender received (probes included), written
+/// and flushed before the next reply is read, so what reached the sender is in the file even if
+/// the connector (or this process) is killed a moment later. A line is the packet's condition
+/// and fulfillment in hex, `<condition> <fulfillment>`: the condition joins with the
+/// journal's `PacketPrepared`. For crash tests; a write per Fulfill costs throughput. The lock
+/// is taken only with the option set, by one task at a time (the probe, then the reader).
+#[derive(Debug)]
+pub struct FulfilledLog {
+    file: Mutex<std::io::BufWriter<std::fs::File>>,
+}
+
+impl FulfilledLog {
+    /// Opens `path` for appending, creating it if needed.
+    pub fn open(path: &std::path::Path) -> std::io::Result<FulfilledLog> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(FulfilledLog {
+            file: Mutex::new(std::io::BufWriter::new(file)),
+        })
+    }
+
+    /// Appends and flushes one line.
+    pub fn record(&self, condition: &[u8; 32], fulfillment: &[u8; 32]) -> std::io::Result<()> {
+        let mut file = self
+            .file
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        writeln!(
+            file,
+            "{} {}",
+            hex::encode(condition),
+            hex::encode(fulfillment)
+        )?;
+        file.flush()
+    }
 }
 
 /// Everything the sender observed.
@@ -265,6 +307,7 @@ async fn probe_until_routable(socket: &mut ClientSocket, options: &SenderOptions
         if socket.send(Message::Binary(frame.freeze())).await.is_err() {
             return probes;
         }
+        let condition = payload::condition_for(&data);
         let reply = tokio::time::timeout(Duration::from_secs(6), async {
             while let Some(Ok(message)) = socket.next().await {
                 let Message::Binary(data) = message else {
@@ -280,6 +323,17 @@ async fn probe_until_routable(socket: &mut ClientSocket, options: &SenderOptions
                     .primary()
                     .filter(|entry| entry.is_named(btp::PROTOCOL_ILP))
                     .map(|entry| entry.data.clone());
+                // A probe's Fulfill reached the sender too: it belongs in the log.
+                if let (Some(log), Some(fulfill)) = (
+                    &options.fulfilled_log,
+                    ilp.clone().and_then(|ilp| Fulfill::parse(ilp).ok()),
+                ) {
+                    if crate::ilp::fulfillment_matches(fulfill.fulfillment(), &condition) {
+                        if let Err(error) = log.record(&condition, fulfill.fulfillment()) {
+                            eprintln!("m2m-loadgen: cannot write --fulfilled-log: {error}");
+                        }
+                    }
+                }
                 return Some(
                     ilp.and_then(|ilp| Reject::parse(ilp).ok())
                         .map(|reject| reject.code()),
@@ -320,7 +374,12 @@ pub async fn run_on(
     });
     let (sink, stream) = socket.split();
     let (reader_stop, reader_stop_rx) = oneshot::channel();
-    let reader = tokio::spawn(read_loop(stream, shared.clone(), reader_stop_rx));
+    let reader = tokio::spawn(read_loop(
+        stream,
+        shared.clone(),
+        options.fulfilled_log.clone(),
+        reader_stop_rx,
+    ));
     let writer = tokio::spawn(write_loop(sink, shared.clone(), options.clone(), stop));
     let progress = options
         .progress
@@ -562,6 +621,7 @@ impl ReaderResult {
 async fn read_loop(
     mut stream: SplitStream<ClientSocket>,
     shared: Arc<Shared>,
+    fulfilled_log: Option<Arc<FulfilledLog>>,
     mut stop: oneshot::Receiver<()>,
 ) -> ReaderResult {
     let mut result = ReaderResult::new();
@@ -572,7 +632,9 @@ async fn read_loop(
             _ = &mut stop => break,
         };
         match message {
-            Some(Ok(Message::Binary(data))) => handle_frame(data, &shared, &mut result),
+            Some(Ok(Message::Binary(data))) => {
+                handle_frame(data, &shared, fulfilled_log.as_deref(), &mut result)
+            }
             Some(Ok(Message::Close(_))) | None => break,
             Some(Ok(_)) => {}
             Some(Err(error)) => {
@@ -586,7 +648,12 @@ async fn read_loop(
     result
 }
 
-fn handle_frame(data: Bytes, shared: &Shared, result: &mut ReaderResult) {
+fn handle_frame(
+    data: Bytes,
+    shared: &Shared,
+    fulfilled_log: Option<&FulfilledLog>,
+    result: &mut ReaderResult,
+) {
     let Ok(frame) = BtpPacket::parse(data) else {
         result.unexpected_frames += 1;
         return;
@@ -638,7 +705,15 @@ fn handle_frame(data: Bytes, shared: &Shared, result: &mut ReaderResult) {
         Reply::Fulfill(fulfillment)
             if crate::ilp::fulfillment_matches(&fulfillment, &condition) =>
         {
-            result.fulfilled += 1
+            result.fulfilled += 1;
+            if let Some(log) = fulfilled_log {
+                if let Err(error) = log.record(&condition, &fulfillment) {
+                    // The log is the point of a run that asks for it: fail the run, loudly.
+                    result
+                        .error
+                        .get_or_insert_with(|| format!("cannot write --fulfilled-log: {error}"));
+                }
+            }
         }
         Reply::Fulfill(_) => result.fulfill_invalid += 1,
         Reply::Reject(code) => *result.rejected.entry(code).or_default() += 1,

@@ -115,18 +115,26 @@ fn widening_mul(a: u128, b: u128) -> (u128, u128) {
     (high, low)
 }
 
-/// floor((high·2^128 + low) / divisor), or None when the quotient needs more than 128 bits.
+/// floor((high·2^128 + low) / divisor) when it fits in 64 bits (the only results a u64
+/// amount can take), or None. Only reached for rates whose numerator times the amount exceeds
+/// 128 bits.
 fn divide_wide((high, low): (u128, u128), divisor: u128) -> Option<u128> {
     if high == 0 {
         return Some(low / divisor);
     }
-    if high >= divisor {
+    // The quotient is below 2^64 iff the value's top 192 bits, shifted down by 64, are below
+    // the divisor; that also rules out any `high` of 64 bits or more.
+    if high >> 64 != 0 {
         return None;
     }
-    // Schoolbook binary long division; only reached for rates with huge factors.
-    let mut remainder = high;
+    let top = (high << 64) | (low >> 64);
+    if top >= divisor {
+        return None;
+    }
+    // Binary long division over the low 64 bits: 64 steps instead of 128.
+    let mut remainder = top;
     let mut quotient = 0u128;
-    for bit in (0..128).rev() {
+    for bit in (0..64).rev() {
         let carry = remainder >> 127;
         remainder = (remainder << 1) | ((low >> bit) & 1);
         quotient <<= 1;
@@ -230,8 +238,43 @@ mod tests {
             assert_eq!(low, a * b);
         }
         assert_eq!(widening_mul(u128::MAX, 2), (1, u128::MAX - 1));
-        assert_eq!(divide_wide((1, 0), 2), Some(1u128 << 127));
+        // 2^128 / 2^65 = 2^63 fits in 64 bits; 2^128 / 2 does not.
+        assert_eq!(divide_wide((1, 0), 1 << 65), Some(1u128 << 63));
+        assert_eq!(divide_wide((1, 0), 2), None);
         assert_eq!(divide_wide((1, 0), 1), None);
+        // (2^128 + 5) / (2^64 + 1): checked against exact arithmetic on smaller pieces.
+        let divisor = (1u128 << 64) + 1;
+        let quotient = divide_wide((1, 5), divisor).unwrap();
+        let (high, low) = widening_mul(quotient, divisor);
+        assert_eq!(high, 0);
+        let remainder = (1u128 << 127).wrapping_sub(low).wrapping_add(1u128 << 127).wrapping_add(5);
+        assert!(remainder < divisor, "floor division: remainder {remainder}");
+    }
+
+    proptest::proptest! {
+        /// The wide path agrees with plain u128 arithmetic wherever the product fits in u128.
+        #[test]
+        fn conversion_matches_exact_arithmetic(
+            amount in proptest::prelude::any::<u64>(),
+            numerator in 1u128..=u128::MAX,
+            denominator in 1u128..=u128::MAX,
+        ) {
+            let conversion = Conversion::Ratio { numerator, denominator };
+            let (high, low) = widening_mul(u128::from(amount), numerator);
+            if high == 0 {
+                let exact = low / denominator;
+                let expect = match u64::try_from(exact) {
+                    Ok(0) if amount > 0 => Err(ErrorCode::R01_INSUFFICIENT_SOURCE_AMOUNT),
+                    Ok(value) => Ok(value),
+                    Err(_) => Err(ErrorCode::F08_AMOUNT_TOO_LARGE),
+                };
+                proptest::prop_assert_eq!(conversion.apply(amount), expect);
+            } else if let Ok(value) = conversion.apply(amount) {
+                // Beyond u128: the result times the denominator must bracket the product.
+                let (q_high, q_low) = widening_mul(u128::from(value), denominator);
+                proptest::prop_assert!((q_high, q_low) <= (high, low));
+            }
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::{Projection, ProjectionError};
-use crate::journal::{JournalEntry, JournalStatus, SledStore};
+use crate::journal::{JournalEntry, JournalError, JournalStatus, SledStore};
 
 /// Events handed to a projection at once; bounds the memory a catch-up holds.
 pub const BATCH_EVENTS_MAX: usize = 8192;
@@ -74,13 +74,27 @@ pub fn spawn<P: Projection + Send + 'static>(
     })
 }
 
-fn read_batch(store: &SledStore, from: u64, to: u64, batch: &mut Vec<JournalEntry>) -> Result<(), crate::journal::JournalError> {
+/// Reads events `from..=to` (at most a batch), refusing a gap: a projection never applies
+/// around missing events (frames archived before this projection had a checkpoint, say).
+fn read_batch(store: &SledStore, from: u64, to: u64, batch: &mut Vec<JournalEntry>) -> Result<(), JournalError> {
+    let mut expected = from;
     for entry in store.entries_from(from) {
         let entry = entry?;
         if entry.seq > to || batch.len() >= BATCH_EVENTS_MAX {
             break;
         }
+        if entry.seq != expected {
+            return Err(JournalError::Storage(format!(
+                "projection expected seq {expected} but the journal continues at {}: frames are \
+                 missing (archived before this projection's checkpoint?)",
+                entry.seq
+            )));
+        }
+        expected += 1;
         batch.push(entry);
+    }
+    if batch.is_empty() {
+        return Err(JournalError::Storage(format!("seq {from} is durable but cannot be read back")));
     }
     Ok(())
 }

@@ -2,9 +2,11 @@
 //! Everything runs against real sockets on 127.0.0.1.
 
 mod cli;
+mod crash;
 mod forwarding;
 mod interop;
 mod journal;
 mod journal_cli;
 mod loadgen;
 mod support;
+mod tigerbeetle;

@@ -197,6 +197,39 @@ impl Connector {
             Some(Ok(None))
         )
     }
+
+    /// A crash: SIGKILL (what `Child::kill` sends on Unix), so the process gets no chance to
+    /// flush, snapshot or close its sockets cleanly; then reaps it. The directory and log stay
+    /// until the `Connector` is dropped.
+    pub fn kill9(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("the connector is running");
+        child.kill().expect("sending SIGKILL to m2m-connector");
+        child.wait().expect("reaping m2m-connector")
+    }
+
+    /// A graceful stop: SIGTERM (sent with the `kill` utility, the crate has no libc binding),
+    /// then waits up to `timeout` for the process to exit. Panics (with the log) if it does not.
+    pub fn stop(&mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("the connector is running");
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .expect("running kill -TERM");
+        assert!(sent.success(), "kill -TERM {} failed: {sent}", child.id());
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("waiting for m2m-connector") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("m2m-connector did not stop within {timeout:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Connector {
