@@ -83,8 +83,10 @@ impl std::ops::Deref for TestNode {
 }
 
 impl TestNode {
-    pub async fn stop(mut self) {
+    /// Stops the node; the journal directory lives on in the returned handle.
+    pub async fn stop(mut self) -> tempfile::TempDir {
         self.node.take().expect("node running").stop().await;
+        self.journal_dir
     }
 }
 
@@ -248,7 +250,28 @@ async fn fulfill_reject_and_local_refusals() {
     assert_eq!(balances.balance_of("bob").unwrap().position, -250_500);
     assert_eq!(balances.balance_of("alice").unwrap().reserved, 0);
     assert_eq!(balances.balance_of("carol").unwrap().position, 0);
-    node.stop().await;
+    let journal_dir = node.stop().await;
+    assert_live_state_equals_replay(journal_dir.path());
+}
+
+/// Replay equality: the live state, snapshotted by the forwarder at stop, and the tailing
+/// projection's checkpoint both equal a replay of the journal from scratch, byte for byte.
+pub(crate) fn assert_live_state_equals_replay(journal_dir: &std::path::Path) {
+    let store = m2m_connector::journal::SledStore::open(journal_dir).unwrap();
+    let entries: Vec<JournalEntry> = store.entries_from(1).collect::<Result<_, _>>().unwrap();
+    let replayed = check_journal(&entries);
+    let (seq, live) = store.latest_snapshot().unwrap().expect("a snapshot at stop");
+    assert_eq!(seq, entries.last().unwrap().seq);
+    let live = Balances::from_snapshot(&live).unwrap();
+    assert_eq!(live, replayed_with_position(replayed.clone(), seq), "live state equals the replay");
+    assert_eq!(live.digest(), replayed.digest());
+    let (_, checkpoint) = store.checkpoint("balances").unwrap().expect("tailing projection checkpoint");
+    assert_eq!(Balances::from_snapshot(&checkpoint).unwrap().digest(), replayed.digest());
+}
+
+fn replayed_with_position(mut balances: Balances, seq: u64) -> Balances {
+    balances.set_position(seq);
+    balances
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,7 +310,8 @@ async fn packet_rate_limit_answers_t05() {
     }
     assert_eq!(codes.iter().filter(|code| *code == "fulfilled").count(), 3, "{codes:?}");
     assert_eq!(codes.iter().filter(|code| *code == "T05").count(), 3, "{codes:?}");
-    node.stop().await;
+    let journal_dir = node.stop().await;
+    assert_live_state_equals_replay(journal_dir.path());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -552,7 +576,8 @@ async fn concurrent_packets_all_end_exactly_once() {
     let balances = check_journal(&settle_journal(&node).await);
     assert_eq!(balances.balance_of("alice").unwrap().position, 2 * fulfilled);
     assert_eq!(balances.balance_of("bob").unwrap().position, -fulfilled);
-    node.stop().await;
+    let journal_dir = node.stop().await;
+    assert_live_state_equals_replay(journal_dir.path());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -567,7 +592,8 @@ async fn throughput_limit_answers_t04() {
     let reply = alice.send(&prepare(800, "test.m2m.bob", b"second", 10_000), TIMEOUT).await.unwrap();
     let reject = expect_reject(&reply, ErrorCode::T04_INSUFFICIENT_LIQUIDITY, "test.m2m");
     assert!(reject.message_lossy().contains("throughput"), "{}", reject.message_lossy());
-    node.stop().await;
+    let journal_dir = node.stop().await;
+    assert_live_state_equals_replay(journal_dir.path());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
