@@ -98,12 +98,7 @@ pub async fn connect(url: &url::Url, username: &str, token: &Secret, websocket: 
     .map_err(|_| LinkError::Timeout(AUTH_REPLY_TIMEOUT))??;
     match reply {
         BtpPacket::Response { .. } => Ok(socket),
-        BtpPacket::Error { code, name, data, .. } => Err(LinkError::Refused(format!(
-            "{} {}: {}",
-            String::from_utf8_lossy(&code),
-            name,
-            String::from_utf8_lossy(&data[..data.len().min(200)])
-        ))),
+        BtpPacket::Error { code, name, data, .. } => Err(LinkError::Refused(btp::error_text(&code, &name, &data))),
         _ => Err(LinkError::Refused("unexpected answer to auth".into())),
     }
 }

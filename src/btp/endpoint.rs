@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, oneshot};
@@ -82,7 +82,7 @@ impl Endpoint {
         let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
         let (reply_tx, reply_rx) = oneshot::channel();
         self.pending.lock().expect("pending lock").insert(request_id, reply_tx);
-        let frame = ilp_frame(btp::TYPE_MESSAGE, request_id, prepare);
+        let frame = btp::ilp_frame(btp::TYPE_MESSAGE, request_id, prepare);
         if self.writer.send(frame).await.is_err() {
             self.pending.lock().expect("pending lock").remove(&request_id);
             return Err(EndpointError::Closed);
@@ -127,7 +127,7 @@ async fn dispatch(frame: BtpPacket, pending: &Pending, handler: Option<&PrepareH
         let (Some(handler), Some(data)) = (handler, ilp) else { return };
         let Ok(prepare) = Prepare::parse(data) else { return };
         let reply = handler(prepare);
-        let _ = writer.send(ilp_frame(btp::TYPE_RESPONSE, request_id, &reply)).await;
+        let _ = writer.send(btp::ilp_frame(btp::TYPE_RESPONSE, request_id, &reply)).await;
         return;
     }
     let waiter = pending.lock().expect("pending lock").remove(&request_id);
@@ -138,23 +138,11 @@ async fn dispatch(frame: BtpPacket, pending: &Pending, handler: Option<&PrepareH
 
 fn decode_reply(frame: Bytes) -> Result<Bytes, EndpointError> {
     match BtpPacket::parse(frame) {
-        Ok(BtpPacket::Error { code, name, data, .. }) => Err(EndpointError::BtpError(format!(
-            "{} {}: {}",
-            String::from_utf8_lossy(&code),
-            name,
-            String::from_utf8_lossy(&data)
-        ))),
+        Ok(BtpPacket::Error { code, name, data, .. }) => Err(EndpointError::BtpError(btp::error_text(&code, &name, &data))),
         Ok(frame) => match frame.primary() {
             Some(entry) if &entry.protocol_name[..] == b"ilp" => Ok(entry.data.clone()),
             _ => Err(EndpointError::BtpError("reply without an ilp entry".into())),
         },
         Err(_) => Err(EndpointError::Closed),
     }
-}
-
-fn ilp_frame(frame_type: u8, request_id: u32, packet: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(btp::ilp_frame_len(packet.len()));
-    btp::write_ilp_frame(&mut out, frame_type, request_id, packet.len());
-    out.extend_from_slice(packet);
-    out.freeze()
 }

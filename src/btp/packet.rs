@@ -285,6 +285,26 @@ pub fn parse_ilp_frame(input: &Bytes) -> Option<(u8, u32, Bytes)> {
     Some((frame_type, request_id, input.slice_ref(packet)))
 }
 
+/// A BTP Error as one bounded line of text for logs and Reject messages: a peer chooses the
+/// name and data, so both are cut (to 64 and 200 bytes).
+pub fn error_text(code: &[u8; 3], name: &str, data: &[u8]) -> String {
+    let name = crate::ilp::packet::truncate_message(name, 64);
+    format!(
+        "{} {}: {}",
+        String::from_utf8_lossy(code),
+        name,
+        String::from_utf8_lossy(&data[..data.len().min(200)])
+    )
+}
+
+/// A fresh frame of `frame_type` (Message or Response) carrying one ILP packet.
+pub fn ilp_frame(frame_type: u8, request_id: u32, packet: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(ilp_frame_len(packet.len()));
+    write_ilp_frame(&mut out, frame_type, request_id, packet.len());
+    out.extend_from_slice(packet);
+    out.freeze()
+}
+
 pub fn ilp_frame_len(ilp_len: usize) -> usize {
     let contents_len = ilp_contents_len(ilp_len);
     FRAME_HEADER_SIZE + oer::length_prefix_size(contents_len) + contents_len

@@ -73,10 +73,19 @@ pub async fn serve(listener: TcpListener, server: Arc<ServerConfig>, context: Ar
 }
 
 async fn accept(stream: TcpStream, server: &ServerConfig, context: Arc<SessionContext>) -> Result<(), String> {
-    let mut socket = tokio_tungstenite::accept_async_with_config(stream, Some(server.websocket))
-        .await
-        .map_err(|error| format!("WebSocket handshake failed: {error}"))?;
-    let authenticated = tokio::time::timeout(server.auth_timeout, authenticate(&mut socket, server)).await;
+    // One deadline covers the WebSocket handshake and the auth Message, so a client that
+    // connects and sends nothing holds its task and socket no longer than `auth_timeout`.
+    let deadline = tokio::time::Instant::now() + server.auth_timeout;
+    let handshake = tokio_tungstenite::accept_async_with_config(stream, Some(server.websocket));
+    let mut socket = match tokio::time::timeout_at(deadline, handshake).await {
+        Ok(Ok(socket)) => socket,
+        Ok(Err(error)) => return Err(format!("WebSocket handshake failed: {error}")),
+        Err(_) => {
+            metrics::global().btp_auth_failure();
+            return Err("no WebSocket handshake before the auth timeout".into());
+        }
+    };
+    let authenticated = tokio::time::timeout_at(deadline, authenticate(&mut socket, server)).await;
     let (peer, request_id) = match authenticated {
         Ok(Ok(found)) => found,
         Ok(Err(Refused { request_id, reason })) => {
@@ -135,11 +144,18 @@ where
     }
 }
 
+/// An auth Message carries `auth`, `auth_token` and perhaps `auth_username`; a few more
+/// entries are tolerated, thousands (cheap to send before authenticating) are not.
+const AUTH_ENTRIES_MAX: usize = 8;
+
 fn check_credentials(request_id: u32, entries: &[btp::ProtocolData], server: &ServerConfig) -> Result<usize, Refused> {
     let refuse = |reason: &str| Refused::new(Some(request_id), reason);
     match entries.first() {
         Some(primary) if &primary.protocol_name[..] == b"auth" => {}
         _ => return Err(refuse("primary sub-protocol must be auth")),
+    }
+    if entries.len() > AUTH_ENTRIES_MAX {
+        return Err(refuse("too many entries in the auth message"));
     }
     for (index, entry) in entries.iter().enumerate() {
         if entries[..index].iter().any(|earlier| earlier.protocol_name == entry.protocol_name) {

@@ -10,8 +10,10 @@
 //! The writer drains the session's two queues (replies first) and flushes once per burst:
 //! measured here, a flush per message costs 5–8× on loopback WebSockets.
 //!
-//! Bounds: at most `in_flight_max` of the peer's requests unanswered; beyond it the reader stops
-//! reading (TCP pushes back on the peer). The reply queue is sized for exactly that many.
+//! Bounds: at most `in_flight_max` of the peer's Prepares in the pipeline; beyond it they are
+//! answered T03 at once. Each Prepare handed to the pipeline carries a slot reserved in the
+//! reply queue, so its answer (a durable Fulfill included) always has room; the session's own
+//! answers (T03, F01, BTP Errors) wait for room, which stops the reader (TCP pushes back).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -69,7 +71,7 @@ where
     let in_flight = Arc::new(AtomicUsize::new(0));
     let writer = tokio::spawn(write_loop(sink, replies_rx, requests_rx, in_flight.clone()));
 
-    let link = LinkHandle { session, peer, requests: requests_tx, replies: replies_tx.clone() };
+    let link = LinkHandle { session, peer, requests: requests_tx };
     if send_input(&context.replies, Input::SessionUp(link)).await.is_err() {
         writer.abort();
         return;
@@ -187,12 +189,7 @@ impl Reader {
                 self.handle_ilp_or_other(request_id, protocol_data, false).await
             }
             BtpPacket::Error { request_id, code, name, data, .. } => {
-                let message = format!(
-                    "{} {}: {}",
-                    String::from_utf8_lossy(&code),
-                    name,
-                    String::from_utf8_lossy(&data[..data.len().min(200)])
-                );
+                let message = btp::error_text(&code, &name, &data);
                 self.to_forwarder(Input::Reply { session: self.session, request_id, reply: Reply::LinkError { message } })
                     .await;
             }
@@ -259,13 +256,19 @@ impl Reader {
                 return;
             }
         };
-        if self.in_flight.load(Ordering::Relaxed) >= self.context.in_flight_max {
-            metrics::global().pipeline_busy_reject();
-            self.answer_ilp_reject(request_id, ErrorCode::T03_CONNECTOR_BUSY, "too many packets in flight on this link").await;
-            return;
-        }
+        // Reserve the answer's place in the reply queue now, so the forwarder can always answer.
+        let reply = match self.replies.clone().try_reserve_owned() {
+            Ok(reply) if self.in_flight.load(Ordering::Relaxed) < self.context.in_flight_max => reply,
+            Ok(_) | Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::global().pipeline_busy_reject();
+                let message = "too many packets in flight on this link";
+                self.answer_ilp_reject(request_id, ErrorCode::T03_CONNECTOR_BUSY, message).await;
+                return;
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        };
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let incoming = IncomingPrepare { session: self.session, peer: self.peer, request_id, prepare, received_at };
+        let incoming = IncomingPrepare { session: self.session, peer: self.peer, request_id, prepare, received_at, reply };
         match self.context.prepares.try_send(Input::Prepare(incoming)) {
             Ok(()) => {}
             Err(crossbeam_channel::TrySendError::Full(_)) => {

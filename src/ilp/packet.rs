@@ -35,6 +35,19 @@ use std::ops::Range;
 pub const DATA_SIZE_MAX: usize = 32767;
 /// Largest Reject `message`: ASN.1 `UTF8String (SIZE (0..8191))`.
 pub const MESSAGE_SIZE_MAX: usize = 8191;
+
+/// `message` cut to at most `size_max` bytes on a character boundary, so text we build from a
+/// peer's input (a BTP Error's name, say) always fits a Reject.
+pub fn truncate_message(message: &str, size_max: usize) -> &str {
+    if message.len() <= size_max {
+        return message;
+    }
+    let mut end = size_max;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message[..end]
+}
 /// Bytes of a condition or a fulfillment (`UInt256`).
 pub const CONDITION_SIZE: usize = 32;
 /// Fixed-width bytes at the start of a Prepare's contents: amount, expiresAt, condition.

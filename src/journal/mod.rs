@@ -74,9 +74,14 @@ pub struct JournalStatus {
     pub failed: AtomicBool,
 }
 
-/// Largest number of commits merged into one frame; bounds the frame size and the latency the
-/// first commit of a burst waits for the others.
+/// Largest number of commits merged into one write; bounds the latency the first commit of a
+/// burst waits for the others.
 pub const FRAME_COMMITS_MAX: usize = 64;
+
+/// Largest number of events in one frame. A commit can be large (a session going down ends
+/// every packet it carried), so writes are cut into frames of at most this many events: at
+/// ~200 bytes an event, ~800 KiB, far below the decoder's limit and sled's segment size.
+pub const FRAME_EVENTS_MAX: usize = 4096;
 
 /// Runs the writer until every sender of `commits` is dropped. Returns the store.
 pub fn run_writer<S: Store, R: Release>(
@@ -106,7 +111,10 @@ pub fn run_writer<S: Store, R: Release>(
             releases.drain(..).for_each(Release::release);
             continue;
         }
-        let result = store.write_frame(&entries).and_then(|()| match snapshot.take() {
+        let result = entries
+            .chunks(FRAME_EVENTS_MAX)
+            .try_for_each(|frame| store.write_frame(frame))
+            .and_then(|()| match snapshot.take() {
             Some((seq, bytes)) => store.save_snapshot(seq, &bytes),
             None => Ok(()),
         });

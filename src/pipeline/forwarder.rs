@@ -23,12 +23,12 @@ use rustc_hash::FxHashMap;
 
 use super::policy::{outgoing_expiry_ms, Conversion, TokenBucket};
 use super::routing::{PeerIndex, RoutingTable};
-use super::{Input, LinkHandle, Reply, SessionId};
+use super::{IncomingPrepare, Input, LinkHandle, Reply, ReplySlot, SessionId};
 use crate::btp::packet as btp;
 use crate::config::{Config, Relation};
 use crate::http::health::{ComponentStatus, Health};
 use crate::ilp::error_code::ErrorCode;
-use crate::ilp::packet::{FulfillBuilder, Prepare, RejectBuilder};
+use crate::ilp::packet::{truncate_message, FulfillBuilder, Prepare, RejectBuilder, MESSAGE_SIZE_MAX};
 use crate::ilp::{self, ildcp, timestamp};
 use crate::journal::{
     Commit, ConfigurationApplied, Event, JournalEntry, JournalStatus, PacketFulfilled,
@@ -47,14 +47,15 @@ const IDLE_WAIT_MAX: Duration = Duration::from_millis(250);
 
 /// A reply held until the journal has made its event durable.
 pub struct HeldReply {
-    replies: tokio::sync::mpsc::Sender<Bytes>,
+    slot: ReplySlot,
     frame: Bytes,
 }
 
 impl Release for HeldReply {
     fn release(self) {
-        // The session may have closed since; the Fulfill is durable either way.
-        let _ = self.replies.try_send(self.frame);
+        // The slot was reserved when the Prepare arrived, so this cannot fail for lack of room;
+        // if the session has closed since, the frame is dropped (the Fulfill is durable).
+        self.slot.send(self.frame);
     }
 }
 
@@ -82,7 +83,7 @@ struct SessionState {
 
 /// A forwarded packet awaiting the next hop's reply.
 struct InFlight {
-    from_session: SessionId,
+    reply: ReplySlot,
     from_request_id: u32,
     to_session: SessionId,
     to_request_id: u32,
@@ -360,7 +361,7 @@ impl Forwarder {
             if let Some(packet) = self.take_in_flight(packet_id) {
                 self.reject_in_flight(
                     packet_id,
-                    &packet,
+                    packet,
                     ErrorCode::T01_PEER_UNREACHABLE,
                     "next hop disconnected",
                     Stage::Egress,
@@ -369,25 +370,29 @@ impl Forwarder {
         }
     }
 
-    fn handle_prepare(&mut self, incoming: super::IncomingPrepare) {
+    fn handle_prepare(&mut self, incoming: IncomingPrepare) {
+        if !self.sessions.contains_key(&incoming.session) {
+            // The session closed (its SessionDown overtook its queued Prepares): nobody can
+            // receive the answer, so the packet is not forwarded and nothing is charged.
+            metrics::global().btp_frame_dropped(metrics::FrameDropReason::UnexpectedResponse);
+            return;
+        }
         let prepare = &incoming.prepare;
         if prepare.destination().starts_with("peer.") {
-            self.handle_peer_protocol(&incoming);
+            self.handle_peer_protocol(incoming);
             return;
         }
         let packet_id = self.next_packet_id;
         self.next_packet_id += 1;
         match self.decide(&incoming) {
             Ok(decision) => self.forward(packet_id, incoming, decision),
-            Err(refusal) => {
-                self.refuse(packet_id, &incoming, refusal);
-            }
+            Err(refusal) => self.refuse(packet_id, incoming, refusal),
         }
     }
 
     /// Every check of RFC 27's forwarding algorithm, in order; pure apart from the rate
     /// buckets, whose tokens are given back if a later check refuses the packet.
-    fn decide(&mut self, incoming: &super::IncomingPrepare) -> Result<Decision, Refusal> {
+    fn decide(&mut self, incoming: &IncomingPrepare) -> Result<Decision, Refusal> {
         let prepare = &incoming.prepare;
         let from = incoming.peer;
         if self.journal_failed {
@@ -432,7 +437,9 @@ impl Forwarder {
         let to = if destination == self.node_address {
             None
         } else if under_own_address {
-            self.routing.lookup_explicit(destination)
+            // Only routes below our own address (our children) may serve it: never a shorter
+            // prefix such as a `test` route to the parent, or the packet could loop.
+            self.routing.lookup_below(destination, self.node_address.len())
         } else {
             self.routing.lookup(destination)
         };
@@ -513,7 +520,7 @@ impl Forwarder {
         Some(state.sessions[state.next_session % state.sessions.len()])
     }
 
-    fn forward(&mut self, packet_id: u64, incoming: super::IncomingPrepare, decision: Decision) {
+    fn forward(&mut self, packet_id: u64, incoming: IncomingPrepare, decision: Decision) {
         let from = incoming.peer;
         let prepare = &incoming.prepare;
         let to_peer = &mut self.peers[decision.to];
@@ -541,7 +548,7 @@ impl Forwarder {
             destination: prepare.destination().to_owned(),
         }));
         let packet = InFlight {
-            from_session: incoming.session,
+            reply: incoming.reply,
             from_request_id: incoming.request_id,
             to_session: decision.to_session,
             to_request_id,
@@ -553,7 +560,8 @@ impl Forwarder {
             received_at: incoming.received_at,
         };
         if !sent {
-            self.reject_in_flight(packet_id, &packet, ErrorCode::T03_CONNECTOR_BUSY, "next hop's queue is full", Stage::Egress);
+            self.give_back_rate_tokens(from, amount_in);
+            self.reject_in_flight(packet_id, packet, ErrorCode::T03_CONNECTOR_BUSY, "next hop's queue is full", Stage::Egress);
             return;
         }
         self.peers[from].metrics.packet_in();
@@ -582,13 +590,13 @@ impl Forwarder {
         match reply {
             Reply::Fulfill(fulfill) => {
                 if self.now_ms > packet.expires_at_out_ms {
-                    self.reject_in_flight(packet_id, &packet, ErrorCode::R00_TRANSFER_TIMED_OUT, "fulfillment arrived after the packet expired", Stage::Settle);
+                    self.reject_in_flight(packet_id, packet, ErrorCode::R00_TRANSFER_TIMED_OUT, "fulfillment arrived after the packet expired", Stage::Settle);
                 } else if !ilp::fulfillment_matches(fulfill.fulfillment(), &packet.condition) {
                     metrics::global().packet_processed(PacketKind::Fulfill, PacketStatus::Invalid);
                     tracing::warn!(packet_id, peer = %self.peers[packet.to_peer].id, "fulfillment does not match the condition");
-                    self.reject_in_flight(packet_id, &packet, ErrorCode::F05_WRONG_CONDITION, "fulfillment does not match the condition", Stage::Settle);
+                    self.reject_in_flight(packet_id, packet, ErrorCode::F05_WRONG_CONDITION, "fulfillment does not match the condition", Stage::Settle);
                 } else {
-                    self.fulfilled(packet_id, &packet, fulfill.fulfillment(), fulfill.as_bytes());
+                    self.fulfilled(packet_id, packet, fulfill.fulfillment(), fulfill.as_bytes());
                 }
             }
             Reply::Reject(reject) => {
@@ -596,36 +604,35 @@ impl Forwarder {
                 let triggered_by = String::from_utf8_lossy(reject.triggered_by_raw()).into_owned();
                 let message = reject.message_lossy().into_owned();
                 let frame = reply_frame(packet.from_request_id, reject.as_bytes());
-                self.send_reply(packet.from_session, frame);
                 self.ended_rejected(packet_id, &packet, code, triggered_by, message, Stage::Downstream, false);
+                packet.reply.send(frame);
             }
             Reply::LinkError { message } => {
                 let text = format!("next hop answered with a BTP error: {message}");
-                self.reject_in_flight(packet_id, &packet, ErrorCode::T01_PEER_UNREACHABLE, &text, Stage::Egress);
+                self.reject_in_flight(packet_id, packet, ErrorCode::T01_PEER_UNREACHABLE, &text, Stage::Egress);
             }
         }
     }
 
-    fn fulfilled(&mut self, packet_id: u64, packet: &InFlight, fulfillment: &[u8; 32], fulfill_bytes: &[u8]) {
+    fn fulfilled(&mut self, packet_id: u64, packet: InFlight, fulfillment: &[u8; 32], fulfill_bytes: &[u8]) {
         self.append(Event::PacketFulfilled(PacketFulfilled { packet_id, fulfillment: *fulfillment }));
         let frame = reply_frame(packet.from_request_id, fulfill_bytes);
-        if let Some(session) = self.sessions.get(&packet.from_session) {
-            self.held.push(HeldReply { replies: session.link.replies.clone(), frame });
-        }
+        let (from_peer, to_peer, received_at) = (packet.from_peer, packet.to_peer, packet.received_at);
+        self.held.push(HeldReply { slot: packet.reply, frame });
         let global = metrics::global();
         global.packet_processed(PacketKind::Prepare, PacketStatus::Fulfilled);
         global.packet_processed(PacketKind::Fulfill, PacketStatus::Relayed);
-        global.packet_latency(ReplyKind::Fulfill, packet.received_at.elapsed());
-        self.update_balance_gauges(packet.from_peer, packet.to_peer);
+        global.packet_latency(ReplyKind::Fulfill, received_at.elapsed());
+        self.update_balance_gauges(from_peer, to_peer);
     }
 
     /// Ends a prepared packet with a Reject created here, sent upstream at once.
-    fn reject_in_flight(&mut self, packet_id: u64, packet: &InFlight, code: ErrorCode, message: &str, stage: Stage) {
+    fn reject_in_flight(&mut self, packet_id: u64, packet: InFlight, code: ErrorCode, message: &str, stage: Stage) {
         let reject = self.local_reject(code, message, &[]);
         let frame = reply_frame(packet.from_request_id, &reject);
-        self.send_reply(packet.from_session, frame);
         let triggered_by = self.node_address.clone();
-        self.ended_rejected(packet_id, packet, code, triggered_by, message.to_owned(), stage, true);
+        self.ended_rejected(packet_id, &packet, code, triggered_by, message.to_owned(), stage, true);
+        packet.reply.send(frame);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -659,11 +666,9 @@ impl Forwarder {
     }
 
     /// Refuses a Prepare before forwarding it: journaled, answered at once, no balance touched.
-    fn refuse(&mut self, packet_id: u64, incoming: &super::IncomingPrepare, refusal: Refusal) {
+    fn refuse(&mut self, packet_id: u64, incoming: IncomingPrepare, refusal: Refusal) {
         let data: &[u8] = refusal.data.as_ref().map_or(&[], |data| &data[..]);
         let reject = self.local_reject(refusal.code, refusal.message, data);
-        let frame = reply_frame(incoming.request_id, &reject);
-        self.send_reply(incoming.session, frame);
         let prepare = &incoming.prepare;
         self.append(Event::PacketRejected(PacketRejected {
             packet_id,
@@ -681,20 +686,16 @@ impl Forwarder {
         global.packet_processed(PacketKind::Reject, PacketStatus::Generated);
         global.reject(refusal.code.0, RejectOrigin::Local);
         global.packet_latency(ReplyKind::Reject, incoming.received_at.elapsed());
+        incoming.reply.send(reply_frame(incoming.request_id, &reject));
     }
 
     fn local_reject(&self, code: ErrorCode, message: &str, data: &[u8]) -> Bytes {
+        // Messages can quote a peer (a BTP Error's text): cut them to the limit rather than
+        // trust their length.
+        let message = truncate_message(message, MESSAGE_SIZE_MAX);
         RejectBuilder { code, triggered_by: &self.node_address, message, data }
             .build()
-            .expect("locally built Reject is within limits")
-    }
-
-    fn send_reply(&self, session: SessionId, frame: Bytes) {
-        if let Some(session) = self.sessions.get(&session) {
-            // Capacity covers every Prepare the session may have in flight, so this only fails
-            // when the session is closing.
-            let _ = session.link.replies.try_send(frame);
-        }
+            .expect("a Reject with our address, a bounded message and at most 16 bytes of data is valid")
     }
 
     /// Ends packets a previous run left open, once their incoming expiry has passed: by then no
@@ -724,6 +725,14 @@ impl Forwarder {
 
     fn expire_due(&mut self) {
         self.end_orphans_due();
+        // Ended packets leave their deadline behind; rebuild when those dominate, so the heap
+        // stays proportional to the packets in flight rather than to the traffic rate.
+        if self.deadlines.len() > 2 * self.in_flight.len() + 1024 {
+            let in_flight = &self.in_flight;
+            self.deadlines.retain(|Reverse((deadline_ms, packet_id))| {
+                in_flight.get(packet_id).is_some_and(|packet| packet.expires_at_out_ms == *deadline_ms)
+            });
+        }
         while let Some(&Reverse((deadline_ms, packet_id))) = self.deadlines.peek() {
             if deadline_ms > self.now_ms {
                 break;
@@ -738,7 +747,7 @@ impl Forwarder {
             }
             let packet = self.take_in_flight(packet_id).expect("checked above");
             tracing::debug!(packet_id, peer = %self.peers[packet.to_peer].id, "no reply before expiry");
-            self.reject_in_flight(packet_id, &packet, ErrorCode::R00_TRANSFER_TIMED_OUT, "no reply from the next hop before expiry", Stage::Expiry);
+            self.reject_in_flight(packet_id, packet, ErrorCode::R00_TRANSFER_TIMED_OUT, "no reply from the next hop before expiry", Stage::Expiry);
         }
     }
 
@@ -751,7 +760,7 @@ impl Forwarder {
 
     /// `peer.*` destinations are answered here and never forwarded (RFC 34). They move no
     /// money, so they are not journaled.
-    fn handle_peer_protocol(&mut self, incoming: &super::IncomingPrepare) {
+    fn handle_peer_protocol(&mut self, incoming: IncomingPrepare) {
         let prepare = &incoming.prepare;
         let reply = if prepare.expires_at_ms() <= self.now_ms {
             Err((ErrorCode::R00_TRANSFER_TIMED_OUT, "peer protocol request expired"))
@@ -773,7 +782,7 @@ impl Forwarder {
                 .expect("peer protocol Fulfill is within limits"),
             Err((code, message)) => self.local_reject(code, message, &[]),
         };
-        self.send_reply(incoming.session, reply_frame(incoming.request_id, &packet));
+        incoming.reply.send(reply_frame(incoming.request_id, &packet));
     }
 
     fn ildcp_response(&self, peer: PeerIndex) -> Result<Bytes, (ErrorCode, &'static str)> {
@@ -822,10 +831,7 @@ fn forwarded_frame(prepare: &Prepare, request_id: u32, amount: u64, expires_at_m
 
 /// A BTP Response carrying an ILP Fulfill or Reject.
 pub fn reply_frame(request_id: u32, packet: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(btp::ilp_frame_len(packet.len()));
-    btp::write_ilp_frame(&mut out, btp::TYPE_RESPONSE, request_id, packet.len());
-    out.extend_from_slice(packet);
-    out.freeze()
+    btp::ilp_frame(btp::TYPE_RESPONSE, request_id, packet)
 }
 
 fn routing_table(config: &Config) -> RoutingTable {

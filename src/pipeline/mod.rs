@@ -48,7 +48,13 @@ pub struct IncomingPrepare {
     pub request_id: u32,
     pub prepare: Prepare,
     pub received_at: Instant,
+    /// A slot reserved in the session's reply queue: the answer to this Prepare (a durable
+    /// Fulfill included) always has room, whatever else the session queues.
+    pub reply: ReplySlot,
 }
+
+/// A reserved place for one frame in a session's reply queue.
+pub type ReplySlot = tokio::sync::mpsc::OwnedPermit<Bytes>;
 
 pub enum Reply {
     Fulfill(Fulfill),
@@ -57,15 +63,13 @@ pub enum Reply {
     LinkError { message: String },
 }
 
-/// The forwarder's handle on one session's writer: two bounded queues, drained replies-first.
+/// The forwarder's handle on one session's writer: its queue of requests we originate
+/// (forwarded Prepares). Replies to the peer's requests travel in each Prepare's [`ReplySlot`].
 #[derive(Clone)]
 pub struct LinkHandle {
     pub session: SessionId,
     pub peer: PeerIndex,
-    /// Requests we originate on this link (forwarded Prepares).
     pub requests: tokio::sync::mpsc::Sender<Bytes>,
-    /// Replies to the peer's requests; sized for every Prepare the session may have in flight.
-    pub replies: tokio::sync::mpsc::Sender<Bytes>,
 }
 
 /// Capacity of the forwarder's reply queue: replies are bounded by packets in flight, plus

@@ -62,6 +62,20 @@ impl RoutingTable {
         None
     }
 
+    /// Like [`RoutingTable::lookup_explicit`], considering only prefixes longer than
+    /// `length_min` bytes (the routes below an address of that length).
+    pub fn lookup_below(&self, destination: &str, length_min: usize) -> Option<PeerIndex> {
+        let bytes = destination.as_bytes();
+        let mut end = bytes.len();
+        while end > length_min {
+            if let Some(&peer) = self.routes.get(&destination[..end]) {
+                return Some(peer);
+            }
+            end = bytes[..end].iter().rposition(|&byte| byte == b'.')?;
+        }
+        None
+    }
+
     /// The prefix that would route `destination` (for logs and the Explorer); None for the
     /// default route or no route.
     pub fn matching_prefix<'d>(&self, destination: &'d str) -> Option<&'d str> {
@@ -113,6 +127,15 @@ mod tests {
         table.set_default_route(Some(9));
         check(&table, "g.alicebob", Some(9));
         check(&table, "g.alice.x", Some(1));
+    }
+
+    #[test]
+    fn routes_below_an_address_ignore_shorter_prefixes() {
+        let mut table = table();
+        table.insert("g", 7);
+        assert_eq!(table.lookup_below("g.alice.x", "g.alice".len()), None);
+        assert_eq!(table.lookup_below("g.alice.sub.x", "g.alice".len()), Some(2));
+        assert_eq!(table.lookup_explicit("g.alice.x"), Some(1));
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub struct Balances {
 }
 
 /// First byte of a serialized snapshot; a snapshot of another version is not used.
-const SNAPSHOT_VERSION: u8 = 1;
+const SNAPSHOT_VERSION: u8 = 2;
 
 impl Balances {
     pub fn new() -> Self {
@@ -97,11 +97,14 @@ impl Balances {
         Some((self.peers[pending.from].0.as_str(), pending.amount_in))
     }
 
-    /// Serialized form for a snapshot.
+    /// Serialized form for a snapshot or checkpoint: the same header as a journal frame
+    /// (version byte, CRC-32 of the payload), so a flipped bit is caught rather than restored.
     pub fn to_snapshot(&self) -> Vec<u8> {
-        let mut bytes = vec![SNAPSHOT_VERSION];
+        let mut bytes = vec![SNAPSHOT_VERSION, 0, 0, 0, 0];
         bincode::serde::encode_into_std_write(self, &mut bytes, bincode::config::standard())
             .expect("encoding to a Vec cannot fail");
+        let checksum = crc32fast::hash(&bytes[5..]);
+        bytes[1..5].copy_from_slice(&checksum.to_be_bytes());
         bytes
     }
 
@@ -111,8 +114,15 @@ impl Balances {
             Some(version) => return Err(format!("snapshot version {version} is not supported")),
             None => return Err("empty snapshot".into()),
         }
+        if bytes.len() < 5 {
+            return Err("snapshot shorter than its header".into());
+        }
+        let stored = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+        if crc32fast::hash(&bytes[5..]) != stored {
+            return Err("snapshot checksum mismatch".into());
+        }
         let config = bincode::config::standard().with_limit::<{ 1 << 30 }>();
-        bincode::serde::decode_from_slice(&bytes[1..], config)
+        bincode::serde::decode_from_slice(&bytes[5..], config)
             .map(|(balances, _)| balances)
             .map_err(|error| format!("snapshot does not decode: {error}"))
     }
@@ -225,5 +235,26 @@ impl Projection for Balances {
 
     fn checkpoint_state(&self) -> Vec<u8> {
         self.to_snapshot()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_round_trip_and_any_flipped_bit_is_refused() {
+        let mut balances = Balances::new();
+        let (alice, bob) = (balances.peer_index("alice"), balances.peer_index("bob"));
+        balances.prepared(1, alice, 500, bob, 250, 1_000);
+        balances.prepared(2, alice, 70, bob, 35, 2_000);
+        balances.fulfilled(1);
+        let bytes = balances.to_snapshot();
+        assert_eq!(Balances::from_snapshot(&bytes).unwrap(), balances);
+        for index in 0..bytes.len() {
+            let mut corrupted = bytes.clone();
+            corrupted[index] ^= 0x04;
+            assert!(Balances::from_snapshot(&corrupted).is_err(), "flip at byte {index}");
+        }
     }
 }

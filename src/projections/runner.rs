@@ -62,7 +62,10 @@ pub fn spawn<P: Projection + Send + 'static>(
                 tracing::error!(projection = projection.name(), %error, "projection stopped: journal unreadable");
                 return projection;
             }
-            apply_with_retry(&mut projection, &batch, &stopping);
+            if !apply_with_retry(&mut projection, &batch, &stopping) {
+                // Stopping while the batch still fails: leave it for the next start.
+                break;
+            }
             since_checkpoint += batch.len() as u64;
             if since_checkpoint >= config.checkpoint_every_events {
                 since_checkpoint = 0;
@@ -99,15 +102,16 @@ fn read_batch(store: &SledStore, from: u64, to: u64, batch: &mut Vec<JournalEntr
     Ok(())
 }
 
-fn apply_with_retry<P: Projection>(projection: &mut P, batch: &[JournalEntry], stopping: &AtomicBool) {
+/// Applies `batch`, retrying with backoff; false if the node began stopping before it succeeded.
+fn apply_with_retry<P: Projection>(projection: &mut P, batch: &[JournalEntry], stopping: &AtomicBool) -> bool {
     let mut backoff = Duration::from_millis(10);
     loop {
         match projection.apply_batch(batch) {
-            Ok(()) => return,
+            Ok(()) => return true,
             Err(ProjectionError { message }) => {
                 tracing::warn!(projection = projection.name(), %message, retry_in_ms = backoff.as_millis() as u64, "projection batch failed; retrying");
                 if stopping.load(Ordering::Relaxed) {
-                    return;
+                    return false;
                 }
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);

@@ -365,10 +365,7 @@ async fn next_frame(socket: &mut RawSocket) -> Option<BtpPacket> {
 }
 
 fn ilp_frame(frame_type: u8, request_id: u32, packet: &[u8]) -> Bytes {
-    let mut out = bytes::BytesMut::new();
-    btp::write_ilp_frame(&mut out, frame_type, request_id, packet.len());
-    out.extend_from_slice(packet);
-    out.freeze()
+    btp::ilp_frame(frame_type, request_id, packet)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -694,5 +691,42 @@ async fn health_and_metrics_reflect_traffic() {
         assert!(metrics.contains(family), "missing {family} in\n{metrics}");
     }
     assert!(!metrics.contains("alice-token"), "tokens never appear in metrics");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addresses_under_ours_never_take_a_shorter_route() {
+    // A catch-all `test` route to carol must not swallow `test.m2m.nobody`: F02, not T01.
+    let config = base_config("", "") + "\n[[routes]]\nprefix = \"test\"\npeer = \"carol\"\n";
+    let node = start(&config).await;
+    let alice = Endpoint::connect(&url(&node), "alice", "alice-token", None).await.unwrap();
+    let reply = alice.send(&prepare(10, "test.m2m.nobody.x", b"n", 10_000), TIMEOUT).await.unwrap();
+    expect_reject(&reply, ErrorCode::F02_UNREACHABLE, "test.m2m");
+    // Elsewhere the catch-all applies (carol is not connected: T01).
+    let reply = alice.send(&prepare(10, "test.elsewhere.x", b"e", 10_000), TIMEOUT).await.unwrap();
+    expect_reject(&reply, ErrorCode::T01_PEER_UNREACHABLE, "test.m2m");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_btp_error_with_a_huge_name_becomes_a_bounded_t01() {
+    let node = start(&base_config("", "")).await;
+    let alice = Endpoint::connect(&url(&node), "alice", "alice-token", None).await.unwrap();
+    let mut bob = raw_connect(&node, "bob", "bob-token").await;
+    assert!(matches!(next_frame(&mut bob).await, Some(BtpPacket::Response { .. })));
+    let bob_task = tokio::spawn(async move {
+        let Some(BtpPacket::Message { request_id, .. }) = next_frame(&mut bob).await else { panic!("a Prepare") };
+        let huge_name = "x".repeat(20_000);
+        let error = BtpPacket::error(request_id, *b"F00", &huge_name, b"no");
+        bob.send(Message::Binary(error.encode())).await.unwrap();
+        bob
+    });
+    let reply = alice.send(&prepare(10, "test.m2m.bob", b"e", 10_000), TIMEOUT).await.unwrap();
+    let reject = expect_reject(&reply, ErrorCode::T01_PEER_UNREACHABLE, "test.m2m");
+    assert!(reject.message().len() < 400, "the peer's text is bounded");
+    let _bob = bob_task.await.unwrap();
+    // The forwarder survived: the next packet is still answered.
+    let reply = alice.send(&prepare(10, "test.nowhere", b"f", 10_000), TIMEOUT).await.unwrap();
+    expect_reject(&reply, ErrorCode::F02_UNREACHABLE, "test.m2m");
     node.stop().await;
 }
