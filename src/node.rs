@@ -31,11 +31,14 @@ pub struct Node {
     tasks: Vec<JoinHandle<()>>,
     projections_stopping: Arc<std::sync::atomic::AtomicBool>,
     projection_threads: Vec<std::thread::JoinHandle<()>>,
+    sessions: Arc<SessionContext>,
+    drain_time_max: Duration,
 }
 
 impl Node {
     /// Starts every part of the node; fails with a message naming the part that could not start.
     pub async fn start(config: Config) -> anyhow::Result<Node> {
+        check_ledger_build(&config)?;
         let version = env!("CARGO_PKG_VERSION");
         let health = Arc::new(Health::new(
             &config.node.id,
@@ -78,6 +81,7 @@ impl Node {
             parse_options: ParseOptions { trailing_bytes_allowed: config.node.ilp_trailing_bytes_allowed },
             next_session_id: AtomicU64::new(1),
             shutdown: shutdown_rx.clone(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         });
         let websocket = server::websocket_config(config.node.btp_message_size_max);
 
@@ -101,7 +105,7 @@ impl Node {
         tasks.push(crate::journal::retention::spawn(journal.clone(), config.journal.retention, config.journal.archive_dir.clone(), shutdown_rx.clone()));
         health.set_component("journal", ComponentStatus::Ok);
         let projections_stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let projection_threads = start_projections(&config, &pipeline, projections_stopping.clone())?;
+        let projection_threads = start_projections(&config, &pipeline, &health, projections_stopping.clone())?;
         tracing::info!(
             node = %config.node.id,
             address = %config.node.ilp_address,
@@ -109,7 +113,12 @@ impl Node {
             http = %health_address,
             peers = config.peers.len(),
             journal = %config.journal.dir.display(),
-            "connector started (ledger: journal-derived balances; no TIGERBEETLE_REPLICAS set)"
+            "{}",
+            if config.tigerbeetle.replicas.is_empty() {
+                "connector started (ledger: journal-derived balances; no TIGERBEETLE_REPLICAS set)"
+            } else {
+                "connector started (ledger: journal-derived balances, mirrored to TigerBeetle)"
+            }
         );
         Ok(Node {
             btp_address,
@@ -121,7 +130,29 @@ impl Node {
             tasks,
             projections_stopping,
             projection_threads,
+            sessions: context,
+            drain_time_max: Duration::from_millis(config.node.max_hold_time_ms),
         })
+    }
+
+    /// Stops taking Prepares and waits (at most `max_hold_time_ms`) for the packets in flight
+    /// to end, so replies already on their way from downstream are not thrown away.
+    async fn drain(&self) {
+        let Some(pipeline) = self.pipeline.as_ref() else { return };
+        self.sessions.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + self.drain_time_max;
+        let mut logged = false;
+        while pipeline.in_flight.load(std::sync::atomic::Ordering::Acquire) > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!("stopping with packets still in flight after waiting {:?}", self.drain_time_max);
+                break;
+            }
+            if !logged {
+                tracing::info!("draining: waiting for packets in flight to end");
+                logged = true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Sequence number of the last journal event known to be on disk.
@@ -134,6 +165,7 @@ impl Node {
     /// Stops accepting, closes sessions, drains the pipeline.
     pub async fn stop(mut self) {
         self.health.set_stopping();
+        self.drain().await;
         let _ = self.shutdown.send(true);
         for task in self.tasks.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
@@ -162,6 +194,7 @@ impl Node {
 fn start_projections(
     config: &Config,
     pipeline: &Pipeline,
+    health: &Arc<Health>,
     stopping: Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
     use crate::projections::balances::Balances;
@@ -180,11 +213,36 @@ fn start_projections(
         _ => Balances::new(),
     };
     let runner_config = RunnerConfig { checkpoint_every_events: config.journal.snapshot_every };
-    let handle = runner::spawn(balances, store, pipeline.journal_status.clone(), runner_config, stopping)?;
+    let handle = runner::spawn(balances, store.clone(), pipeline.journal_status.clone(), runner_config, stopping.clone())?;
     let thread = std::thread::Builder::new().name("projection-join".into()).spawn(move || {
         let _ = handle.join();
     })?;
-    Ok(vec![thread])
+    #[allow(unused_mut)] // only the tigerbeetle feature adds a thread
+    let mut threads = vec![thread];
+    // The TigerBeetle mirror (TIGERBEETLE_REPLICAS); `check_ledger_build` refused to start a
+    // build without the feature when it is set.
+    #[cfg(feature = "tigerbeetle")]
+    if !config.tigerbeetle.replicas.is_empty() {
+        let journal = pipeline.journal_status.clone();
+        threads.push(crate::projections::tigerbeetle::start(config, store, journal, health.clone(), stopping)?);
+    }
+    #[cfg(not(feature = "tigerbeetle"))]
+    let _ = (health, store, stopping);
+    Ok(threads)
+}
+
+/// `TIGERBEETLE_REPLICAS` asks for the TigerBeetle projection: a binary built without it
+/// refuses to start rather than run without the ledger the operator configured.
+fn check_ledger_build(config: &Config) -> anyhow::Result<()> {
+    if cfg!(not(feature = "tigerbeetle")) && !config.tigerbeetle.replicas.is_empty() {
+        anyhow::bail!(
+            "TIGERBEETLE_REPLICAS is set, but this binary was built without TigerBeetle support. \
+             Build it with: bash scripts/tigerbeetle.sh install && \
+             ZIG_PATH=$(bash scripts/tigerbeetle.sh zig-path) cargo build --release --features tigerbeetle \
+             (or unset TIGERBEETLE_REPLICAS to run on the journal-derived ledger alone)"
+        );
+    }
+    Ok(())
 }
 
 fn incoming_peers(config: &Config) -> Vec<IncomingPeer> {
@@ -216,4 +274,25 @@ fn outgoing_peers(config: &Config) -> Vec<OutgoingPeer> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_need_a_build_with_the_tigerbeetle_feature() {
+        let text = "[node]\nid = \"n\"\nilp_address = \"test.n\"\nasset_code = \"USD\"\nasset_scale = 2\n";
+        let env = crate::config::Env::from_pairs([("TIGERBEETLE_REPLICAS", "3000")]);
+        let config = crate::config::parse(text, &env).expect("valid config").config;
+        let result = check_ledger_build(&config);
+        if cfg!(feature = "tigerbeetle") {
+            assert!(result.is_ok());
+        } else {
+            let message = result.unwrap_err().to_string();
+            assert!(message.contains("--features tigerbeetle"), "{message}");
+        }
+        let config = crate::config::parse(text, &crate::config::Env::default()).expect("valid config").config;
+        assert!(check_ledger_build(&config).is_ok(), "no replicas: the journal-derived ledger");
+    }
 }

@@ -51,6 +51,9 @@ pub struct SessionContext {
     pub parse_options: ParseOptions,
     pub next_session_id: std::sync::atomic::AtomicU64,
     pub shutdown: watch::Receiver<bool>,
+    /// Set when the node begins to stop: new Prepares get T00 at once while replies to those
+    /// already forwarded keep flowing, so a stop loses no downstream Fulfill.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl SessionContext {
@@ -247,6 +250,10 @@ impl Reader {
 
     async fn handle_prepare(&mut self, request_id: u32, data: Bytes) {
         let received_at = Instant::now();
+        if self.context.draining.load(Ordering::Relaxed) {
+            self.answer_ilp_reject(request_id, ErrorCode::T00_INTERNAL_ERROR, "connector stopping").await;
+            return;
+        }
         let prepare = match Prepare::parse_with(data, &self.context.parse_options) {
             Ok(prepare) => prepare,
             Err(error) => {

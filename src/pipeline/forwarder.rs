@@ -124,6 +124,7 @@ pub struct Forwarder {
     orphans: Vec<(i64, u64)>,
     health: Arc<Health>,
     now_ms: i64,
+    in_flight_published: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// What the forwarder starts from: the state rebuilt from the journal.
@@ -205,6 +206,7 @@ impl Forwarder {
             orphans,
             health,
             now_ms,
+            in_flight_published: Arc::default(),
         };
         forwarder.next_packet_id = forwarder.balances.packet_id_max() + 1;
         forwarder.append(Event::ConfigurationApplied(configuration_applied(config)));
@@ -229,6 +231,7 @@ impl Forwarder {
             self.drain(&replies, &prepares);
             self.expire_due();
             self.commit();
+            self.in_flight_published.store(self.in_flight.len(), Ordering::Release);
         }
         self.commit();
         // A final snapshot: the next start replays nothing, and it records the live state for
@@ -286,6 +289,12 @@ impl Forwarder {
 
     pub fn in_flight_count(&self) -> usize {
         self.in_flight.len()
+    }
+
+    /// A counter of packets in flight that the forwarder updates after every batch (the node
+    /// waits on it to drain before it stops).
+    pub fn in_flight_published(&self) -> Arc<std::sync::atomic::AtomicUsize> {
+        self.in_flight_published.clone()
     }
 
     /// Appends an event and applies it to the in-line state, exactly as a replay would.

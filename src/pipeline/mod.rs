@@ -84,6 +84,8 @@ pub struct Pipeline {
     pub prepares: crossbeam_channel::Sender<Input>,
     pub replies: crossbeam_channel::Sender<Input>,
     pub journal_status: Arc<JournalStatus>,
+    /// Packets forwarded and not yet ended, published by the forwarder after each batch.
+    pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
     /// A handle on the journal for readers (the store is shared; sled is safe to read while the
     /// writer appends).
     pub journal_store: SledStore,
@@ -135,6 +137,7 @@ impl Pipeline {
         let forwarder_status = journal_status.clone();
         let forwarder =
             Forwarder::new(config, journal_tx, forwarder_status, health, in_flight_max, recovered);
+        let in_flight = forwarder.in_flight_published();
         let stopping = Arc::new(AtomicBool::new(false));
         let forwarder_stopping = stopping.clone();
         let forwarder_thread = std::thread::Builder::new()
@@ -144,6 +147,7 @@ impl Pipeline {
             prepares: prepares_tx,
             replies: replies_tx,
             journal_status,
+            in_flight,
             journal_store: store,
             stopping,
             forwarder_thread: Some(forwarder_thread),

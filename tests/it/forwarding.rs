@@ -139,7 +139,7 @@ pub(crate) fn bob_handler(received: Arc<std::sync::Mutex<Vec<u64>>>) -> PrepareH
             .unwrap(),
             b"wrong" => FulfillBuilder { fulfillment: [9; 32], data: &[] }.build().unwrap(),
             b"silent" => {
-                std::thread::sleep(Duration::from_millis(2500));
+                std::thread::sleep(Duration::from_millis(3000));
                 FulfillBuilder { fulfillment: fulfillment_for(prepare.data()), data: &[] }.build().unwrap()
             }
             data => FulfillBuilder { fulfillment: fulfillment_for(data), data: b"receipt" }.build().unwrap(),
@@ -281,7 +281,7 @@ async fn next_hop_that_never_answers_times_out_with_r00() {
     let _bob = Endpoint::connect(&url(&node), "bob", "bob-token", Some(bob_handler(received))).await.unwrap();
     let alice = Endpoint::connect(&url(&node), "alice", "alice-token", None).await.unwrap();
     // Expires in 3.5 s: the next hop gets 2.5 s (less any scheduling delay on a loaded
-    // machine), bob answers after 2.5 s: too late.
+    // machine), bob answers after 3 s: too late.
     let started = std::time::Instant::now();
     let reply = alice.send(&prepare(100, "test.m2m.bob", b"silent", 3500), TIMEOUT).await.unwrap();
     expect_reject(&reply, ErrorCode::R00_TRANSFER_TIMED_OUT, "test.m2m");
@@ -599,7 +599,7 @@ async fn saturated_session_answers_t03_at_once() {
     let received = Arc::new(std::sync::Mutex::new(Vec::new()));
     let _bob = Endpoint::connect(&url(&node), "bob", "bob-token", Some(bob_handler(received))).await.unwrap();
     let alice = Arc::new(Endpoint::connect(&url(&node), "alice", "alice-token", None).await.unwrap());
-    // The first packet holds the session's only slot while bob sits on it for 1.5 s.
+    // The first packet holds the session's only slot while bob sits on it for 3 s.
     let slow = {
         let alice = alice.clone();
         tokio::spawn(async move { alice.send(&prepare(10, "test.m2m.bob", b"silent", 20_000), TIMEOUT).await })
@@ -729,4 +729,30 @@ async fn a_btp_error_with_a_huge_name_becomes_a_bounded_t01() {
     let reply = alice.send(&prepare(10, "test.nowhere", b"f", 10_000), TIMEOUT).await.unwrap();
     expect_reject(&reply, ErrorCode::F02_UNREACHABLE, "test.m2m");
     node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_waits_for_packets_in_flight_and_refuses_new_ones() {
+    let node = start(&base_config("", "")).await;
+    let url = url(&node);
+    // Bob answers after 800 ms, from a thread of his own.
+    let slow_bob: PrepareHandler = Arc::new(|prepare| {
+        std::thread::sleep(Duration::from_millis(800));
+        FulfillBuilder { fulfillment: fulfillment_for(prepare.data()), data: &[] }.build().unwrap()
+    });
+    let _bob = Endpoint::connect(&url, "bob", "bob-token", Some(slow_bob)).await.unwrap();
+    let alice = Arc::new(Endpoint::connect(&url, "alice", "alice-token", None).await.unwrap());
+    let held = {
+        let alice = alice.clone();
+        tokio::spawn(async move { alice.send(&prepare(10, "test.m2m.bob", b"held", 20_000), TIMEOUT).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = tokio::spawn(async move { node.stop().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refused = alice.send(&prepare(10, "test.m2m.bob", b"late", 20_000), TIMEOUT).await.unwrap();
+    expect_reject(&refused, ErrorCode::T00_INTERNAL_ERROR, "test.m2m");
+    let reply = held.await.unwrap().unwrap();
+    assert!(matches!(Packet::parse(reply).unwrap(), Packet::Fulfill(_)), "the held packet's Fulfill still arrives");
+    let journal_dir = stopping.await.unwrap();
+    assert_live_state_equals_replay(journal_dir.path());
 }
