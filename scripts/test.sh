@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of the M2M Connector: a short fuzz smoke of every decoder, then unit,
-# property, integration (real sockets) and interop tests with the JavaScript reference stack.
-# Installs what it needs (npm packages from the lockfile, cargo-fuzz) idempotently, so it works
-# on a fresh machine with Rust, Node.js and Python. Every socket is on 127.0.0.1.
+# property, integration (real sockets), interop tests with the JavaScript reference stack, and
+# the TigerBeetle ledger tests against a real TigerBeetle server.
+# Installs what it needs idempotently (npm packages from the lockfile, cargo-fuzz, Zig from PyPI,
+# the TigerBeetle server built from the source the client crate ships, libclang-dev), so it
+# works on a fresh machine with Rust, Node.js and Python. Every socket is on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -11,13 +13,19 @@ step() { printf '\n== %s (%s)\n' "$1" "$(date +%H:%M:%S)"; }
 step "JavaScript reference stack (npm ci from tests/interop/package-lock.json)"
 bash tests/interop/install.sh
 
+step "TigerBeetle server and Zig (scripts/tigerbeetle.sh install)"
+bash scripts/tigerbeetle.sh install
+ZIG_PATH="$(bash scripts/tigerbeetle.sh zig-path)"
+export ZIG_PATH
+
 step "fuzz smoke: every decoder for ${FUZZ_SECONDS:-15} s"
 FUZZ_SECONDS="${FUZZ_SECONDS:-15}" bash scripts/fuzz-smoke.sh
 
-step "cargo test: unit, property, integration, interop (and each bench run once)"
+step "cargo test: unit, property, integration, interop, TigerBeetle (and each bench run once)"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-cargo test --locked --all-targets 2>&1 | tee "$log"
+# Bounded: a hung test fails the run instead of eating CI's time limit.
+timeout 2400 cargo test --locked --all-targets --features tigerbeetle 2>&1 | tee "$log"
 
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "\n%d passed, %d failed\n", passed, failed }' "$log"

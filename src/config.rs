@@ -193,13 +193,37 @@ impl std::fmt::Debug for SettlementConfig {
     }
 }
 
-/// `TIGERBEETLE_*`: read and validated now, used by the TigerBeetle issue.
-#[derive(Debug, Clone, Default)]
+/// `TIGERBEETLE_*` and `READY_REQUIRES_TIGERBEETLE`: the TigerBeetle ledger projection
+/// (`src/projections/tigerbeetle.rs`, built with `--features tigerbeetle`).
+#[derive(Debug, Clone)]
 pub struct TigerBeetleConfig {
-    /// `TIGERBEETLE_REPLICAS`: comma-separated `host:port` list; empty means the embedded ledger.
+    /// `TIGERBEETLE_REPLICAS`: comma-separated `host:port` list; empty means the journal-derived
+    /// ledger only (no TigerBeetle projection).
     pub replicas: Vec<String>,
     /// `TIGERBEETLE_CLUSTER_ID`, default 0.
     pub cluster_id: u128,
+    /// `TIGERBEETLE_BATCH_MAX`: most transfers in one `create_transfers` request (default and
+    /// maximum 8189, what a 1 MiB request holds: TigerBeetle's production message size). A
+    /// server started with a smaller request limit answers `TooMuchData`; the projection then
+    /// halves its batches by itself, so this only saves that first failed request.
+    pub batch_max: usize,
+    /// `READY_REQUIRES_TIGERBEETLE` (default false): `/health/ready` answers 503 while the
+    /// projection is failing or lagging far behind the journal.
+    pub ready_required: bool,
+}
+
+/// Transfers in a 1 MiB `create_transfers` request: (1 MiB − 256-byte header) / 128 bytes.
+pub const TIGERBEETLE_BATCH_MAX_DEFAULT: usize = 8189;
+
+impl Default for TigerBeetleConfig {
+    fn default() -> TigerBeetleConfig {
+        TigerBeetleConfig {
+            replicas: Vec::new(),
+            cluster_id: 0,
+            batch_max: TIGERBEETLE_BATCH_MAX_DEFAULT,
+            ready_required: false,
+        }
+    }
 }
 
 /// A secret string (token, key). Its `Debug` never shows the value, so it can't leak into logs.

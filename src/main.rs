@@ -35,12 +35,15 @@ enum Command {
     Config(cli::config::ConfigArgs),
     /// Inspect, verify, replay and count the event journal (stop the node first: it holds the lock).
     Journal(cli::journal::JournalArgs),
+    /// Compare the TigerBeetle ledger with the journal (`ledger reconcile`).
+    Ledger(cli::ledger::LedgerArgs),
 }
 
 #[derive(clap::Args, Default)]
 struct RunArgs {
     /// Configuration file (TOML). Environment variables override it: NODE_ID, LOG_LEVEL,
-    /// BTP_PORT, HEALTH_PORT, SETTLEMENT_*, TIGERBEETLE_*.
+    /// BTP_PORT, HEALTH_PORT, JOURNAL_DIR, JOURNAL_SNAPSHOT_EVERY, JOURNAL_RETENTION,
+    /// SETTLEMENT_*, TIGERBEETLE_*.
     #[arg(long, short, env = "CONFIG_FILE", default_value = "./config.toml")]
     config: PathBuf,
 }
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         Command::Packet(args) => cli::packet::run(args),
         Command::Config(args) => cli::config::run(args),
         Command::Journal(args) => cli::journal::run(args),
+        Command::Ledger(args) => cli::ledger::run(args),
     }
 }
 

@@ -354,10 +354,13 @@ pub enum ErrorKind {
     Journal,
     /// Configuration that does not validate.
     Config,
+    /// The TigerBeetle ledger disagreed with the journal: a transfer or account that exists
+    /// with other fields, a post after its pending transfer expired, any unexpected result.
+    Ledger,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 8] = [
+    pub const ALL: [ErrorKind; 9] = [
         ErrorKind::Codec,
         ErrorKind::Auth,
         ErrorKind::BtpProtocol,
@@ -366,6 +369,7 @@ impl ErrorKind {
         ErrorKind::Internal,
         ErrorKind::Journal,
         ErrorKind::Config,
+        ErrorKind::Ledger,
     ];
 
     /// The `type` label.
@@ -379,6 +383,7 @@ impl ErrorKind {
             ErrorKind::Internal => "internal",
             ErrorKind::Journal => "journal",
             ErrorKind::Config => "config",
+            ErrorKind::Ledger => "ledger",
         }
     }
 
@@ -389,7 +394,7 @@ impl ErrorKind {
             | ErrorKind::BtpProtocol
             | ErrorKind::UnexpectedResponse
             | ErrorKind::PeerUnreachable => Severity::Warning,
-            ErrorKind::Internal => Severity::Error,
+            ErrorKind::Internal | ErrorKind::Ledger => Severity::Error,
             ErrorKind::Journal | ErrorKind::Config => Severity::Critical,
         }
     }

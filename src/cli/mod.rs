@@ -2,4 +2,5 @@
 
 pub mod config;
 pub mod journal;
+pub mod ledger;
 pub mod packet;

@@ -21,7 +21,7 @@ use toml::{Table, Value};
 
 use super::{
     Config, JournalConfig, NodeConfig, Retention, OutgoingLink, PeerConfig, PeerSettlementConfig, RateConfig, Relation,
-    RouteConfig, Secret, SettlementConfig, TigerBeetleConfig,
+    RouteConfig, Secret, SettlementConfig, TigerBeetleConfig, TIGERBEETLE_BATCH_MAX_DEFAULT,
 };
 
 /// Where the file is read from when neither the command line nor `CONFIG_FILE` says.
@@ -36,6 +36,7 @@ pub const ENV_KNOWN: &[&str] = &[
     "SETTLEMENT_APTOS_URL",
     "TIGERBEETLE_REPLICAS",
     "TIGERBEETLE_CLUSTER_ID",
+    "TIGERBEETLE_BATCH_MAX",
 ];
 
 const ENV_CHECKED_PREFIXES: &[&str] = &["SETTLEMENT_", "TIGERBEETLE_"];
@@ -989,9 +990,30 @@ fn read_tigerbeetle_env(report: &mut Report, env: &Env) -> TigerBeetleConfig {
             0
         }
     };
+    let batch_max = match env.get("TIGERBEETLE_BATCH_MAX").map(|t| t.parse::<usize>()) {
+        None => TIGERBEETLE_BATCH_MAX_DEFAULT,
+        Some(Ok(max)) if (2..=TIGERBEETLE_BATCH_MAX_DEFAULT).contains(&max) => max,
+        Some(_) => {
+            report.error(
+                "env TIGERBEETLE_BATCH_MAX",
+                format!("must be a whole number from 2 to {TIGERBEETLE_BATCH_MAX_DEFAULT}"),
+            );
+            TIGERBEETLE_BATCH_MAX_DEFAULT
+        }
+    };
+    let ready_required = match env.get("READY_REQUIRES_TIGERBEETLE") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            report.error("env READY_REQUIRES_TIGERBEETLE", "must be true or false");
+            false
+        }
+    };
     TigerBeetleConfig {
         replicas,
         cluster_id,
+        batch_max,
+        ready_required,
     }
 }
 
@@ -2229,6 +2251,12 @@ $ TIGERBEETLE_REPLICAS=3000,,bad host:1 ,h:0,[::1:3
 => env TIGERBEETLE_REPLICAS: item 3: `bad host:1`: the host is not a valid name or address
 => env TIGERBEETLE_REPLICAS: item 4: `h:0`: port must be a port number
 => env TIGERBEETLE_REPLICAS: item 5: `[::1:3`: the host
+---
+@node
+$ TIGERBEETLE_BATCH_MAX=1
+$ READY_REQUIRES_TIGERBEETLE=yes
+=> env TIGERBEETLE_BATCH_MAX: must be a whole number from 2 to 8189
+=> env READY_REQUIRES_TIGERBEETLE: must be true or false
 "#,
         );
 
@@ -2247,6 +2275,8 @@ $ TIGERBEETLE_REPLICAS=3000,,bad host:1 ,h:0,[::1:3
                 "TIGERBEETLE_CLUSTER_ID",
                 "340282366920938463463374607431768211455",
             ),
+            ("TIGERBEETLE_BATCH_MAX", "253"),
+            ("READY_REQUIRES_TIGERBEETLE", "true"),
         ]);
         let config = parse(&edit(NODE, "bind_host = \"127.0.0.1\""), &env)
             .unwrap()
@@ -2265,6 +2295,8 @@ $ TIGERBEETLE_REPLICAS=3000,,bad host:1 ,h:0,[::1:3
         let replicas = ["3000", "10.0.0.2:3001", "tb-1.tb:3000", "[::1]:3002"];
         assert_eq!(config.tigerbeetle.replicas, replicas);
         assert_eq!(config.tigerbeetle.cluster_id, u128::MAX);
+        assert_eq!(config.tigerbeetle.batch_max, 253);
+        assert!(config.tigerbeetle.ready_required);
 
         assert_eq!(Env::default().config_path(), PathBuf::from("config.toml"));
         let env = Env::from_pairs([("CONFIG_FILE", "/etc/m2m.toml")]);
@@ -2300,6 +2332,8 @@ $ TIGERBEETLE_REPLICAS=3000,,bad host:1 ,h:0,[::1:3
             ),
             (0, 0)
         );
+        assert_eq!(config.tigerbeetle.batch_max, 8189);
+        assert!(!config.tigerbeetle.ready_required);
     }
 
     #[test]

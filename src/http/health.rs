@@ -53,6 +53,9 @@ pub struct Health {
     recovery_done: AtomicBool,
     stopping: AtomicBool,
     components: Mutex<BTreeMap<String, ComponentStatus>>,
+    /// Components that hold `/health/ready` at 503 while they have a reason here (the TigerBeetle
+    /// projection with `READY_REQUIRES_TIGERBEETLE=true`).
+    ready_blockers: Mutex<BTreeMap<String, String>>,
 }
 
 impl Health {
@@ -71,6 +74,7 @@ impl Health {
             recovery_done: AtomicBool::new(true),
             stopping: AtomicBool::new(false),
             components: Mutex::new(BTreeMap::new()),
+            ready_blockers: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -122,6 +126,16 @@ impl Health {
     pub fn set_component(&self, name: &str, status: ComponentStatus) {
         let mut components = self.components.lock().unwrap_or_else(|e| e.into_inner());
         components.insert(name.to_owned(), status);
+    }
+
+    /// Holds `/health/ready` at 503 with `reason` (Some), or releases it (None). Separate from
+    /// [`Health::set_component`] because a degraded component is normally still ready.
+    pub fn set_ready_blocker(&self, name: &str, reason: Option<String>) {
+        let mut blockers = self.ready_blockers.lock().unwrap_or_else(|e| e.into_inner());
+        match reason {
+            Some(reason) => blockers.insert(name.to_owned(), reason),
+            None => blockers.remove(name),
+        };
     }
 
     /// The node is shutting down: it stops being ready and reports unhealthy.
@@ -222,6 +236,11 @@ impl Health {
                 reasons.push(format!("component {name} failed: {why}"));
             }
         }
+        let blockers = self.ready_blockers.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, why) in blockers.iter() {
+            reasons.push(format!("component {name} is required for readiness: {why}"));
+        }
+        drop(blockers);
         let connected = self.peers_connected();
         if connected < self.ready_peers_min {
             reasons.push(format!(
@@ -372,6 +391,20 @@ mod tests {
             health.not_ready_reasons(),
             ["component journal failed: corrupt frame 7"]
         );
+    }
+
+    #[test]
+    fn ready_blockers() {
+        let health = listening(0, 0);
+        assert!(health.not_ready_reasons().is_empty());
+        health.set_ready_blocker("tigerbeetle", Some("120000 events behind".into()));
+        assert_eq!(
+            health.not_ready_reasons(),
+            ["component tigerbeetle is required for readiness: 120000 events behind"]
+        );
+        assert_eq!(health.status(), NodeStatus::Healthy, "a blocker only affects readiness");
+        health.set_ready_blocker("tigerbeetle", None);
+        assert!(health.not_ready_reasons().is_empty());
     }
 
     #[test]

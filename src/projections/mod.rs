@@ -6,6 +6,8 @@
 
 pub mod balances;
 pub mod runner;
+#[cfg(feature = "tigerbeetle")]
+pub mod tigerbeetle;
 
 use crate::journal::JournalEntry;
 
