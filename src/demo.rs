@@ -35,6 +35,11 @@ pub struct DemoArgs {
     /// Health and metrics port of the demo connector.
     #[arg(long, env = "HEALTH_PORT", default_value_t = 8080)]
     pub health_port: u16,
+    /// Also mirror the ledger into this TigerBeetle replica (host:port), e.g. one started with
+    /// `scripts/tigerbeetle.sh start --port 3033`. Needs a build with `--features tigerbeetle`.
+    /// Without it the demo runs on the journal-derived ledger alone.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub tigerbeetle: Option<String>,
 }
 
 /// The demo's configuration; ports are filled in from the arguments.
@@ -88,7 +93,11 @@ pub fn main(args: DemoArgs) -> ExitCode {
         .replace("BTP_PORT", &args.btp_port.to_string())
         .replace("HEALTH_PORT", &args.health_port.to_string())
         + &format!("\n[journal]\ndir = {:?}\n", journal_dir.display().to_string());
-    let loaded = match config::parse(&text, &Env::default()) {
+    let env = match &args.tigerbeetle {
+        Some(replica) => Env::from_pairs([("TIGERBEETLE_REPLICAS", replica.as_str())]),
+        None => Env::default(),
+    };
+    let loaded = match config::parse(&text, &env) {
         Ok(loaded) => loaded,
         Err(problems) => {
             eprintln!("the embedded demo configuration is invalid (a bug):\n{problems}");
@@ -119,6 +128,10 @@ async fn run(config: crate::config::Config, args: &DemoArgs) -> anyhow::Result<(
     let node = Node::start(config).await?;
     let url = format!("ws://{}", node.btp_address);
     println!("connector test.m2m listening: BTP {url}, health and metrics http://{}/health, /metrics", node.health_address);
+    match &args.tigerbeetle {
+        Some(replica) => println!("ledger: journal-derived balances, mirrored to TigerBeetle at {replica}"),
+        None => println!("ledger: journal-derived balances (add --tigerbeetle HOST:PORT to mirror them into TigerBeetle)"),
+    }
     println!("alice (USD) pays bob (EUR) at 0.9 EUR/USD; bob refuses about 1 packet in 10; Ctrl-C stops\n");
 
     let bob_handler: PrepareHandler = Arc::new(|prepare| {

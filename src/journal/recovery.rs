@@ -48,7 +48,7 @@ pub fn recover(store: &SledStore) -> Result<Recovery, JournalError> {
 fn latest_usable_snapshot(store: &SledStore) -> Result<(u64, Balances), JournalError> {
     let mut seqs = store.snapshot_seqs()?;
     seqs.sort_unstable();
-    let first_seq = store.frame_keys()?.first().copied().unwrap_or(1);
+    let first_seq = store.first_frame_key()?.unwrap_or(1);
     while let Some(seq) = seqs.pop() {
         let (_, bytes) = store.latest_snapshot_at_most(seq)?.expect("listed snapshot exists");
         match Balances::from_snapshot(&bytes) {

@@ -8,11 +8,15 @@
 //! start instead of interleaving writes.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::event::JournalEntry;
 use super::frame::{self, FrameError};
 use super::{JournalError, Store};
+
+/// The file sled keeps its log in, inside the journal directory.
+const SLED_LOG_FILE: &str = "db";
 
 /// sled's page cache. The journal is written once and read sequentially, so a modest cache is
 /// enough; passed explicitly so a library default can't change memory use.
@@ -34,6 +38,8 @@ pub struct SledStore {
     last_frame_size: usize,
     /// Whether `Store::flush` reaches the disk (see `JournalConfig::durable`).
     durable: bool,
+    /// sled's log file, for the fdatasync that sled's own flush leaves out (see `flush`).
+    log_file: Arc<std::fs::File>,
 }
 
 /// One frame read back: its key and events.
@@ -71,6 +77,9 @@ impl SledStore {
             buffer: Vec::with_capacity(64 << 10),
             last_frame_size: 0,
             durable: true,
+            log_file: Arc::new(std::fs::File::open(dir.join(SLED_LOG_FILE)).map_err(|error| {
+                JournalError::Storage(format!("cannot open sled's log file in {}: {error}", dir.display()))
+            })?),
         })
     }
 
@@ -245,6 +254,12 @@ impl SledStore {
         Ok(value.map(|value| value.to_vec()))
     }
 
+    /// The key (first seq) of the oldest frame held, without walking the others.
+    pub fn first_frame_key(&self) -> Result<Option<u64>, JournalError> {
+        let first = self.frames.first().map_err(|error| storage("reading the first frame".into(), error))?;
+        Ok(first.map(|(key, _)| key_seq(&key)))
+    }
+
     pub fn frame_keys(&self) -> Result<Vec<u64>, JournalError> {
         self.frames
             .iter()
@@ -280,6 +295,13 @@ impl Store for SledStore {
         let started = Instant::now();
         if self.durable {
             SledStore::flush(self)?;
+            // sled 0.34 ends its flush with sync_file_range, which writes the pages but doesn't
+            // flush the disk's volatile cache or the file's metadata: a power loss could still
+            // lose them. fdatasync makes the batch durable, which is what releasing its
+            // Fulfills promises.
+            self.log_file
+                .sync_data()
+                .map_err(|error| JournalError::Storage(format!("fdatasync of the journal failed: {error}")))?;
         }
         crate::metrics::global().journal_flushed(started.elapsed(), self.last_frame_size);
         Ok(())
