@@ -11,9 +11,7 @@
 //!
 //! Run: `cargo bench --bench codec -- --measurement-time 3 --warm-up-time 1`
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Buf, Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -29,42 +27,9 @@ use m2m_connector::ilp::{
 // ---------------------------------------------------------------------------------------------
 // Allocation counting
 
-/// The system allocator, counting every allocation and reallocation (not frees).
-struct CountingAllocator;
-
-static ALLOCATION_COUNT: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATION_COUNT.fetch_add(1, Ordering::Relaxed);
-        System.alloc(layout)
-    }
-
-    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
-        System.dealloc(pointer, layout)
-    }
-
-    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, size: usize) -> *mut u8 {
-        ALLOCATION_COUNT.fetch_add(1, Ordering::Relaxed);
-        System.realloc(pointer, layout, size)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
-
-/// Heap allocations per call of `operation`, averaged over enough calls that one-off warm-up
-/// allocations (a buffer's first growth) round away.
-fn allocations_per_operation(mut operation: impl FnMut()) -> f64 {
-    const OPERATION_COUNT: u64 = 10_000;
-    operation();
-    let before = ALLOCATION_COUNT.load(Ordering::Relaxed);
-    for _ in 0..OPERATION_COUNT {
-        operation();
-    }
-    let after = ALLOCATION_COUNT.load(Ordering::Relaxed);
-    (after - before) as f64 / OPERATION_COUNT as f64
-}
+#[path = "support/allocations.rs"]
+mod allocations;
+use allocations::allocations_per_operation;
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures

@@ -13,10 +13,8 @@
 //!
 //! Run: `cargo bench --bench routing -- --measurement-time 3 --warm-up-time 1`
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashSet;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use m2m_connector::pipeline::routing::{PeerIndex, RoutingTable};
@@ -24,39 +22,9 @@ use m2m_connector::pipeline::routing::{PeerIndex, RoutingTable};
 // ---------------------------------------------------------------------------------------------
 // Allocation counting
 
-/// The system allocator, counting every allocation and reallocation (not frees).
-struct CountingAllocator;
-
-static ALLOCATION_COUNT: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATION_COUNT.fetch_add(1, Ordering::Relaxed);
-        System.alloc(layout)
-    }
-
-    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
-        System.dealloc(pointer, layout)
-    }
-
-    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, size: usize) -> *mut u8 {
-        ALLOCATION_COUNT.fetch_add(1, Ordering::Relaxed);
-        System.realloc(pointer, layout, size)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
-
-fn allocations_per_operation(mut operation: impl FnMut()) -> f64 {
-    const OPERATION_COUNT: u64 = 10_000;
-    operation();
-    let before = ALLOCATION_COUNT.load(Ordering::Relaxed);
-    for _ in 0..OPERATION_COUNT {
-        operation();
-    }
-    (ALLOCATION_COUNT.load(Ordering::Relaxed) - before) as f64 / OPERATION_COUNT as f64
-}
+#[path = "support/allocations.rs"]
+mod allocations;
+use allocations::allocations_per_operation;
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
