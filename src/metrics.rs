@@ -745,6 +745,12 @@ impl Metrics {
         }
     }
 
+    /// Counts an error without logging it: for failures a peer can repeat at line rate
+    /// (malformed packets), where one log line each would flood the log.
+    pub fn count_error(&self, kind: ErrorKind) {
+        self.errors[kind as usize].inc();
+    }
+
     pub fn btp_connection_accepted(&self) {
         self.btp_connections_accepted.inc();
     }

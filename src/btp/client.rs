@@ -38,7 +38,11 @@ pub async fn maintain(peer: OutgoingPeer, websocket: WebSocketConfig, context: A
     let mut backoff = BACKOFF_MIN;
     let mut shutdown = context.shutdown.clone();
     loop {
-        match connect(&peer.url, &peer.username, &peer.token, websocket).await {
+        let connected = tokio::select! {
+            connected = connect(&peer.url, &peer.username, &peer.token, websocket) => connected,
+            _ = shutdown.changed() => return,
+        };
+        match connected {
             Ok(socket) => {
                 backoff = BACKOFF_MIN;
                 session::run(socket, peer.index, peer.id.clone(), context.clone()).await;

@@ -264,8 +264,6 @@ pub fn write_ilp_frame(out: &mut BytesMut, frame_type: u8, request_id: u32, ilp_
 /// [`BtpPacket::parse`]". It accepts only frames the full parser accepts with the same result
 /// (a property test checks this), so callers may fall back without a second validation.
 pub fn parse_ilp_frame(input: &Bytes) -> Option<(u8, u32, Bytes)> {
-    // Count 1 (var-uint `01 01`), name "ilp" (`03 'i' 'l' 'p'`), content type 0.
-    const ILP_ENTRY_HEAD: [u8; 7] = [0x01, 0x01, 0x03, b'i', b'l', b'p', CONTENT_OCTET_STREAM];
     let mut reader = Reader::new(input);
     let frame_type = reader.read_u8("type").ok()?;
     if frame_type != TYPE_MESSAGE && frame_type != TYPE_RESPONSE {

@@ -85,8 +85,12 @@ where
     tracing::info!(peer = %peer_id, session, reason, "BTP session down");
     let _ = send_input(&context.replies, Input::SessionDown { session }).await;
     drop(reader);
-    // The writer ends once the forwarder drops its handles (after SessionDown).
-    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+    // The writer ends once the forwarder drops its handles (after SessionDown); a peer that
+    // stopped reading could keep it stuck in a write, so it gets a second, then is aborted.
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(1), writer).await.is_err() {
+        abort.abort();
+    }
 }
 
 async fn write_loop<S>(
@@ -257,7 +261,8 @@ impl Reader {
         let prepare = match Prepare::parse_with(data, &self.context.parse_options) {
             Ok(prepare) => prepare,
             Err(error) => {
-                metrics::global().error(metrics::ErrorKind::Codec, &error);
+                metrics::global().count_error(metrics::ErrorKind::Codec);
+                tracing::debug!(session = self.session, %error, "invalid ILP Prepare answered F01");
                 let message = format!("invalid ILP Prepare: {error}");
                 self.answer_ilp_reject(request_id, ErrorCode::F01_INVALID_PACKET, &message).await;
                 return;
@@ -337,7 +342,8 @@ fn parse_reply(packet_type: Option<PacketType>, data: Bytes, options: &ParseOpti
         _ => Reject::parse_with(data, options).map(Reply::Reject),
     };
     parsed.unwrap_or_else(|error| {
-        metrics::global().error(metrics::ErrorKind::Codec, &error);
+        metrics::global().count_error(metrics::ErrorKind::Codec);
+        tracing::debug!(%error, "unreadable ILP reply");
         Reply::LinkError { message: format!("unreadable ILP reply: {error}") }
     })
 }
