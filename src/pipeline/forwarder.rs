@@ -265,7 +265,11 @@ impl Forwarder {
             self.handle(input);
             handled += 1;
         }
-        metrics::global().batch_size(metrics::PipelineStage::Router, handled as u64);
+        let global = metrics::global();
+        global.batch_size(metrics::PipelineStage::Router, handled as u64);
+        global.set_queue_depth(metrics::PipelineStage::Admission, prepares.len() as i64);
+        global.set_queue_depth(metrics::PipelineStage::Settle, replies.len() as i64);
+        global.set_queue_depth(metrics::PipelineStage::Journal, self.journal.len() as i64);
     }
 
     /// Handles one input at `self.now_ms`. Public for deterministic tests.
@@ -773,6 +777,9 @@ impl Forwarder {
         let prepare = &incoming.prepare;
         let reply = if prepare.expires_at_ms() <= self.now_ms {
             Err((ErrorCode::R00_TRANSFER_TIMED_OUT, "peer protocol request expired"))
+        } else if prepare.amount() != 0 {
+            // Peer protocols move no money; an amount here would be taken without accounting.
+            Err((ErrorCode::F01_INVALID_PACKET, "peer protocol requests carry no amount"))
         } else if prepare.execution_condition() != &ilp::PEER_PROTOCOL_CONDITION {
             Err((ErrorCode::F01_INVALID_PACKET, "peer protocol requests use the zero fulfillment's condition"))
         } else {
