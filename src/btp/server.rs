@@ -44,9 +44,14 @@ pub fn websocket_config(message_size_max: usize) -> WebSocketConfig {
         .max_write_buffer_size(16 * 1024 * 1024)
 }
 
+/// Connections that may be in their handshake or auth at once. Authenticating costs nothing to
+/// a client that never finishes, so their number is bounded; authenticated sessions are not.
+const UNAUTHENTICATED_MAX: usize = 1024;
+
 /// Accepts connections until the node stops.
 pub async fn serve(listener: TcpListener, server: Arc<ServerConfig>, context: Arc<SessionContext>) {
     let mut shutdown = context.shutdown.clone();
+    let unauthenticated = Arc::new(tokio::sync::Semaphore::new(UNAUTHENTICATED_MAX));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -54,11 +59,17 @@ pub async fn serve(listener: TcpListener, server: Arc<ServerConfig>, context: Ar
         };
         match accepted {
             Ok((stream, remote)) => {
+                let Ok(permit) = unauthenticated.clone().try_acquire_owned() else {
+                    // Too many connections still authenticating: close this one at once.
+                    metrics::global().btp_auth_failure();
+                    tracing::warn!(%remote, "too many unauthenticated BTP connections; closing");
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 metrics::global().btp_connection_accepted();
                 let (server, context) = (server.clone(), context.clone());
                 tokio::spawn(async move {
-                    if let Err(reason) = accept(stream, &server, context).await {
+                    if let Err(reason) = accept(stream, &server, context, permit).await {
                         tracing::info!(%remote, reason, "BTP connection refused");
                     }
                 });
@@ -72,7 +83,12 @@ pub async fn serve(listener: TcpListener, server: Arc<ServerConfig>, context: Ar
     }
 }
 
-async fn accept(stream: TcpStream, server: &ServerConfig, context: Arc<SessionContext>) -> Result<(), String> {
+async fn accept(
+    stream: TcpStream,
+    server: &ServerConfig,
+    context: Arc<SessionContext>,
+    unauthenticated: tokio::sync::OwnedSemaphorePermit,
+) -> Result<(), String> {
     // One deadline covers the WebSocket handshake and the auth Message, so a client that
     // connects and sends nothing holds its task and socket no longer than `auth_timeout`.
     let deadline = tokio::time::Instant::now() + server.auth_timeout;
@@ -103,6 +119,7 @@ async fn accept(stream: TcpStream, server: &ServerConfig, context: Arc<SessionCo
             return Err("no auth message before the timeout".into());
         }
     };
+    drop(unauthenticated);
     let response = BtpPacket::Response { request_id, protocol_data: Vec::new() };
     socket.send(Message::Binary(response.encode())).await.map_err(|error| error.to_string())?;
     let incoming = &server.peers[peer];
