@@ -83,7 +83,17 @@ pub const FRAME_COMMITS_MAX: usize = 64;
 /// ~200 bytes an event, ~800 KiB, far below the decoder's limit and sled's segment size.
 pub const FRAME_EVENTS_MAX: usize = 4096;
 
+/// Longest a written batch may wait for its flush when nothing in it waits for durability
+/// (no Fulfill to release): its events become durable with the next flush that does, or after
+/// this long. DESIGN.md allows a crash to lose an in-flight Prepare (it expires), never a
+/// fulfilled one; skipping the flush for Prepare-only batches halves the flushes at window 1.
+pub const UNFLUSHED_WAIT_MAX: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Runs the writer until every sender of `commits` is dropped. Returns the store.
+///
+/// Each batch is written as soon as it is taken; it is flushed at once when it holds Fulfills
+/// to release or a snapshot, otherwise with the next flush or after [`UNFLUSHED_WAIT_MAX`].
+/// Only flushed events count as durable (`durable_seq`, what projections read).
 pub fn run_writer<S: Store, R: Release>(
     mut store: S,
     commits: crossbeam_channel::Receiver<Commit<R>>,
@@ -92,12 +102,29 @@ pub fn run_writer<S: Store, R: Release>(
     let mut entries: Vec<JournalEntry> = Vec::new();
     let mut releases: Vec<R> = Vec::new();
     let mut snapshot: Option<(u64, Vec<u8>)> = None;
-    while let Ok(first) = commits.recv() {
-        absorb(first, &mut entries, &mut releases, &mut snapshot);
-        for _ in 1..FRAME_COMMITS_MAX {
-            match commits.try_recv() {
-                Ok(commit) => absorb(commit, &mut entries, &mut releases, &mut snapshot),
+    // Written to the store but not yet flushed: the last seq, and how many events.
+    let mut unflushed: Option<(u64, usize)> = None;
+    loop {
+        let first = if unflushed.is_some() {
+            match commits.recv_timeout(UNFLUSHED_WAIT_MAX) {
+                Ok(commit) => Some(commit),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match commits.recv() {
+                Ok(commit) => Some(commit),
                 Err(_) => break,
+            }
+        };
+        let timed_out = first.is_none();
+        if let Some(first) = first {
+            absorb(first, &mut entries, &mut releases, &mut snapshot);
+            for _ in 1..FRAME_COMMITS_MAX {
+                match commits.try_recv() {
+                    Ok(commit) => absorb(commit, &mut entries, &mut releases, &mut snapshot),
+                    Err(_) => break,
+                }
             }
         }
         if status.failed.load(Ordering::Acquire) {
@@ -105,39 +132,58 @@ pub fn run_writer<S: Store, R: Release>(
             // dropped (their upstream sees an expiry, never an unrecorded Fulfill).
             entries.clear();
             releases.clear();
+            snapshot = None;
+            unflushed = None;
             continue;
         }
-        if entries.is_empty() && snapshot.is_none() {
-            releases.drain(..).for_each(Release::release);
-            continue;
-        }
-        let result = entries
-            .chunks(FRAME_EVENTS_MAX)
-            .try_for_each(|frame| store.write_frame(frame))
-            .and_then(|()| match snapshot.take() {
-            Some((seq, bytes)) => store.save_snapshot(seq, &bytes),
-            None => Ok(()),
-        });
-        let result = result.and_then(|()| store.flush());
-        match result {
-            Ok(()) => {
-                if let Some(last) = entries.last() {
-                    status.durable_seq.store(last.seq, Ordering::Release);
-                    status.frames_written.fetch_add(1, Ordering::Relaxed);
-                    crate::metrics::global().journal_durable(last.seq, entries.len());
-                }
-                entries.clear();
-                releases.drain(..).for_each(Release::release);
+        let must_flush = timed_out || !releases.is_empty() || snapshot.is_some();
+        let written = write_batch(&mut store, &entries, snapshot.take()).and_then(|()| {
+            if let Some(last) = entries.last() {
+                let count = unflushed.map_or(0, |(_, count)| count) + entries.len();
+                unflushed = Some((last.seq, count));
             }
+            entries.clear();
+            match unflushed {
+                Some((seq, count)) if must_flush => {
+                    store.flush()?;
+                    status.durable_seq.store(seq, Ordering::Release);
+                    status.frames_written.fetch_add(1, Ordering::Relaxed);
+                    crate::metrics::global().journal_durable(seq, count);
+                    unflushed = None;
+                    Ok(())
+                }
+                _ => Ok(()),
+            }
+        });
+        match written {
+            Ok(()) if unflushed.is_none() => releases.drain(..).for_each(Release::release),
+            Ok(()) => {}
             Err(error) => {
                 tracing::error!(%error, "journal write failed; no further Fulfill will be acknowledged");
                 status.failed.store(true, Ordering::Release);
                 entries.clear();
                 releases.clear();
+                unflushed = None;
             }
         }
     }
+    // The forwarder has stopped: make what was written durable before returning.
+    if let Some((seq, count)) = unflushed {
+        if !status.failed.load(Ordering::Acquire) && store.flush().is_ok() {
+            status.durable_seq.store(seq, Ordering::Release);
+            crate::metrics::global().journal_durable(seq, count);
+        }
+    }
     store
+}
+
+/// Writes a batch's events (in frames of at most [`FRAME_EVENTS_MAX`]) and its snapshot.
+fn write_batch<S: Store>(store: &mut S, entries: &[JournalEntry], snapshot: Option<(u64, Vec<u8>)>) -> Result<(), JournalError> {
+    entries.chunks(FRAME_EVENTS_MAX).try_for_each(|frame| store.write_frame(frame))?;
+    match snapshot {
+        Some((seq, bytes)) => store.save_snapshot(seq, &bytes),
+        None => Ok(()),
+    }
 }
 
 fn absorb<R>(
