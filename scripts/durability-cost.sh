@@ -21,6 +21,8 @@
 # not exited RUN_SECONDS + 40 s later; each connector gets 20 s to become ready and 10 s to stop.
 # Everything on 127.0.0.1.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 WINDOWS="${WINDOWS:-1 256}"
@@ -120,9 +122,6 @@ target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import j
 connector="$target_dir/release/m2m-connector"
 loadgen="$target_dir/release/m2m-loadgen"
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
 
 # Starts a connector with `[journal] durable = $1` in $work/run-$2; sets connector_pid, health_port.
 start_connector() {
@@ -131,36 +130,7 @@ start_connector() {
   btp_port="$(free_port)"
   health_port="$(free_port)"
   while [[ "$health_port" == "$btp_port" ]]; do health_port="$(free_port)"; done
-  cat >"$run_dir/config.toml" <<EOF
-[node]
-id = "durability-cost"
-ilp_address = "test.m2m"
-asset_code = "USD"
-asset_scale = 6
-bind_host = "127.0.0.1"
-btp_port = $btp_port
-health_port = $health_port
-
-[journal]
-dir = "$run_dir/journal"
-durable = $durable
-
-[[peers]]
-id = "alice"
-relation = "child"
-asset_code = "USD"
-asset_scale = 6
-incoming_token = "alice-token"
-credit_limit = 1000000000000000
-
-[[peers]]
-id = "bob"
-relation = "child"
-asset_code = "USD"
-asset_scale = 6
-incoming_token = "bob-token"
-credit_limit = 0
-EOF
+  two_children_config "durability-cost" "$btp_port" "$health_port" "$run_dir/journal" "$durable" >"$run_dir/config.toml"
   (cd "$run_dir" && exec env BTP_PORT="$btp_port" HEALTH_PORT="$health_port" JOURNAL_DIR="$run_dir/journal" \
     LOG_LEVEL=warn "$connector" run --config "$run_dir/config.toml") >"$run_dir/connector.log" 2>&1 &
   connector_pid=$!

@@ -22,6 +22,8 @@
 # Bounded: each run stops issuing after RUN_SECONDS (at most 600) and is killed if it has not
 # exited RUN_SECONDS + 40 s later; the connector gets 20 s to become ready and 10 s to stop.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 WINDOWS="${WINDOWS:-1 16 256}"
@@ -67,43 +69,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
 btp_port="$(free_port)"
 health_port="$(free_port)"
 while [[ "$health_port" == "$btp_port" ]]; do health_port="$(free_port)"; done
 
-cat >"$work/config.toml" <<EOF
-[node]
-id = "loadgen-demo"
-ilp_address = "test.m2m"
-asset_code = "USD"
-asset_scale = 6
-bind_host = "127.0.0.1"
-btp_port = $btp_port
-health_port = $health_port
-
-[journal]
-dir = "$work/journal"
-durable = $DURABLE
-
-[[peers]]
-id = "alice"
-relation = "child"
-asset_code = "USD"
-asset_scale = 6
-incoming_token = "alice-token"
-credit_limit = 1000000000000000
-
-[[peers]]
-id = "bob"
-relation = "child"
-asset_code = "USD"
-asset_scale = 6
-incoming_token = "bob-token"
-credit_limit = 0
-EOF
+two_children_config "loadgen-demo" "$btp_port" "$health_port" "$work/journal" "$DURABLE" >"$work/config.toml"
 
 echo "== starting m2m-connector on 127.0.0.1:$btp_port (health $health_port)" >&2
 # The environment overrides the file: pin what matters so an inherited variable can't change it.

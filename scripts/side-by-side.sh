@@ -30,6 +30,8 @@
 # 10 s to stop; the JS launcher also exits by itself after 30 minutes. All processes are stopped
 # on any exit. Exit status: 0 if every run had every packet fulfilled, else non-zero.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo="$PWD"
 
@@ -110,9 +112,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
 ports=()
 while ((${#ports[@]} < 4)); do
   port="$(free_port)"
@@ -188,36 +187,7 @@ server_must_be_alive() {
 
 # --- ours ----------------------------------------------------------------------------------------
 mkdir -p "$work/ours"
-cat >"$work/ours/config.toml" <<EOF
-[node]
-id = "side-by-side"
-ilp_address = "test.m2m"
-asset_code = "USD"
-asset_scale = 6
-bind_host = "127.0.0.1"
-btp_port = $btp_port
-health_port = $health_port
-
-[journal]
-dir = "$work/ours/journal"
-durable = $OURS_DURABLE
-
-[[peers]]
-id = "alice"
-relation = "child"
-asset_code = "USD"
-asset_scale = 6
-incoming_token = "alice-token"
-credit_limit = 1000000000000000
-
-[[peers]]
-id = "bob"
-relation = "child"
-asset_code = "USD"
-asset_scale = 6
-incoming_token = "bob-token"
-credit_limit = 0
-EOF
+two_children_config "side-by-side" "$btp_port" "$health_port" "$work/ours/journal" "$OURS_DURABLE" >"$work/ours/config.toml"
 echo "== starting m2m-connector on 127.0.0.1:$btp_port (health $health_port), journal durable = $OURS_DURABLE" >&2
 # The environment overrides the file: pin what matters so an inherited variable can't change it.
 (cd "$work/ours" && exec env BTP_PORT="$btp_port" HEALTH_PORT="$health_port" \
