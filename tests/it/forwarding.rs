@@ -354,6 +354,13 @@ async fn raw_connect(node: &Node, username: &str, token: &str) -> RawSocket {
     socket
 }
 
+/// A raw socket past the auth handshake (the server's Response checked).
+async fn raw_session(node: &Node, username: &str, token: &str) -> RawSocket {
+    let mut socket = raw_connect(node, username, token).await;
+    assert!(matches!(next_frame(&mut socket).await, Some(BtpPacket::Response { .. })), "auth accepted");
+    socket
+}
+
 async fn next_frame(socket: &mut RawSocket) -> Option<BtpPacket> {
     loop {
         match tokio::time::timeout(TIMEOUT, socket.next()).await.ok()?? {
@@ -429,8 +436,7 @@ async fn replies_in_message_frames_are_matched_by_request_id() {
     let node = start(&base_config("", "")).await;
     let alice = Endpoint::connect(&url(&node), "alice", "alice-token", None).await.unwrap();
     // Bob answers Prepares the interledger-rs 1.0 way: the Fulfill in a Message frame.
-    let mut bob = raw_connect(&node, "bob", "bob-token").await;
-    assert!(matches!(next_frame(&mut bob).await, Some(BtpPacket::Response { .. })));
+    let mut bob = raw_session(&node, "bob", "bob-token").await;
     let bob_task = tokio::spawn(async move {
         let Some(BtpPacket::Message { request_id, protocol_data }) = next_frame(&mut bob).await else {
             panic!("bob expected a Prepare");
@@ -618,8 +624,7 @@ async fn saturated_session_answers_t03_at_once() {
 async fn oversized_message_closes_the_socket_and_is_counted() {
     let node = start(&base_config("btp_message_size_max = 40000", "")).await;
     let before = counter_value("btp_frames_dropped_total{reason=\"oversized\"}");
-    let mut socket = raw_connect(&node, "alice", "alice-token").await;
-    assert!(matches!(next_frame(&mut socket).await, Some(BtpPacket::Response { .. })));
+    let mut socket = raw_session(&node, "alice", "alice-token").await;
     let huge = vec![0u8; 50_000];
     let _ = socket.send(Message::Binary(huge.into())).await;
     assert!(next_frame(&mut socket).await.is_none(), "the connector closes a socket that exceeds the limit");
@@ -712,8 +717,7 @@ async fn addresses_under_ours_never_take_a_shorter_route() {
 async fn a_btp_error_with_a_huge_name_becomes_a_bounded_t01() {
     let node = start(&base_config("", "")).await;
     let alice = Endpoint::connect(&url(&node), "alice", "alice-token", None).await.unwrap();
-    let mut bob = raw_connect(&node, "bob", "bob-token").await;
-    assert!(matches!(next_frame(&mut bob).await, Some(BtpPacket::Response { .. })));
+    let mut bob = raw_session(&node, "bob", "bob-token").await;
     let bob_task = tokio::spawn(async move {
         let Some(BtpPacket::Message { request_id, .. }) = next_frame(&mut bob).await else { panic!("a Prepare") };
         let huge_name = "x".repeat(20_000);

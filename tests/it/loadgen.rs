@@ -14,39 +14,14 @@ use tokio::sync::watch;
 
 use crate::support::run_with_timeout;
 
-/// alice and bob are children in one asset; alice's credit covers any run here many times.
-const CONFIG: &str = r#"
-[node]
-id = "loadgen-test"
-ilp_address = "test.m2m"
-asset_code = "USD"
-asset_scale = 6
-bind_host = "127.0.0.1"
-btp_port = 0
-health_port = 0
-
-[[peers]]
-id = "alice"
-relation = "child"
-asset_code = "USD"
-asset_scale = 6
-incoming_token = "alice-token"
-credit_limit = 1000000000000
-
-[[peers]]
-id = "bob"
-relation = "child"
-asset_code = "USD"
-asset_scale = 6
-incoming_token = "bob-token"
-credit_limit = 0
-"#;
-
 /// The node, and the temporary directory its journal lives in (deleted when dropped).
 async fn start_node() -> (Node, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let journal = dir.path().join("journal").display().to_string();
-    let text = format!("{CONFIG}\n[journal]\ndir = {journal:?}\n");
+    // alice and bob are children in one asset (ports 0: any free one); at amount 1 per packet,
+    // alice's credit covers every run here many times.
+    let config = crate::support::two_children_config(0, 0);
+    let text = format!("{config}\n[journal]\ndir = {journal:?}\n");
     let loaded = config::parse(&text, &Env::default()).expect("test config is valid");
     (Node::start(loaded.config).await.expect("node starts"), dir)
 }
