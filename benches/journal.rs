@@ -3,15 +3,17 @@
 //!
 //! Groups (each benchmark id is `group/case/frame size`, throughput in events):
 //!
-//! - `journal_append/durable/N`: what the writer thread does per batch with group commit on:
-//!   `Store::write_frame` (`frame::encode` + one sled insert) then `Store::flush` (`db.flush()`,
-//!   which ends in an fsync of sled's log), one frame of N events per iteration.
-//! - `journal_append/no_flush/N`: the same with `SledStore::set_durable(false)`: encode + insert
-//!   only, to separate the fsync from the rest.
-//! - `journal_append/prototype_durable_fdatasync/N`: `durable` plus an fdatasync of sled's log
-//!   file after the flush. sled 0.34's `flush` ends in `sync_file_range` on Linux, not in
-//!   fdatasync (sled issues #1351, #1452), so it does not flush the disk's volatile write cache
-//!   nor commit a grown file's size; this row prices making the flush a real one.
+//! - `journal_append/commit_log/N`: what the journal writer does per batch: `Store::write_frame`
+//!   (`frame::encode`, one sled insert, the frame queued for the commit log) then `Store::flush`
+//!   (one write and one fdatasync of the commit log; a sled flush when the log is full), one
+//!   frame of N events per iteration.
+//! - `journal_append/sled_flush/N`: the same without a commit log (how the writer worked before
+//!   it, and how tools still flush): the flush is sled's `db.flush()` plus an fdatasync of sled's
+//!   log file. sled 0.34's flush ends in `sync_file_range` on Linux, not fdatasync (sled issues
+//!   #1351, #1452), so it flushes neither the disk's write cache nor a grown file's size; and it
+//!   hands the write to sled's IO thread pool and waits for it.
+//! - `journal_append/no_flush/N`: `SledStore::set_durable(false)`: encode + insert only, to
+//!   separate the disk from the rest.
 //! - `journal_encode/*/N`: `frame::encode` alone into the store's reused buffer, and its two parts
 //!   (bincode over serde, CRC-32), plus `prototype_manual`: a hand-written encoder in this file
 //!   that produces the same bytes (checked before timing) without going through serde, to show
@@ -41,7 +43,7 @@ use std::cell::OnceCell;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use m2m_connector::journal::frame;
+use m2m_connector::journal::{commit_log, frame};
 use m2m_connector::journal::recovery;
 use m2m_connector::journal::{
     Event, JournalEntry, PacketFulfilled, PacketPrepared, PacketRejected, SledStore, Stage, Store,
@@ -200,8 +202,8 @@ fn print_frame_sizes() {
 fn bench_append(c: &mut Criterion) {
     print_frame_sizes();
     let mut group = c.benchmark_group("journal_append");
-    for (case, durable, fdatasync) in
-        [("durable", true, false), ("no_flush", false, false), ("prototype_durable_fdatasync", true, true)]
+    for (case, durable, commit_log) in
+        [("commit_log", true, true), ("sled_flush", true, false), ("no_flush", false, false)]
     {
         for size in FRAME_SIZES {
             group.throughput(Throughput::Elements(size as u64));
@@ -209,9 +211,9 @@ fn bench_append(c: &mut Criterion) {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let mut store = SledStore::open(dir.path()).expect("open journal");
                 store.set_durable(durable);
-                // sled 0.34's log is the file `db`; its flush ends in sync_file_range, which
-                // neither flushes the device's write cache nor commits the file's size.
-                let log = fdatasync.then(|| std::fs::File::open(dir.path().join("db")).expect("sled log"));
+                if commit_log {
+                    store.attach_commit_log(commit_log::CAPACITY_DEFAULT).expect("commit log");
+                }
                 let mut entries = sample_frame(size);
                 let mut next_seq = 1;
                 b.iter_custom(|iterations| {
@@ -221,9 +223,6 @@ fn bench_append(c: &mut Criterion) {
                         let started = Instant::now();
                         store.write_frame(black_box(&entries)).expect("write");
                         store.flush().expect("flush");
-                        if let Some(log) = &log {
-                            log.sync_data().expect("fdatasync");
-                        }
                         total += started.elapsed();
                     }
                     total

@@ -18,6 +18,10 @@
 #       # projection_lag_events{projection="tigerbeetle"} once a second during each run and after
 #       # it until 0 (at most LAG_WAIT_SECONDS, default 120): adds `lag` to the line
 #       # (max, seconds from the load generator's exit to 0, the samples)
+#   PERF_DIR=/tmp/prof WINDOWS=256 scripts/loadgen-demo.sh
+#       # also sample the connector with `perf record -e cpu-clock` (software clock: works where
+#       # the VM has no hardware counters) during each run, and write PERF_DIR/w<W>.data plus
+#       # PERF_DIR/w<W>.top.txt: the top symbols by self time, and the CPU per thread
 #
 # Bounded: each run stops issuing after RUN_SECONDS (at most 600) and is killed if it has not
 # exited RUN_SECONDS + 40 s later; the connector gets 20 s to become ready and 10 s to stop.
@@ -33,6 +37,11 @@ DURABLE="${DURABLE:-true}"
 FEATURES="${FEATURES:-}"
 LAG_PROJECTION="${LAG_PROJECTION:-}"
 LAG_WAIT_SECONDS="${LAG_WAIT_SECONDS:-120}"
+PERF_DIR="${PERF_DIR:-}"
+if [[ -n "$PERF_DIR" ]]; then
+  command -v perf >/dev/null || { echo "PERF_DIR needs perf (Debian: apt-get install linux-perf)" >&2; exit 2; }
+  mkdir -p "$PERF_DIR"
+fi
 if ! [[ "$RUN_SECONDS" =~ ^[0-9]+$ ]] || ((RUN_SECONDS < 1 || RUN_SECONDS > 600)); then
   echo "RUN_SECONDS must be 1..600" >&2
   exit 2
@@ -133,10 +142,28 @@ for window in $WINDOWS; do
     lag_sampler "$started" "$work/lag-$run" &
     sampler_pid=$!
   fi
+  perf_pid=""
+  if [[ -n "$PERF_DIR" ]]; then
+    perf record -q -e cpu-clock -F 999 -p "$connector_pid" -o "$PERF_DIR/w$window.data" \
+      -- sleep "$RUN_SECONDS" 2>"$PERF_DIR/w$window.record.log" &
+    perf_pid=$!
+  fi
   line="$(timeout --kill-after=5 $((RUN_SECONDS + 40)) "$loadgen" --role both --url "ws://127.0.0.1:$btp_port" \
     --window "$window" --seconds "$RUN_SECONDS" --expiry-ms 10000 --threads "$LOADGEN_THREADS")" || status=$?
   ended="$(now)"
   thread_ticks >"$work/ticks-after"
+  if [[ -n "$perf_pid" ]]; then
+    wait "$perf_pid" || true
+    {
+      echo "# perf record -e cpu-clock -F 999 over ${RUN_SECONDS}s at W=$window; self time"
+      echo "## by thread"
+      perf report -i "$PERF_DIR/w$window.data" --stdio --sort comm 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12
+      echo "## top symbols"
+      perf report -i "$PERF_DIR/w$window.data" --stdio --no-children --sort dso,symbol 2>/dev/null |
+        grep -v '^#' | grep -v '^$' | head -40
+    } >"$PERF_DIR/w$window.top.txt" || true # head closes the pipe early
+    echo "== profile: $PERF_DIR/w$window.top.txt" >&2
+  fi
   rss_after="$(rss_kb)"
   lag_json=null
   if [[ -n "$sampler_pid" ]]; then

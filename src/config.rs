@@ -59,6 +59,10 @@ pub struct JournalConfig {
     /// Flush each batch to disk before its Fulfills leave (default true). `false` is for
     /// measuring what durability costs: a crash can then lose acknowledged Fulfills.
     pub durable: bool,
+    /// `JOURNAL_COMMIT_LOG_MIB`: the most disk the commit log takes (default 64 MiB). Batches
+    /// become durable there; when it is full, sled is flushed and it starts over. Its space is
+    /// allocated ahead, so a full disk is noticed when it needs more.
+    pub commit_log_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -596,6 +596,7 @@ pub struct Metrics {
     journal_flush_seconds: Histogram,
     journal_frame_size_bytes: Histogram,
     journal_frame_events: Histogram,
+    journal_commit_log_restarts: Counter,
     /// Projection name → events behind the journal head; registered once per projection.
     projection_lag: Mutex<Vec<(String, Arc<Gauge>)>>,
     process_start_time_seconds: f64,
@@ -634,6 +635,7 @@ impl Metrics {
             journal_durable_seq: Gauge::new(),
             journal_flush_seconds: Histogram::new(&FLUSH_BOUNDS_NS, 1e9),
             journal_frame_size_bytes: Histogram::new(&FRAME_SIZE_BOUNDS, 1.0),
+            journal_commit_log_restarts: Counter::new(),
             journal_frame_events: Histogram::new(&BATCH_SIZE_BOUNDS, 1.0),
             projection_lag: Mutex::new(Vec::new()),
             process_start_time_seconds,
@@ -657,6 +659,11 @@ impl Metrics {
     pub fn journal_flushed(&self, elapsed: Duration, frame_size: usize) {
         self.journal_flush_seconds.observe(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
         self.journal_frame_size_bytes.observe(frame_size as u64);
+    }
+
+    /// The commit log was full: sled was flushed and the log started over.
+    pub fn journal_commit_log_restarted(&self) {
+        self.journal_commit_log_restarts.inc();
     }
 
     /// The lag gauge of a projection (events between the journal's durable head and what the
@@ -1068,6 +1075,8 @@ impl Metrics {
         histogram(out, "journal_frame_size_bytes", &[], &self.journal_frame_size_bytes)?;
         header(out, "journal_frame_events", "histogram", HELP_JOURNAL_FRAME_EVENTS)?;
         histogram(out, "journal_frame_events", &[], &self.journal_frame_events)?;
+        header(out, "journal_commit_log_restarts_total", "counter", HELP_JOURNAL_COMMIT_LOG_RESTARTS)?;
+        sample(out, "journal_commit_log_restarts_total", &[], self.journal_commit_log_restarts.get())?;
         header(out, "projection_lag_events", "gauge", HELP_PROJECTION_LAG)?;
         for (name, gauge) in lock(&self.projection_lag).iter() {
             sample(out, "projection_lag_events", &[("projection", name)], gauge.get())?;
@@ -1239,7 +1248,10 @@ const HELP_QUEUE_DEPTH: &str = "Items waiting in the queue in front of each pipe
 const HELP_BATCH_SIZE: &str = "Items per batch that each pipeline stage drained.";
 const HELP_JOURNAL_HEAD: &str = "Sequence number of the last event the forwarder appended to the journal.";
 const HELP_JOURNAL_DURABLE: &str = "Sequence number of the last event flushed to disk.";
-const HELP_JOURNAL_FLUSH: &str = "Time of one group-commit write and flush of the journal.";
+const HELP_JOURNAL_FLUSH: &str =
+    "Time of one group commit: the write and fdatasync of the commit log (or, when it is full, a sled flush).";
+const HELP_JOURNAL_COMMIT_LOG_RESTARTS: &str =
+    "Times the journal's commit log was full, so sled was flushed and the log started over.";
 const HELP_JOURNAL_FRAME_SIZE: &str = "Size in bytes of each journal frame written.";
 const HELP_JOURNAL_FRAME_EVENTS: &str = "Events in each journal frame written.";
 const HELP_PROJECTION_LAG: &str = "Events between the journal's durable head and what a projection has applied.";

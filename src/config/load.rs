@@ -594,6 +594,12 @@ fn read_journal(report: &mut Report, table: &Table, env: &Env) -> JournalConfig 
         .or(Retention::Keep);
     let archive_dir = f.string(r, "archive_dir", non_empty).optional();
     let durable = f.boolean(r, "durable").or(true);
+    let commit_log_mib = f
+        .unsigned(r, "commit_log_mib", commit_log_mib)
+        .overridden_by(r, env, "JOURNAL_COMMIT_LOG_MIB", |text| {
+            text.parse::<u64>().map_err(|_| "must be a whole number".to_string()).and_then(commit_log_mib)
+        })
+        .or(crate::journal::commit_log::CAPACITY_DEFAULT >> 20);
     f.finish(r);
     if !durable.unwrap_or(true) {
         r.warning(
@@ -613,6 +619,16 @@ fn read_journal(report: &mut Report, table: &Table, env: &Env) -> JournalConfig 
         retention: retention.unwrap_or(Retention::Keep),
         archive_dir,
         durable: durable.unwrap_or(true),
+        commit_log_bytes: commit_log_mib.unwrap_or(crate::journal::commit_log::CAPACITY_DEFAULT >> 20) << 20,
+    }
+}
+
+/// The commit log's size in MiB: 1 to 4096.
+fn commit_log_mib(value: u64) -> Result<u64, String> {
+    if (1..=4096).contains(&value) {
+        Ok(value)
+    } else {
+        Err("must be 1 to 4096 (MiB)".to_string())
     }
 }
 
@@ -1554,6 +1570,33 @@ mod tests {
             "unexpected {unmatched:?}, {}",
             context()
         );
+    }
+
+    #[test]
+    fn journal_commit_log_size() {
+        check_cases(
+            r#"
+@node
+[journal]
+commit_log_mib = 0
+=> journal.commit_log_mib: 1 to 4096
+---
+@node
+[journal]
+commit_log_mib = 4097
+=> journal.commit_log_mib: 1 to 4096
+---
+@node
+$ JOURNAL_COMMIT_LOG_MIB=lots
+=> env JOURNAL_COMMIT_LOG_MIB: whole number"#,
+        );
+        let parsed = |text: &str, env: &[(&str, &str)]| {
+            parse(text, &Env::from_pairs(env.iter().copied())).unwrap().config.journal.commit_log_bytes
+        };
+        assert_eq!(parsed(NODE, &[]), 64 << 20);
+        let text = format!("{NODE}[journal]\ncommit_log_mib = 8\n");
+        assert_eq!(parsed(&text, &[]), 8 << 20);
+        assert_eq!(parsed(&text, &[("JOURNAL_COMMIT_LOG_MIB", "2")]), 2 << 20);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! slow disk never blocks a tokio worker; when it falls behind, its queue fills and the
 //! forwarder stops taking Prepares (backpressure), never the reverse.
 
+pub mod commit_log;
 pub mod event;
 pub mod frame;
 pub mod recovery;
@@ -47,6 +48,11 @@ pub trait Store: Send + 'static {
     fn flush(&mut self) -> Result<(), JournalError>;
     /// Stores a snapshot of the forwarder's state as of `seq` (flushed with the next frame).
     fn save_snapshot(&mut self, _seq: u64, _snapshot: &[u8]) -> Result<(), JournalError> {
+        Ok(())
+    }
+    /// Called once when the writer stops, after its last flush: leave the store so the next
+    /// start has the least to do.
+    fn close(&mut self) -> Result<(), JournalError> {
         Ok(())
     }
 }
@@ -172,6 +178,11 @@ pub fn run_writer<S: Store, R: Release>(
         if !status.failed.load(Ordering::Acquire) && store.flush().is_ok() {
             status.durable_seq.store(seq, Ordering::Release);
             crate::metrics::global().journal_durable(seq, count);
+        }
+    }
+    if !status.failed.load(Ordering::Acquire) {
+        if let Err(error) = store.close() {
+            tracing::warn!(%error, "closing the journal store failed; the next start recovers from the commit log");
         }
     }
     store

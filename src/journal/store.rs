@@ -6,11 +6,17 @@
 //! (group commit); its background flusher is turned off so nothing else decides durability.
 //! sled holds an exclusive lock on the directory, so a second node on the same journal fails to
 //! start instead of interleaving writes.
+//!
+//! The journal writer's store has a commit log ([`super::commit_log`]): a batch is made durable
+//! by appending its frames there and fdatasyncing, and sled itself is flushed only when the log
+//! is full and at stop. Opening a journal copies into sled any frame that only the commit log
+//! holds (written before a crash, after sled's last flush), so readers only ever read sled.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::commit_log::{self, CommitLog};
 use super::event::JournalEntry;
 use super::frame::{self, FrameError};
 use super::{JournalError, Store};
@@ -26,7 +32,6 @@ const CACHE_CAPACITY_BYTES: u64 = 64 << 20;
 /// than as separate blob files; 8 MiB leaves room for frames of several thousand events.
 const SEGMENT_SIZE_BYTES: usize = 8 << 20;
 
-#[derive(Clone)]
 pub struct SledStore {
     db: sled::Db,
     frames: sled::Tree,
@@ -40,6 +45,30 @@ pub struct SledStore {
     durable: bool,
     /// sled's log file, for the fdatasync that sled's own flush leaves out (see `flush`).
     log_file: Arc<std::fs::File>,
+    /// The journal writer's commit log (see [`SledStore::attach_commit_log`]); clones have none.
+    commit_log: Option<CommitLog>,
+    /// The last seq written by `write_frame` (what a sled flush makes durable).
+    last_written_seq: u64,
+}
+
+impl Clone for SledStore {
+    /// A handle on the same journal, for reading (and for checkpoints, retention and tools,
+    /// which flush sled themselves). It has no commit log: only the writer's store writes one.
+    fn clone(&self) -> SledStore {
+        SledStore {
+            db: self.db.clone(),
+            frames: self.frames.clone(),
+            snapshots: self.snapshots.clone(),
+            checkpoints: self.checkpoints.clone(),
+            dir: self.dir.clone(),
+            buffer: Vec::new(),
+            last_frame_size: 0,
+            durable: self.durable,
+            log_file: self.log_file.clone(),
+            commit_log: None,
+            last_written_seq: self.last_written_seq,
+        }
+    }
 }
 
 /// One frame read back: its key and events.
@@ -68,7 +97,7 @@ impl SledStore {
         )))?;
         let db = open_db(dir)?;
         let tree = |name: &str| db.open_tree(name).map_err(|error| storage(format!("opening tree {name}"), error));
-        Ok(SledStore {
+        let mut store = SledStore {
             frames: tree("frames")?,
             snapshots: tree("snapshots")?,
             checkpoints: tree("checkpoints")?,
@@ -80,7 +109,83 @@ impl SledStore {
             log_file: Arc::new(std::fs::File::open(dir.join(SLED_LOG_FILE)).map_err(|error| {
                 JournalError::Storage(format!("cannot open sled's log file in {}: {error}", dir.display()))
             })?),
-        })
+            commit_log: None,
+            last_written_seq: 0,
+        };
+        store.copy_from_commit_log()?;
+        store.last_written_seq = store.last_seq()?;
+        Ok(store)
+    }
+
+    /// Copies into sled the frames that only the commit log holds: those written after sled's
+    /// last flush by a node that then stopped without closing (a crash, a kill, a power loss).
+    fn copy_from_commit_log(&mut self) -> Result<(), JournalError> {
+        let log_error = |error: std::io::Error| {
+            JournalError::Storage(format!(
+                "cannot read the commit log {}: {error}",
+                self.dir.join(commit_log::FILE_NAME).display()
+            ))
+        };
+        let Some(scan) = commit_log::scan(&self.dir).map_err(log_error)? else { return Ok(()) };
+        let held = self.last_seq()?;
+        let mut last = held;
+        let mut copied = 0usize;
+        for logged in scan.frames.iter().filter(|logged| logged.first_seq > held.max(scan.base_seq)) {
+            if logged.first_seq != last + 1 {
+                return Err(JournalError::Storage(format!(
+                    "the commit log in {} continues at seq {} but the journal ends at seq {last}: \
+                     frames are missing between them",
+                    self.dir.display(),
+                    logged.first_seq
+                )));
+            }
+            frame::check(&logged.bytes).map_err(|reason| corrupt(&self.dir, logged.first_seq, reason))?;
+            self.frames
+                .insert(seq_key(logged.first_seq), logged.bytes.as_slice())
+                .map_err(|error| storage("copying a frame from the commit log".into(), error))?;
+            last = logged.first_seq + u64::from(logged.events) - 1;
+            copied += 1;
+        }
+        if copied > 0 {
+            self.sync_sled()?;
+            tracing::info!(
+                dir = %self.dir.display(),
+                frames = copied,
+                last_seq = last,
+                "journal: copied frames written before the last stop from the commit log into sled"
+            );
+        }
+        Ok(())
+    }
+
+    /// Gives this store the commit log (the journal writer's store only): from now on a flush
+    /// writes and fdatasyncs the log instead of flushing sled. Without durability (benchmarks of
+    /// what it costs) there is nothing to attach.
+    pub fn attach_commit_log(&mut self, capacity: u64) -> Result<(), JournalError> {
+        if !self.durable {
+            return Ok(());
+        }
+        // The log starts over at what sled holds, so sled must hold it durably.
+        self.sync_sled()?;
+        let log = CommitLog::open(&self.dir, capacity, self.last_written_seq).map_err(|error| {
+            JournalError::Storage(format!(
+                "cannot open the commit log {}: {error}",
+                self.dir.join(commit_log::FILE_NAME).display()
+            ))
+        })?;
+        self.commit_log = Some(log);
+        Ok(())
+    }
+
+    /// sled's flush plus the fdatasync it leaves out: every insert so far is durable in sled.
+    fn sync_sled(&self) -> Result<(), JournalError> {
+        SledStore::flush(self)?;
+        // sled 0.34 ends its flush with sync_file_range, which writes the pages but doesn't
+        // flush the disk's volatile cache or the file's metadata: a power loss could still lose
+        // them. fdatasync makes them durable.
+        self.log_file
+            .sync_data()
+            .map_err(|error| JournalError::Storage(format!("fdatasync of the journal failed: {error}")))
     }
 
     /// Turns off the flush per batch (benchmarks of what durability costs only).
@@ -288,22 +393,58 @@ impl Store for SledStore {
         self.frames
             .insert(seq_key(first.seq), self.buffer.as_slice())
             .map_err(|error| storage("writing a frame".into(), error))?;
+        let last = entries.last().map_or(first.seq, |entry| entry.seq);
+        self.last_written_seq = last;
+        if let Some(log) = &mut self.commit_log {
+            log.append(first.seq, (last - first.seq + 1) as u32, &self.buffer);
+        }
         Ok(())
     }
 
+    /// Makes the batch durable, which is what releasing its Fulfills promises: with the commit
+    /// log, one write and fdatasync of it (or, when it is full, a sled flush and a fresh log);
+    /// without (tools and tests), a sled flush.
     fn flush(&mut self) -> Result<(), JournalError> {
         let started = Instant::now();
         if self.durable {
-            SledStore::flush(self)?;
-            // sled 0.34 ends its flush with sync_file_range, which writes the pages but doesn't
-            // flush the disk's volatile cache or the file's metadata: a power loss could still
-            // lose them. fdatasync makes the batch durable, which is what releasing its
-            // Fulfills promises.
-            self.log_file
-                .sync_data()
-                .map_err(|error| JournalError::Storage(format!("fdatasync of the journal failed: {error}")))?;
+            let log_error = |what: &str, error: std::io::Error| {
+                JournalError::Storage(format!("{what} of the commit log in {} failed: {error}", self.dir.display()))
+            };
+            match &self.commit_log {
+                Some(log) if log.fits() => {
+                    let log = self.commit_log.as_mut().expect("matched");
+                    log.write().map_err(|error| log_error("the write", error))?;
+                    log.sync().map_err(|error| log_error("fdatasync", error))?;
+                }
+                Some(_) => {
+                    // Full: sled takes everything written so far durably, and the log starts
+                    // over after it.
+                    self.sync_sled()?;
+                    let through = self.last_written_seq;
+                    let log = self.commit_log.as_mut().expect("matched");
+                    log.start_over(through).map_err(|error| log_error("starting over", error))?;
+                    crate::metrics::global().journal_commit_log_restarted();
+                }
+                None => self.sync_sled()?,
+            }
         }
         crate::metrics::global().journal_flushed(started.elapsed(), self.last_frame_size);
+        Ok(())
+    }
+
+    /// At stop: sled takes everything durably and the commit log starts over empty, so the next
+    /// start copies nothing.
+    fn close(&mut self) -> Result<(), JournalError> {
+        if !self.durable || self.commit_log.is_none() {
+            return Ok(());
+        }
+        self.sync_sled()?;
+        let through = self.last_written_seq;
+        if let Some(log) = &mut self.commit_log {
+            log.start_over(through).map_err(|error| {
+                JournalError::Storage(format!("starting the commit log over in {} failed: {error}", self.dir.display()))
+            })?;
+        }
         Ok(())
     }
 
@@ -369,5 +510,90 @@ fn open_error(dir: &Path, error: sled::Error) -> JournalError {
         JournalError::Locked(dir.to_path_buf())
     } else {
         JournalError::Storage(format!("cannot open the journal in {}: {text}", dir.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::event::{Event, PacketFulfilled};
+    use crate::journal::Store;
+
+    fn entries(first: u64, count: u64) -> Vec<JournalEntry> {
+        (first..first + count)
+            .map(|seq| JournalEntry {
+                seq,
+                timestamp_ms: 1_700_000_000_000 + seq as i64,
+                event: Event::PacketFulfilled(PacketFulfilled { packet_id: seq, fulfillment: [seq as u8; 32] }),
+            })
+            .collect()
+    }
+
+    /// What a crash leaves on disk: a copy of every file of the journal taken while the node
+    /// runs (written pages are in the copy, whatever sled still holds in memory is not).
+    fn crash_image(from: &Path, to: &Path) {
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                std::fs::create_dir_all(&target).unwrap();
+                crash_image(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn frames_flushed_to_the_commit_log_survive_a_crash_before_sleds_flush() {
+        let live = tempfile::tempdir().unwrap();
+        let mut store = SledStore::open(live.path()).unwrap();
+        store.write_frame(&entries(1, 10)).unwrap();
+        Store::flush(&mut store).unwrap();
+        store.attach_commit_log(commit_log::CAPACITY_DEFAULT).unwrap();
+        for frame in 1..20 {
+            store.write_frame(&entries(frame * 10 + 1, 10)).unwrap();
+            Store::flush(&mut store).unwrap();
+        }
+        // Written but never flushed: may be lost, like an in-flight Prepare.
+        store.write_frame(&entries(201, 10)).unwrap();
+
+        let image = tempfile::tempdir().unwrap();
+        crash_image(live.path(), image.path());
+        // Without the commit log, sled alone lost what came after its last flush: this is what
+        // the commit log is for (and why this test can fail).
+        let sled_only = tempfile::tempdir().unwrap();
+        crash_image(image.path(), sled_only.path());
+        std::fs::remove_file(sled_only.path().join(commit_log::FILE_NAME)).unwrap();
+        assert_eq!(SledStore::open(sled_only.path()).unwrap().last_seq().unwrap(), 10);
+
+        let recovered = SledStore::open(image.path()).unwrap();
+        let summary = recovered.verify().unwrap();
+        assert_eq!((summary.first_seq, summary.last_seq, summary.frame_count), (Some(1), Some(200), 20));
+        drop(recovered);
+        // Opening again copies nothing twice.
+        let summary = SledStore::open(image.path()).unwrap().verify().unwrap();
+        assert_eq!((summary.last_seq, summary.frame_count), (Some(200), 20));
+    }
+
+    #[test]
+    fn a_full_commit_log_flushes_sled_and_starts_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SledStore::open(dir.path()).unwrap();
+        // The smallest capacity the log accepts (1 MiB): frames of 1000 events (~45 KiB) fill
+        // it after ~20 flushes.
+        store.attach_commit_log(0).unwrap();
+        for frame in 0..300 {
+            store.write_frame(&entries(frame * 1000 + 1, 1000)).unwrap();
+            Store::flush(&mut store).unwrap();
+        }
+        let log = store.commit_log.as_ref().unwrap();
+        assert!(log.used() <= commit_log::CAPACITY_MIN);
+        let scan = commit_log::scan(dir.path()).unwrap().unwrap();
+        assert!(scan.base_seq > 100_000, "started over at least once: base {}", scan.base_seq);
+        assert_eq!(scan.frames.last().unwrap().first_seq, 299_001);
+        Store::close(&mut store).unwrap();
+        let scan = commit_log::scan(dir.path()).unwrap().unwrap();
+        assert_eq!((scan.base_seq, scan.frames.len()), (300_000, 0), "closed: sled holds everything");
     }
 }

@@ -130,7 +130,8 @@ impl Pipeline {
         journal_status.durable_seq.store(last_seq, Ordering::Release);
 
         let writer_status = journal_status.clone();
-        let writer_store = store.clone();
+        let mut writer_store = store.clone();
+        writer_store.attach_commit_log(config.journal.commit_log_bytes)?;
         let journal_thread = std::thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || journal::run_writer(writer_store, journal_rx, writer_status))?;

@@ -80,8 +80,7 @@ pub fn spawn<P: Projection + Send + 'static>(
 /// Reads events `from..=to` (at most a batch), refusing a gap: a projection never applies
 /// around missing events (frames archived before this projection had a checkpoint, say).
 fn read_batch(store: &SledStore, from: u64, to: u64, batch: &mut Vec<JournalEntry>) -> Result<(), JournalError> {
-    let mut expected = from;
-    for entry in store.entries_from(from) {
+    for (expected, entry) in (from..).zip(store.entries_from(from)) {
         let entry = entry?;
         if entry.seq > to || batch.len() >= BATCH_EVENTS_MAX {
             break;
@@ -93,7 +92,6 @@ fn read_batch(store: &SledStore, from: u64, to: u64, batch: &mut Vec<JournalEntr
                 entry.seq
             )));
         }
-        expected += 1;
         batch.push(entry);
     }
     if batch.is_empty() {

@@ -234,8 +234,10 @@ async fn a_full_disk_refuses_new_prepares_with_t00_and_acknowledges_nothing_undu
     let _unmount = Unmount(mount.path());
 
     let journal_dir = mount.path().join("journal");
-    let node = start_in(&journal_dir, "").await.unwrap();
-    // Leave about 64 KiB free: a few hundred events' worth.
+    // The smallest commit log (1 MiB, allocated 256 KiB at a time), so the disk is noticed full
+    // when the log needs its next 256 KiB: a thousand packets or so.
+    let node = start_in(&journal_dir, "commit_log_mib = 1").await.unwrap();
+    // Leave about 64 KiB free: less than the commit log's next step.
     let free = fs_free_bytes(mount.path());
     let filler = vec![0u8; 1 << 20];
     let mut file = std::fs::File::create(mount.path().join("filler")).unwrap();
@@ -253,7 +255,7 @@ async fn a_full_disk_refuses_new_prepares_with_t00_and_acknowledges_nothing_undu
     let data = vec![7u8; 64];
     let mut fulfilled = 0u64;
     let mut refused = None;
-    for index in 0..2000u32 {
+    for index in 0..5000u32 {
         let mut unique = data.clone();
         unique[..4].copy_from_slice(&index.to_be_bytes());
         match alice.send(&prepare(10, "test.m2m.bob", &unique, 5_000), TIMEOUT).await {
@@ -270,7 +272,9 @@ async fn a_full_disk_refuses_new_prepares_with_t00_and_acknowledges_nothing_undu
         }
     }
     assert!(fulfilled > 0, "refused at once with {refused:?}");
-    let code = refused.expect("the full disk must be noticed within 2000 packets");
+    let code = refused.expect("the full disk must be noticed within 5000 packets (~1300 fill the commit log)");
+    let commit_log = std::fs::metadata(journal_dir.join("commit.log")).unwrap().len();
+    assert!(commit_log <= 1 << 20, "the commit log stays within its 1 MiB: {commit_log}");
     assert!(
         code == ErrorCode::T00_INTERNAL_ERROR || code == ErrorCode::R00_TRANSFER_TIMED_OUT,
         "new Prepares are refused with T00 (got {code})"
