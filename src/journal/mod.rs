@@ -17,8 +17,8 @@ pub mod store;
 pub use event::*;
 pub use store::SledStore;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// A failure of the journal's storage. The node stops acknowledging Fulfills when it sees one.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +70,7 @@ pub struct Commit<R> {
     pub snapshot: Option<(u64, Vec<u8>)>,
 }
 
-/// Progress of the journal writer, shared with health and metrics.
+/// Progress of the journal writer, shared with health, metrics and projections.
 #[derive(Debug, Default)]
 pub struct JournalStatus {
     /// Highest sequence number known durable.
@@ -78,6 +78,47 @@ pub struct JournalStatus {
     pub frames_written: AtomicU64,
     /// Set when the store failed; from then on nothing is released.
     pub failed: AtomicBool,
+    /// Subscribers to the durable batches (see [`JournalStatus::subscribe`]).
+    feed: Mutex<Vec<crossbeam_channel::Sender<DurableBatch>>>,
+    feed_subscribers: AtomicUsize,
+}
+
+/// Events the writer just made durable, in order, as it wrote them.
+pub type DurableBatch = Arc<Vec<JournalEntry>>;
+
+/// Batches a subscriber may have waiting; past that, the writer drops batches for it (never
+/// waits), and the subscriber reads those events back from the store.
+pub const FEED_BATCHES_MAX: usize = 64;
+
+impl JournalStatus {
+    /// Every batch made durable from now on, for a projection tailing the journal: it saves
+    /// reading back and decoding what was just written. Lossy by design (the writer never
+    /// waits for a subscriber): a subscriber must check that a batch continues where it is, and
+    /// read from the store otherwise.
+    pub fn subscribe(&self) -> crossbeam_channel::Receiver<DurableBatch> {
+        let (sender, receiver) = crossbeam_channel::bounded(FEED_BATCHES_MAX);
+        let mut feed = self.feed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        feed.push(sender);
+        self.feed_subscribers.store(feed.len(), Ordering::Release);
+        receiver
+    }
+
+    fn has_subscribers(&self) -> bool {
+        self.feed_subscribers.load(Ordering::Acquire) > 0
+    }
+
+    /// Hands a durable batch to every subscriber that has room; forgets those that are gone.
+    fn publish(&self, batch: Vec<JournalEntry>) {
+        if batch.is_empty() {
+            return;
+        }
+        let batch = Arc::new(batch);
+        let mut feed = self.feed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        feed.retain(|sender| {
+            !matches!(sender.try_send(batch.clone()), Err(crossbeam_channel::TrySendError::Disconnected(_)))
+        });
+        self.feed_subscribers.store(feed.len(), Ordering::Release);
+    }
 }
 
 /// Largest number of commits merged into one write; bounds the latency the first commit of a
@@ -110,6 +151,8 @@ pub fn run_writer<S: Store, R: Release>(
     let mut snapshot: Option<(u64, Vec<u8>)> = None;
     // Written to the store but not yet flushed: the last seq, and how many events.
     let mut unflushed: Option<(u64, usize)> = None;
+    // Those events themselves, kept only while a projection subscribes to the feed.
+    let mut unflushed_entries: Vec<JournalEntry> = Vec::new();
     loop {
         let first = if unflushed.is_some() {
             match commits.recv_timeout(UNFLUSHED_WAIT_MAX) {
@@ -140,6 +183,7 @@ pub fn run_writer<S: Store, R: Release>(
             releases.clear();
             snapshot = None;
             unflushed = None;
+            unflushed_entries.clear();
             continue;
         }
         let must_flush = timed_out || !releases.is_empty() || snapshot.is_some();
@@ -148,7 +192,11 @@ pub fn run_writer<S: Store, R: Release>(
                 let count = unflushed.map_or(0, |(_, count)| count) + entries.len();
                 unflushed = Some((last.seq, count));
             }
-            entries.clear();
+            if status.has_subscribers() {
+                unflushed_entries.append(&mut entries);
+            } else {
+                entries.clear();
+            }
             match unflushed {
                 Some((seq, count)) if must_flush => {
                     store.flush()?;
@@ -156,6 +204,7 @@ pub fn run_writer<S: Store, R: Release>(
                     status.frames_written.fetch_add(1, Ordering::Relaxed);
                     crate::metrics::global().journal_durable(seq, count);
                     unflushed = None;
+                    status.publish(std::mem::take(&mut unflushed_entries));
                     Ok(())
                 }
                 _ => Ok(()),
@@ -168,6 +217,7 @@ pub fn run_writer<S: Store, R: Release>(
                 tracing::error!(%error, "journal write failed; no further Fulfill will be acknowledged");
                 status.failed.store(true, Ordering::Release);
                 entries.clear();
+                unflushed_entries.clear();
                 releases.clear();
                 unflushed = None;
             }
@@ -178,6 +228,7 @@ pub fn run_writer<S: Store, R: Release>(
         if !status.failed.load(Ordering::Acquire) && store.flush().is_ok() {
             status.durable_seq.store(seq, Ordering::Release);
             crate::metrics::global().journal_durable(seq, count);
+            status.publish(std::mem::take(&mut unflushed_entries));
         }
     }
     if !status.failed.load(Ordering::Acquire) {

@@ -1,7 +1,10 @@
 //! Runs a projection beside the packet path: catch up from its checkpoint, then tail the
 //! journal as the writer makes events durable.
 //!
-//! Input: durable events read back from the store (never events that could still be lost).
+//! Input: durable events (never events that could still be lost): taken from the journal
+//! writer's feed of durable batches when they continue where the projection is (no reading
+//! back, no decoding), read back from the store otherwise (catching up, or after the feed
+//! dropped batches because this projection fell behind).
 //! Output: the projection's own state or side effects, a checkpoint every
 //! `checkpoint_every_events` (the last applied seq plus the projection's saved state), and the
 //! `projection_lag_events` gauge. A failing batch is retried with capped backoff, never skipped:
@@ -13,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::{Projection, ProjectionError};
-use crate::journal::{JournalEntry, JournalError, JournalStatus, SledStore};
+use crate::journal::{DurableBatch, JournalEntry, JournalError, JournalStatus, SledStore};
 
 /// Events handed to a projection at once; bounds the memory a catch-up holds.
 pub const BATCH_EVENTS_MAX: usize = 8192;
@@ -39,8 +42,12 @@ pub fn spawn<P: Projection + Send + 'static>(
 ) -> std::io::Result<JoinHandle<P>> {
     std::thread::Builder::new().name(format!("projection-{}", projection.name())).spawn(move || {
         let lag = crate::metrics::global().projection_lag(projection.name());
+        let feed = journal.subscribe();
         let mut since_checkpoint = 0u64;
         let mut batch: Vec<JournalEntry> = Vec::with_capacity(1024);
+        // A fed batch that starts after the projection's position (it had fallen behind): kept
+        // until the store has been read up to it.
+        let mut fed: Option<DurableBatch> = None;
         loop {
             // Read the flag before the head: once stopping, the journal's head is final, so
             // catching up to it and then leaving loses nothing.
@@ -52,21 +59,46 @@ pub fn spawn<P: Projection + Send + 'static>(
                 if stop {
                     break;
                 }
-                std::thread::sleep(POLL_INTERVAL);
+                // Wait for the next durable batch (or, should the feed be silent, poll).
+                if fed.is_none() {
+                    fed = feed.recv_timeout(POLL_INTERVAL).ok();
+                }
                 continue;
             }
-            batch.clear();
-            if let Err(error) = read_batch(&store, position + 1, durable, &mut batch) {
-                // Corruption or storage failure: the journal writer fails the same way; stop here
-                // rather than apply around a hole.
-                tracing::error!(projection = projection.name(), %error, "projection stopped: journal unreadable");
-                return projection;
+            if fed.is_none() {
+                fed = feed.try_recv().ok();
             }
-            if !apply_with_retry(&mut projection, &batch, &stopping) {
+            // The fed batch's events after `position`, if it continues exactly there.
+            let from_feed = fed.as_ref().and_then(|fed| continuing(fed, position));
+            let applied = match from_feed {
+                Some(events) => {
+                    let applied = apply_with_retry(&mut projection, events, &stopping);
+                    let count = events.len();
+                    fed = None;
+                    applied.then_some(count)
+                }
+                None => {
+                    if fed.as_ref().is_some_and(|fed| fed.last().is_none_or(|last| last.seq <= position)) {
+                        fed = None; // already applied from the store
+                    }
+                    batch.clear();
+                    // Read back up to the fed batch's start (or the durable head): the feed
+                    // resumes from there.
+                    let until = fed.as_ref().and_then(|fed| fed.first()).map_or(durable, |first| first.seq - 1);
+                    if let Err(error) = read_batch(&store, position + 1, until.min(durable), &mut batch) {
+                        // Corruption or storage failure: the journal writer fails the same way;
+                        // stop here rather than apply around a hole.
+                        tracing::error!(projection = projection.name(), %error, "projection stopped: journal unreadable");
+                        return projection;
+                    }
+                    apply_with_retry(&mut projection, &batch, &stopping).then_some(batch.len())
+                }
+            };
+            let Some(applied) = applied else {
                 // Stopping while the batch still fails: leave it for the next start.
                 break;
-            }
-            since_checkpoint += batch.len() as u64;
+            };
+            since_checkpoint += applied as u64;
             if since_checkpoint >= config.checkpoint_every_events {
                 since_checkpoint = 0;
                 save_checkpoint(&store, &projection);
@@ -101,6 +133,18 @@ fn read_batch(store: &SledStore, from: u64, to: u64, batch: &mut Vec<JournalEntr
 }
 
 /// Applies `batch`, retrying with backoff; false if the node began stopping before it succeeded.
+/// The events of `batch` after `position`, if the batch holds `position + 1`.
+fn continuing(batch: &[JournalEntry], position: u64) -> Option<&[JournalEntry]> {
+    let first = batch.first()?.seq;
+    let last = batch.last()?.seq;
+    if first > position + 1 || last <= position {
+        return None;
+    }
+    let events = &batch[(position + 1 - first) as usize..];
+    // Consecutive seqs are the writer's guarantee; checked, not assumed.
+    (events.first()?.seq == position + 1 && last - position == events.len() as u64).then_some(events)
+}
+
 fn apply_with_retry<P: Projection>(projection: &mut P, batch: &[JournalEntry], stopping: &AtomicBool) -> bool {
     let mut backoff = Duration::from_millis(10);
     loop {
@@ -121,5 +165,91 @@ fn apply_with_retry<P: Projection>(projection: &mut P, batch: &[JournalEntry], s
 fn save_checkpoint<P: Projection>(store: &SledStore, projection: &P) {
     if let Err(error) = store.save_checkpoint(projection.name(), projection.position(), &projection.checkpoint_state()) {
         tracing::warn!(projection = projection.name(), %error, "saving a projection checkpoint failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::event::{Event, PacketFulfilled};
+    use crate::journal::{run_writer, Commit, Release};
+
+    fn entry(seq: u64) -> JournalEntry {
+        JournalEntry {
+            seq,
+            timestamp_ms: 1_700_000_000_000,
+            event: Event::PacketFulfilled(PacketFulfilled { packet_id: seq, fulfillment: [1; 32] }),
+        }
+    }
+
+    #[test]
+    fn a_fed_batch_is_used_only_where_it_continues_the_position() {
+        let batch: Vec<JournalEntry> = (11..=20).map(entry).collect();
+        let seqs = |events: Option<&[JournalEntry]>| events.map(|events| events.iter().map(|e| e.seq).collect::<Vec<_>>());
+        assert_eq!(seqs(continuing(&batch, 10)), Some((11..=20).collect()));
+        assert_eq!(seqs(continuing(&batch, 14)), Some((15..=20).collect()));
+        assert_eq!(seqs(continuing(&batch, 9)), None, "a gap before the batch");
+        assert_eq!(seqs(continuing(&batch, 20)), None, "already applied");
+        let holed: Vec<JournalEntry> = [11, 12, 14].into_iter().map(entry).collect();
+        assert_eq!(seqs(continuing(&holed, 10)), None, "a batch with a hole is not trusted");
+    }
+
+    /// Records every seq it is given.
+    struct Seen(Vec<u64>);
+    impl Projection for Seen {
+        fn name(&self) -> &'static str {
+            "seen"
+        }
+        fn apply(&mut self, entry: &JournalEntry) {
+            self.0.push(entry.seq);
+        }
+        fn position(&self) -> u64 {
+            self.0.last().copied().unwrap_or(0)
+        }
+    }
+
+    struct Nothing;
+    impl Release for Nothing {
+        fn release(self) {}
+    }
+
+    /// A real writer and store: the runner starts behind (events written before it subscribed
+    /// come from the store), then follows the feed; a slow start makes the feed drop batches.
+    #[test]
+    fn the_runner_applies_every_event_once_from_the_feed_and_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let mut writer_store = store.clone();
+        writer_store.attach_commit_log(crate::journal::commit_log::CAPACITY_MIN).unwrap();
+        let status = Arc::new(JournalStatus::default());
+        let (sender, receiver) = crossbeam_channel::bounded::<Commit<Nothing>>(16);
+        let writer_status = status.clone();
+        let writer = std::thread::spawn(move || run_writer(writer_store, receiver, writer_status));
+        let commit = |first: u64, count: u64| Commit {
+            entries: (first..first + count).map(entry).collect(),
+            releases: vec![Nothing],
+            snapshot: None,
+        };
+        let wait_durable = |seq: u64| {
+            while status.durable_seq.load(Ordering::Acquire) < seq {
+                std::thread::yield_now();
+            }
+        };
+        sender.send(commit(1, 50)).unwrap();
+        wait_durable(50);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let runner = spawn(Seen(Vec::new()), store.clone(), status.clone(), RunnerConfig { checkpoint_every_events: 1000 }, stopping.clone()).unwrap();
+        // More batches than the feed holds, faster than the runner may take them.
+        let mut next = 51;
+        for size in (1..=200).map(|index| 1 + index % 7) {
+            sender.send(commit(next, size)).unwrap();
+            next += size;
+        }
+        wait_durable(next - 1);
+        stopping.store(true, Ordering::Release);
+        let seen = runner.join().unwrap();
+        assert_eq!(seen.0, (1..next).collect::<Vec<_>>(), "every event once, in order");
+        drop(sender);
+        writer.join().unwrap();
     }
 }
