@@ -12,6 +12,8 @@
 #   WINDOWS="16 256" RUN_SECONDS=3 scripts/loadgen-demo.sh
 #   LOADGEN_THREADS=2 scripts/loadgen-demo.sh    # a 2-worker load generator
 #   DURABLE=false scripts/loadgen-demo.sh        # [journal] durable = false
+#   BIN_DIR=/tmp/old-target/release scripts/loadgen-demo.sh
+#       # measure binaries built elsewhere (e.g. another commit, for an A/B run) instead of building
 #   FEATURES=tigerbeetle TIGERBEETLE_REPLICAS=127.0.0.1:3033 LAG_PROJECTION=tigerbeetle \
 #     WINDOWS=256 RUN_SECONDS=15 scripts/loadgen-demo.sh
 #       # build with the feature, mirror into that server, and sample
@@ -55,11 +57,18 @@ if ! [[ "$LAG_WAIT_SECONDS" =~ ^[0-9]+$ ]] || ((LAG_WAIT_SECONDS > 600)); then
   exit 2
 fi
 
-echo "== building m2m-connector and m2m-loadgen (release${FEATURES:+, features $FEATURES})" >&2
-cargo build --release --quiet ${FEATURES:+--features "$FEATURES"} --bin m2m-connector --bin m2m-loadgen
-target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
-connector="$target_dir/release/m2m-connector"
-loadgen="$target_dir/release/m2m-loadgen"
+if [[ -n "${BIN_DIR:-}" ]]; then
+  # Binaries built elsewhere (another commit's worktree, for an A/B run): used as they are.
+  connector="$BIN_DIR/m2m-connector"
+  loadgen="$BIN_DIR/m2m-loadgen"
+  [[ -x "$connector" && -x "$loadgen" ]] || { echo "BIN_DIR=$BIN_DIR lacks m2m-connector or m2m-loadgen" >&2; exit 2; }
+else
+  echo "== building m2m-connector and m2m-loadgen (release${FEATURES:+, features $FEATURES})" >&2
+  cargo build --release --quiet ${FEATURES:+--features "$FEATURES"} --bin m2m-connector --bin m2m-loadgen
+  target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+  connector="$target_dir/release/m2m-connector"
+  loadgen="$target_dir/release/m2m-loadgen"
+fi
 
 work="$(mktemp -d -t m2m-loadgen-demo.XXXXXX)"
 connector_pid=""

@@ -9,7 +9,7 @@
 #   install                 Install Zig, fetch the source, build the server (each step skipped when
 #                           already done), ensure libclang-dev. Prints the binary path and a ZIG_PATH
 #                           hint for building the Rust client.
-#   start [--port P] [--data DIR] [--limit-request SIZE]
+#   start [--port P] [--data DIR] [--limit-request SIZE] [--cache-grid SIZE]
 #                           Build if needed, format DIR/0_0.tigerbeetle if missing (cluster 0,
 #                           replica 0 of 1, --development), start the replica on 127.0.0.1:P in the
 #                           background (pid in DIR/tigerbeetle.pid, log in DIR/tigerbeetle.log) and
@@ -17,6 +17,9 @@
 #                           --development caps a request at 32KiB: 253 transfers per create_transfers.
 #                           --limit-request 1MiB (TigerBeetle's production value; the flag is marked
 #                           experimental, so --experimental is passed with it) allows 8189.
+#                           --development also shrinks the grid cache (TigerBeetle's page cache) to
+#                           its minimum; --cache-grid 1GiB (a stable flag; production's default is
+#                           4GiB) gives it room: the benchmarks measure both.
 #   stop [--data DIR]       SIGTERM the replica from the pid file, SIGKILL after 5 s; OK if not running.
 #   status [--data DIR]     Exit 0 if running, 3 if not.
 #   path                    Print the server binary path (exit 1 if not built).
@@ -208,12 +211,12 @@ cmd_install() {
 
 # --- running a replica ---------------------------------------------------------------------------
 
-data_dir="" port="" limit_request=""
+data_dir="" port="" limit_request="" cache_grid=""
 
 parse_run_opts() {
     local allow_port=$1
     shift
-    data_dir="$default_data_dir" port="$default_port" limit_request=""
+    data_dir="$default_data_dir" port="$default_port" limit_request="" cache_grid=""
     while [ $# -gt 0 ]; do
         case "$1" in
         --data) [ $# -ge 2 ] || die "--data needs a directory"; data_dir="$2"; shift 2 ;;
@@ -223,6 +226,17 @@ parse_run_opts() {
             [ $# -ge 2 ] || die "$1 needs a value"
             if [ "$1" = --port ]; then port="$2"; else limit_request="$2"; fi
             shift 2
+            ;;
+        --cache-grid)
+            [ "$allow_port" = yes ] || die "unknown option for this command: $1"
+            [ $# -ge 2 ] || die "$1 needs a value"
+            cache_grid="$2"
+            shift 2
+            ;;
+        --cache-grid=*)
+            [ "$allow_port" = yes ] || die "unknown option for this command: ${1%%=*}"
+            cache_grid="${1#--cache-grid=}"
+            shift
             ;;
         --port=* | --limit-request=*)
             [ "$allow_port" = yes ] || die "unknown option for this command: ${1%%=*}"
@@ -297,7 +311,8 @@ cmd_start() {
     fi
     local extra=() starter=()
     [ -z "$limit_request" ] || extra=(--experimental "--limit-request=$limit_request")
-    log "starting on 127.0.0.1:$port (request limit ${limit_request:-32KiB, the --development default}), log $(log_file)"
+    [ -z "$cache_grid" ] || extra+=("--cache-grid=$cache_grid")
+    log "starting on 127.0.0.1:$port (request limit ${limit_request:-32KiB, the --development default}; grid cache ${cache_grid:-the --development minimum}), log $(log_file)"
     command -v setsid >/dev/null 2>&1 && starter=(setsid)
     # Non-interactive bash: the background child is not a group leader, so setsid execs in place
     # and $! is the tigerbeetle pid itself. fd 9 (the .tools lock) must not leak into the server.
