@@ -108,7 +108,9 @@ impl JournalStatus {
     }
 
     /// Hands a durable batch to every subscriber that has room; forgets those that are gone.
-    fn publish(&self, batch: Vec<JournalEntry>) {
+    /// Called before `durable_seq` moves past the batch, so a subscriber that sees the new head
+    /// finds the batch already waiting instead of reading it back from the store.
+    pub(crate) fn publish(&self, batch: Vec<JournalEntry>) {
         if batch.is_empty() {
             return;
         }
@@ -200,11 +202,11 @@ pub fn run_writer<S: Store, R: Release>(
             match unflushed {
                 Some((seq, count)) if must_flush => {
                     store.flush()?;
+                    status.publish(std::mem::take(&mut unflushed_entries));
                     status.durable_seq.store(seq, Ordering::Release);
                     status.frames_written.fetch_add(1, Ordering::Relaxed);
                     crate::metrics::global().journal_durable(seq, count);
                     unflushed = None;
-                    status.publish(std::mem::take(&mut unflushed_entries));
                     Ok(())
                 }
                 _ => Ok(()),
@@ -226,9 +228,9 @@ pub fn run_writer<S: Store, R: Release>(
     // The forwarder has stopped: make what was written durable before returning.
     if let Some((seq, count)) = unflushed {
         if !status.failed.load(Ordering::Acquire) && store.flush().is_ok() {
+            status.publish(std::mem::take(&mut unflushed_entries));
             status.durable_seq.store(seq, Ordering::Release);
             crate::metrics::global().journal_durable(seq, count);
-            status.publish(std::mem::take(&mut unflushed_entries));
         }
     }
     if !status.failed.load(Ordering::Acquire) {

@@ -59,7 +59,11 @@ pub fn spawn<P: Projection + Send + 'static>(
                 if stop {
                     break;
                 }
-                // Wait for the next durable batch (or, should the feed be silent, poll).
+                if fed.as_ref().is_some_and(|fed| fed.last().is_none_or(|last| last.seq <= position)) {
+                    fed = None; // already applied from the store
+                }
+                // Wait for the next durable batch (or, should the feed be silent, poll). A batch
+                // already held is newer than the head read above: read the head again.
                 if fed.is_none() {
                     fed = feed.recv_timeout(POLL_INTERVAL).ok();
                 }
@@ -172,6 +176,7 @@ fn save_checkpoint<P: Projection>(store: &SledStore, projection: &P) {
 mod tests {
     use super::*;
     use crate::journal::event::{Event, PacketFulfilled};
+    use std::time::Duration;
     use crate::journal::{run_writer, Commit, Release};
 
     fn entry(seq: u64) -> JournalEntry {
@@ -192,6 +197,63 @@ mod tests {
         assert_eq!(seqs(continuing(&batch, 20)), None, "already applied");
         let holed: Vec<JournalEntry> = [11, 12, 14].into_iter().map(entry).collect();
         assert_eq!(seqs(continuing(&holed, 10)), None, "a batch with a hole is not trusted");
+    }
+
+    /// CPU time (clock ticks) of this process's threads named `name`.
+    fn thread_ticks(name: &str) -> u64 {
+        let mut ticks = 0;
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim_end() != name {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            let fields: Vec<&str> = stat.rsplit_once(") ").map_or("", |(_, rest)| rest).split(' ').collect();
+            ticks += fields.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            ticks += fields.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        }
+        ticks
+    }
+
+    /// A fed batch the runner already applied from the store (it arrived late) is dropped, not
+    /// held: holding it made an idle runner spin at full speed until the head moved.
+    #[test]
+    fn a_stale_fed_batch_leaves_an_idle_runner_idle() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SledStore::open(dir.path()).unwrap();
+        let events: Vec<JournalEntry> = (1..=10).map(entry).collect();
+        crate::journal::Store::write_frame(&mut store, &events).unwrap();
+        crate::journal::Store::flush(&mut store).unwrap();
+        let status = Arc::new(JournalStatus::default());
+        status.durable_seq.store(10, Ordering::Release);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let runner = spawn(Idle(Seen(Vec::new())), store.clone(), status.clone(), RunnerConfig { checkpoint_every_events: 1000 }, stopping.clone()).unwrap();
+        // The runner reads 1..=10 from the store; then the same batch arrives on the feed.
+        std::thread::sleep(Duration::from_millis(100));
+        status.publish(events);
+        std::thread::sleep(Duration::from_millis(50));
+        let before = thread_ticks("projection-idle");
+        std::thread::sleep(Duration::from_millis(500));
+        let spent = thread_ticks("projection-idle") - before;
+        stopping.store(true, Ordering::Release);
+        let seen = runner.join().unwrap();
+        assert_eq!(seen.0 .0, (1..=10).collect::<Vec<_>>());
+        // 500 ms of spinning is ~50 ticks; an idle runner wakes every 2 ms and spends ~0.
+        assert!(spent <= 5, "the idle runner used {spent} ticks of CPU in 500 ms");
+    }
+
+    /// `Seen` under another name, so its thread can be found.
+    struct Idle(Seen);
+    impl Projection for Idle {
+        fn name(&self) -> &'static str {
+            "idle"
+        }
+        fn apply(&mut self, entry: &JournalEntry) {
+            self.0.apply(entry);
+        }
+        fn position(&self) -> u64 {
+            self.0.position()
+        }
     }
 
     /// Records every seq it is given.
