@@ -31,8 +31,8 @@ use crate::config::Secret;
 use fulfiller::{Answerer, Counters, FulfillerOptions, FulfillerReport};
 use sender::{SenderOptions, SenderReport};
 
-/// Hard upper bound of `--packets`.
-pub const PACKETS_MAX: u64 = 100_000_000;
+/// Hard upper bound of `--packets`: more than an hour (`SECONDS_MAX`) at 250k packets/s.
+pub const PACKETS_MAX: u64 = 1_000_000_000;
 /// Hard upper bound of `--seconds`, and how long a run lasts when only `--packets` is given.
 pub const SECONDS_MAX: f64 = 3600.0;
 /// How long a sender runs when neither `--packets` nor `--seconds` is given.
@@ -106,7 +106,7 @@ pub struct Args {
     /// Prepares kept in flight.
     #[arg(long, default_value_t = 16, value_parser = parse_window)]
     pub window: usize,
-    /// Stop after this many Prepares (at most 100,000,000).
+    /// Stop after this many Prepares (at most 1,000,000,000).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=PACKETS_MAX))]
     pub packets: Option<u64>,
     /// Stop after this many seconds (at most 3600) [default: 10 if --packets is not given].
