@@ -50,6 +50,11 @@ pub trait Store: Send + 'static {
     fn save_snapshot(&mut self, _seq: u64, _snapshot: &[u8]) -> Result<(), JournalError> {
         Ok(())
     }
+    /// Called after each flush once its Fulfills are on their way: work the store may do off
+    /// the release path (sled writes its buffer here, see `SledStore`).
+    fn after_release(&mut self) -> Result<(), JournalError> {
+        Ok(())
+    }
     /// Called once when the writer stops, after its last flush: leave the store so the next
     /// start has the least to do.
     fn close(&mut self) -> Result<(), JournalError> {
@@ -213,7 +218,13 @@ pub fn run_writer<S: Store, R: Release>(
             }
         });
         match written {
-            Ok(()) if unflushed.is_none() => releases.drain(..).for_each(Release::release),
+            Ok(()) if unflushed.is_none() => {
+                releases.drain(..).for_each(Release::release);
+                if let Err(error) = store.after_release() {
+                    tracing::error!(%error, "journal write failed; no further Fulfill will be acknowledged");
+                    status.failed.store(true, Ordering::Release);
+                }
+            }
             Ok(()) => {}
             Err(error) => {
                 tracing::error!(%error, "journal write failed; no further Fulfill will be acknowledged");

@@ -21,6 +21,12 @@ use super::event::JournalEntry;
 use super::frame::{self, FrameError};
 use super::{JournalError, Store};
 
+/// How much the writer inserts into sled before it has sled write its buffer (see
+/// `Store::after_release` for `SledStore`): well below a segment, so sled never fills one and
+/// writes it on its own. At W=256, 256 KiB beat 64 KiB and 1 MiB in alternating runs
+/// (BENCHMARKS.md, "The commit log").
+const SLED_WRITE_EVERY_BYTES: usize = 256 << 10;
+
 /// The file sled keeps its log in, inside the journal directory.
 const SLED_LOG_FILE: &str = "db";
 
@@ -52,6 +58,8 @@ pub struct SledStore {
     commit_log: Option<CommitLog>,
     /// The last seq written by `write_frame` (what a sled flush makes durable).
     last_written_seq: u64,
+    /// Bytes inserted into sled since it last wrote its buffer (see `after_release`).
+    sled_unwritten_bytes: usize,
 }
 
 impl Clone for SledStore {
@@ -70,6 +78,7 @@ impl Clone for SledStore {
             log_file: self.log_file.clone(),
             commit_log: None,
             last_written_seq: self.last_written_seq,
+            sled_unwritten_bytes: 0,
         }
     }
 }
@@ -114,6 +123,7 @@ impl SledStore {
             })?),
             commit_log: None,
             last_written_seq: 0,
+            sled_unwritten_bytes: 0,
         };
         store.copy_from_commit_log()?;
         store.last_written_seq = store.last_seq()?;
@@ -398,6 +408,7 @@ impl Store for SledStore {
             .map_err(|error| storage("writing a frame".into(), error))?;
         let last = entries.last().map_or(first.seq, |entry| entry.seq);
         self.last_written_seq = last;
+        self.sled_unwritten_bytes += self.buffer.len();
         if let Some(log) = &mut self.commit_log {
             log.append(first.seq, (last - first.seq + 1) as u32, &self.buffer);
         }
@@ -433,6 +444,20 @@ impl Store for SledStore {
         }
         crate::metrics::global().journal_flushed(started.elapsed(), self.last_frame_size);
         Ok(())
+    }
+
+    /// With the commit log, sled would write its buffer (a segment, 2 MiB) from its own IO
+    /// threads whenever it fills, and that write would hold up the commit log's next fdatasync
+    /// (one disk queue): at W=256 that made ~10 flushes a second take milliseconds. Instead the
+    /// writer has sled write what it holds every `SLED_WRITE_EVERY_BYTES`, here, after the
+    /// batch's Fulfills have left and before the next batch: no fdatasync (the commit log has
+    /// the durability), just sled's write, on the writer's own schedule.
+    fn after_release(&mut self) -> Result<(), JournalError> {
+        if self.commit_log.is_none() || self.sled_unwritten_bytes < SLED_WRITE_EVERY_BYTES {
+            return Ok(());
+        }
+        self.sled_unwritten_bytes = 0;
+        SledStore::flush(self)
     }
 
     /// At stop: sled takes everything durably and the commit log starts over empty, so the next
@@ -590,6 +615,24 @@ mod tests {
         // Opening again copies nothing twice.
         let summary = SledStore::open(image.path()).unwrap().verify().unwrap();
         assert_eq!((summary.last_seq, summary.frame_count), (Some(200), 20));
+    }
+
+    #[test]
+    fn sled_writes_its_buffer_on_the_writers_schedule() {
+        let live = tempfile::tempdir().unwrap();
+        let mut store = SledStore::open(live.path()).unwrap();
+        store.attach_commit_log(commit_log::CAPACITY_DEFAULT).unwrap();
+        // ~45 KiB per frame: the sixth frame passes 256 KiB, and after_release writes sled's
+        // buffer; the seventh is only in sled's memory and the commit log.
+        for frame in 0..7 {
+            store.write_frame(&entries(frame * 1000 + 1, 1000)).unwrap();
+            Store::flush(&mut store).unwrap();
+            Store::after_release(&mut store).unwrap();
+        }
+        let image = tempfile::tempdir().unwrap();
+        crash_image(live.path(), image.path());
+        std::fs::remove_file(image.path().join(commit_log::FILE_NAME)).unwrap();
+        assert_eq!(SledStore::open(image.path()).unwrap().last_seq().unwrap(), 6000);
     }
 
     #[test]
