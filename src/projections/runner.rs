@@ -62,10 +62,12 @@ pub fn spawn<P: Projection + Send + 'static>(
                 if fed.as_ref().is_some_and(|fed| fed.last().is_none_or(|last| last.seq <= position)) {
                     fed = None; // already applied from the store
                 }
-                // Wait for the next durable batch (or, should the feed be silent, poll). A batch
-                // already held is newer than the head read above: read the head again.
+                // A batch already held is newer than the head read above: read the head again.
+                // Otherwise sleep a poll interval rather than wake for every batch: at W=1 a
+                // wake per packet on a third busy thread cost the packet path's p99.9.
                 if fed.is_none() {
-                    fed = feed.recv_timeout(POLL_INTERVAL).ok();
+                    std::thread::sleep(POLL_INTERVAL);
+                    fed = feed.try_recv().ok();
                 }
                 continue;
             }
