@@ -91,8 +91,14 @@ impl CommitLog {
         let path = dir.join(FILE_NAME);
         let created = !path.exists();
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
-        let allocated = file.metadata()?.len();
+        let mut allocated = file.metadata()?.len();
         let capacity = capacity.max(CAPACITY_MIN);
+        if allocated > capacity {
+            // Made with a larger `commit_log_mib`: its records are in sled by now (a journal is
+            // opened, and copied from its log, before a log is attached), so it can shrink.
+            file.set_len(capacity)?;
+            allocated = capacity;
+        }
         let grow_step = (capacity / 4).min(GROW_STEP_MAX);
         let mut log = CommitLog {
             file,
@@ -213,8 +219,8 @@ pub fn scan(dir: &Path) -> std::io::Result<Option<Scan>> {
         return Ok(Some(scan));
     }
     scan.base_seq = base.first_seq;
-    let mut expected = base.first_seq + 1;
-    let mut remaining = size - HEADER_SIZE as u64;
+    let mut expected = base.first_seq.saturating_add(1);
+    let mut remaining = size - (HEADER_SIZE + base.len) as u64;
     loop {
         let mut bytes = Vec::new();
         let Some(Header { magic, first_seq, events, len }) = read_record(&mut reader, remaining, &mut bytes)? else {
@@ -224,7 +230,7 @@ pub fn scan(dir: &Path) -> std::io::Result<Option<Scan>> {
             break;
         }
         remaining -= (HEADER_SIZE + len) as u64;
-        expected = first_seq + u64::from(events);
+        expected = first_seq.saturating_add(u64::from(events));
         scan.frames.push(LoggedFrame { first_seq, events, bytes });
     }
     Ok(Some(scan))
@@ -244,7 +250,9 @@ fn read_record(reader: &mut impl Read, remaining: u64, payload: &mut Vec<u8>) ->
         return Ok(None);
     }
     let mut header = [0u8; HEADER_SIZE];
-    reader.read_exact(&mut header)?;
+    if !read_all(reader, &mut header)? {
+        return Ok(None);
+    }
     let magic: [u8; 4] = header[..4].try_into().expect("4 bytes");
     if magic != MAGIC_BASE && magic != MAGIC_FRAME {
         return Ok(None);
@@ -259,7 +267,9 @@ fn read_record(reader: &mut impl Read, remaining: u64, payload: &mut Vec<u8>) ->
     }
     payload.clear();
     payload.resize(len, 0);
-    reader.read_exact(payload)?;
+    if !read_all(reader, payload)? {
+        return Ok(None);
+    }
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&header[8..]);
     hasher.update(payload);
@@ -267,6 +277,16 @@ fn read_record(reader: &mut impl Read, remaining: u64, payload: &mut Vec<u8>) ->
         return Ok(None);
     }
     Ok(Some(Header { magic, first_seq, events, len }))
+}
+
+/// `read_exact`, but a file that ends early (truncated by hand, or shorter than its records
+/// claim) is the end of the log, not an error that would keep the journal from opening.
+fn read_all(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<bool> {
+    match reader.read_exact(buffer) {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(error) => Err(error),
+    }
 }
 
 #[cfg(test)]
@@ -287,6 +307,41 @@ mod tests {
 
     fn found(dir: &Path) -> Vec<u64> {
         scan(dir).unwrap().unwrap().frames.iter().map(|frame| frame.first_seq).collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+        /// Whatever the file holds (a valid log with bytes changed, or noise), a scan returns
+        /// without error or panic, and what it returns continues the sequence from the base.
+        #[test]
+        fn any_file_scans_to_a_consistent_prefix(
+            flips in proptest::collection::vec((0usize..400, proptest::prelude::any::<u8>()), 0..6),
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            use_noise in proptest::prelude::any::<bool>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(FILE_NAME);
+            let mut bytes = Vec::new();
+            push_record(&mut bytes, MAGIC_BASE, 7, 0, &[]);
+            for (index, seq) in [8u64, 10, 13].into_iter().enumerate() {
+                push_record(&mut bytes, MAGIC_FRAME, seq, [2, 3, 1][index], &[seq as u8; 50]);
+            }
+            if use_noise {
+                bytes = noise;
+            }
+            for (at, value) in flips {
+                if let Some(byte) = bytes.get_mut(at) {
+                    *byte ^= value;
+                }
+            }
+            std::fs::write(&path, &bytes).unwrap();
+            let scan = scan(dir.path()).unwrap().unwrap();
+            let mut expected = scan.base_seq + 1;
+            for frame in &scan.frames {
+                proptest::prop_assert_eq!(frame.first_seq, expected);
+                expected += u64::from(frame.events);
+            }
+        }
     }
 
     #[test]
@@ -315,6 +370,23 @@ mod tests {
         // A length pointing past the end of the file allocates nothing and stops the scan.
         file.write_all_at(&u32::MAX.to_le_bytes(), third + 20).unwrap();
         assert_eq!(found(dir.path()), vec![1, 3]);
+    }
+
+    #[test]
+    fn a_log_cut_short_ends_the_scan_and_a_smaller_capacity_shrinks_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = CommitLog::open(dir.path(), CAPACITY_DEFAULT, 0).unwrap();
+        append_all(&mut log, &[frame(1, 2), frame(3, 2)]);
+        drop(log);
+        let path = dir.path().join(FILE_NAME);
+        // Cut in the middle of the second record.
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len((HEADER_SIZE + HEADER_SIZE + 9 + HEADER_SIZE + 4) as u64).unwrap();
+        assert_eq!(found(dir.path()), vec![1]);
+        // Reopened with a smaller capacity than the file's size.
+        file.set_len(CAPACITY_MIN * 3).unwrap();
+        drop(CommitLog::open(dir.path(), CAPACITY_MIN, 4).unwrap());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), CAPACITY_MIN);
     }
 
     #[test]

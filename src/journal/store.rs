@@ -156,7 +156,7 @@ impl SledStore {
             self.frames
                 .insert(seq_key(logged.first_seq), logged.bytes.as_slice())
                 .map_err(|error| storage("copying a frame from the commit log".into(), error))?;
-            last = logged.first_seq + u64::from(logged.events) - 1;
+            last = logged.first_seq.saturating_add(u64::from(logged.events) - 1);
             copied += 1;
         }
         if copied > 0 {
