@@ -67,12 +67,12 @@ pub fn spawn<P: Projection + Send + 'static>(
                 // wake per packet on a third busy thread cost the packet path's p99.9.
                 if fed.is_none() {
                     std::thread::sleep(POLL_INTERVAL);
-                    fed = feed.try_recv().ok();
+                    fed = next_after(&feed, position);
                 }
                 continue;
             }
             if fed.is_none() {
-                fed = feed.try_recv().ok();
+                fed = next_after(&feed, position);
             }
             // The fed batch's events after `position`, if it continues exactly there.
             let from_feed = fed.as_ref().and_then(|fed| continuing(fed, position));
@@ -139,6 +139,17 @@ fn read_batch(store: &SledStore, from: u64, to: u64, batch: &mut Vec<JournalEntr
 }
 
 /// Applies `batch`, retrying with backoff; false if the node began stopping before it succeeded.
+/// The first waiting batch with events after `position`; older ones (applied from the store
+/// while the feed queued them) are dropped.
+fn next_after(feed: &crossbeam_channel::Receiver<DurableBatch>, position: u64) -> Option<DurableBatch> {
+    while let Ok(batch) = feed.try_recv() {
+        if batch.last().is_some_and(|last| last.seq > position) {
+            return Some(batch);
+        }
+    }
+    None
+}
+
 /// The events of `batch` after `position`, if the batch holds `position + 1`.
 fn continuing(batch: &[JournalEntry], position: u64) -> Option<&[JournalEntry]> {
     let first = batch.first()?.seq;
