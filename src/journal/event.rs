@@ -144,3 +144,16 @@ impl Stage {
         }
     }
 }
+
+/// `count` consecutive `PacketFulfilled` entries from seq `first` (packet id = seq): filler
+/// for the journal's unit tests.
+#[cfg(test)]
+pub(crate) fn fulfilled_entries(first: u64, count: u64) -> Vec<JournalEntry> {
+    (first..first + count)
+        .map(|seq| JournalEntry {
+            seq,
+            timestamp_ms: 1_700_000_000_000 + seq as i64,
+            event: Event::PacketFulfilled(PacketFulfilled { packet_id: seq, fulfillment: [seq as u8; 32] }),
+        })
+        .collect()
+}

@@ -89,16 +89,9 @@ pub fn decode(key: u64, value: &[u8]) -> Result<Vec<JournalEntry>, FrameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::event::{Event, PacketFulfilled};
 
     fn entries(first: u64, count: u64) -> Vec<JournalEntry> {
-        (first..first + count)
-            .map(|seq| JournalEntry {
-                seq,
-                timestamp_ms: 1_700_000_000_000 + seq as i64,
-                event: Event::PacketFulfilled(PacketFulfilled { packet_id: seq, fulfillment: [seq as u8; 32] }),
-            })
-            .collect()
+        crate::journal::event::fulfilled_entries(first, count)
     }
 
     #[test]

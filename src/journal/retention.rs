@@ -507,17 +507,10 @@ fn archive_error(path: &Path, offset: u64, reason: String) -> JournalError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::event::{Event, PacketFulfilled};
     use crate::journal::Store;
 
     fn entries(first: u64, count: u64) -> Vec<JournalEntry> {
-        (first..first + count)
-            .map(|seq| JournalEntry {
-                seq,
-                timestamp_ms: 1_700_000_000_000 + seq as i64,
-                event: Event::PacketFulfilled(PacketFulfilled { packet_id: seq, fulfillment: [seq as u8; 32] }),
-            })
-            .collect()
+        crate::journal::event::fulfilled_entries(first, count)
     }
 
     fn encoded(first: u64, count: u64) -> Vec<u8> {

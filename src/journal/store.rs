@@ -557,17 +557,11 @@ fn open_error(dir: &Path, error: sled::Error) -> JournalError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::event::{Event, PacketFulfilled};
+    use crate::journal::event::Event;
     use crate::journal::Store;
 
     fn entries(first: u64, count: u64) -> Vec<JournalEntry> {
-        (first..first + count)
-            .map(|seq| JournalEntry {
-                seq,
-                timestamp_ms: 1_700_000_000_000 + seq as i64,
-                event: Event::PacketFulfilled(PacketFulfilled { packet_id: seq, fulfillment: [seq as u8; 32] }),
-            })
-            .collect()
+        crate::journal::event::fulfilled_entries(first, count)
     }
 
     /// What a crash leaves on disk: a copy of every file of the journal taken while the node

@@ -188,16 +188,11 @@ fn save_checkpoint<P: Projection>(store: &SledStore, projection: &P) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::event::{Event, PacketFulfilled};
     use std::time::Duration;
     use crate::journal::{run_writer, Commit, Release};
 
     fn entry(seq: u64) -> JournalEntry {
-        JournalEntry {
-            seq,
-            timestamp_ms: 1_700_000_000_000,
-            event: Event::PacketFulfilled(PacketFulfilled { packet_id: seq, fulfillment: [1; 32] }),
-        }
+        crate::journal::event::fulfilled_entries(seq, 1).remove(0)
     }
 
     #[test]
