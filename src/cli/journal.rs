@@ -404,7 +404,20 @@ fn verify(location: &Location, out: &mut impl Write) -> Result<(), Failure> {
     if location.archive.is_none() && totals.first_seq.is_some_and(|first_seq| first_seq > 1) {
         let _ = writeln!(out, "note        events before seq {} are not in the live journal (archived or deleted; covered by a snapshot)", totals.first_seq.unwrap_or(1));
     }
+    commit_log_note(&store, out);
     Ok(())
+}
+
+/// After a crash, opening the journal copies into sled the frames only its commit log held:
+/// say so, since the tool, not the node, did it.
+fn commit_log_note(store: &SledStore, out: &mut impl Write) {
+    if let Some((frames, last_seq)) = store.copied_from_commit_log() {
+        let _ = writeln!(
+            out,
+            "recovered   {frames} frame(s) up to seq {last_seq} copied from the commit log into sled \
+             (written after sled's last flush; the node stopped without closing the journal)"
+        );
+    }
 }
 
 impl Totals {
@@ -698,6 +711,7 @@ fn stats(location: &Location, out: &mut impl Write) -> Result<(), Failure> {
         checkpoints.iter().map(|(name, seq)| format!("{name} at seq {seq}")).collect::<Vec<_>>().join(", ")
     };
     let _ = writeln!(out, "checkpoints  {checkpoints_text}");
+    commit_log_note(&store, out);
     let _ = writeln!(out, "events by type");
     let width = kinds.keys().map(|kind| kind.len()).max().unwrap_or(0);
     for (kind, count) in &kinds {

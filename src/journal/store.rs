@@ -60,6 +60,8 @@ pub struct SledStore {
     last_written_seq: u64,
     /// Bytes inserted into sled since it last wrote its buffer (see `after_release`).
     sled_unwritten_bytes: usize,
+    /// What opening copied from the commit log: frames, and the last seq they reached.
+    copied_from_commit_log: Option<(usize, u64)>,
 }
 
 impl Clone for SledStore {
@@ -79,6 +81,7 @@ impl Clone for SledStore {
             commit_log: None,
             last_written_seq: self.last_written_seq,
             sled_unwritten_bytes: 0,
+            copied_from_commit_log: self.copied_from_commit_log,
         }
     }
 }
@@ -124,6 +127,7 @@ impl SledStore {
             commit_log: None,
             last_written_seq: 0,
             sled_unwritten_bytes: 0,
+            copied_from_commit_log: None,
         };
         store.copy_from_commit_log()?;
         store.last_written_seq = store.last_seq()?;
@@ -161,6 +165,7 @@ impl SledStore {
         }
         if copied > 0 {
             self.sync_sled()?;
+            self.copied_from_commit_log = Some((copied, last));
             tracing::info!(
                 dir = %self.dir.display(),
                 frames = copied,
@@ -169,6 +174,12 @@ impl SledStore {
             );
         }
         Ok(())
+    }
+
+    /// Frames this open copied from the commit log into sled (written before a crash, after
+    /// sled's last flush), and the last seq they reached; None when there were none.
+    pub fn copied_from_commit_log(&self) -> Option<(usize, u64)> {
+        self.copied_from_commit_log
     }
 
     /// Gives this store the commit log (the journal writer's store only): from now on a flush
@@ -603,11 +614,14 @@ mod tests {
         assert_eq!(SledStore::open(sled_only.path()).unwrap().last_seq().unwrap(), 10);
 
         let recovered = SledStore::open(image.path()).unwrap();
+        assert_eq!(recovered.copied_from_commit_log(), Some((19, 200)));
         let summary = recovered.verify().unwrap();
         assert_eq!((summary.first_seq, summary.last_seq, summary.frame_count), (Some(1), Some(200), 20));
         drop(recovered);
         // Opening again copies nothing twice.
-        let summary = SledStore::open(image.path()).unwrap().verify().unwrap();
+        let reopened = SledStore::open(image.path()).unwrap();
+        assert_eq!(reopened.copied_from_commit_log(), None);
+        let summary = reopened.verify().unwrap();
         assert_eq!((summary.last_seq, summary.frame_count), (Some(200), 20));
     }
 
