@@ -41,15 +41,7 @@ fi
 work="$(mktemp -d -t m2m-durability-cost.XXXXXX)"
 connector_pid=""
 stop_connector() {
-  if [[ -n "$connector_pid" ]] && kill -0 "$connector_pid" 2>/dev/null; then
-    kill -TERM "$connector_pid" 2>/dev/null || true
-    for _ in $(seq 100); do
-      kill -0 "$connector_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$connector_pid" 2>/dev/null || true
-    wait "$connector_pid" 2>/dev/null || true
-  fi
+  stop_pid "$connector_pid" 10
   connector_pid=""
 }
 cleanup() {
@@ -123,27 +115,11 @@ connector="$target_dir/release/m2m-connector"
 loadgen="$target_dir/release/m2m-loadgen"
 
 
-# Starts a connector with `[journal] durable = $1` in $work/run-$2; sets connector_pid, health_port.
-start_connector() {
-  local durable="$1" run_dir="$work/run-$2"
-  mkdir -p "$run_dir"
-  btp_port="$(free_port)"
-  health_port="$(free_port)"
-  while [[ "$health_port" == "$btp_port" ]]; do health_port="$(free_port)"; done
-  two_children_config "durability-cost" "$btp_port" "$health_port" "$run_dir/journal" "$durable" >"$run_dir/config.toml"
-  (cd "$run_dir" && exec env BTP_PORT="$btp_port" HEALTH_PORT="$health_port" JOURNAL_DIR="$run_dir/journal" \
-    LOG_LEVEL=warn "$connector" run --config "$run_dir/config.toml") >"$run_dir/connector.log" 2>&1 &
-  connector_pid=$!
-  for _ in $(seq 200); do
-    if curl -fsS --max-time 1 "http://127.0.0.1:$health_port/health/ready" >/dev/null 2>&1; then
-      return 0
-    fi
-    kill -0 "$connector_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "the connector did not become ready; its log:" >&2
-  cat "$run_dir/connector.log" >&2
-  exit 1
+# Starts a connector with `[journal] durable = $1` in $work/run-$2; sets connector_pid, btp_port,
+# health_port.
+start_run() {
+  two_free_ports
+  start_connector "$connector" durability-cost "$work/run-$2" "$1" "$btp_port" "$health_port" 20 || exit 1
 }
 
 # The node's journal metrics as JSON: flushes, mean flush µs, mean events and bytes per frame.
@@ -174,7 +150,7 @@ for round in $(seq "$ROUNDS"); do
   for window in $WINDOWS; do
     for durable in true false; do
       run_index=$((run_index + 1))
-      start_connector "$durable" "$run_index"
+      start_run "$durable" "$run_index"
       echo "== round $round, durable = $durable: m2m-loadgen --role both --window $window --seconds $RUN_SECONDS (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
       line="$(timeout --kill-after=5 $((RUN_SECONDS + 40)) "$loadgen" --role both --url "ws://127.0.0.1:$btp_port" \
         --window "$window" --seconds "$RUN_SECONDS" --expiry-ms 10000 --threads "$LOADGEN_THREADS")" || status=$?

@@ -1,6 +1,6 @@
-# Shared by the measurement scripts (sourced, not run): a free port, and the connector
-# configuration they all measure (node test.m2m; children alice and bob in USD at scale 6;
-# alice with a credit limit no run can reach).
+# Shared by the measurement scripts (sourced, not run): free ports, the connector configuration
+# they all measure (node test.m2m; children alice and bob in USD at scale 6; alice with a credit
+# limit no run can reach), starting that connector until it is ready, and stopping a process.
 
 # A TCP port on 127.0.0.1 that was free a moment ago.
 free_port() {
@@ -39,4 +39,51 @@ asset_scale = 6
 incoming_token = "bob-token"
 credit_limit = 0
 EOF
+}
+
+# Sets btp_port and health_port to two distinct ports that were free a moment ago.
+two_free_ports() {
+  btp_port="$(free_port)"
+  health_port="$(free_port)"
+  while [[ "$health_port" == "$btp_port" ]]; do health_port="$(free_port)"; done
+}
+
+# stop_pid PID SECONDS: SIGTERM, SIGKILL if still running SECONDS later, then reap it. Nothing
+# for an empty PID or a process already gone.
+stop_pid() {
+  local pid="$1" wait_tenths=$(($2 * 10))
+  [[ -n "$pid" ]] || return 0
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq "$wait_tenths"); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+# start_connector BIN NODE_ID DIR DURABLE BTP_PORT HEALTH_PORT READY_SECONDS: writes
+# DIR/config.toml (two_children_config, journal in DIR/journal), starts `BIN run` in DIR with its
+# output in DIR/connector.log, and waits until /health/ready answers. Sets connector_pid. If the
+# node exits or is not ready in time: prints its log and returns 1.
+start_connector() {
+  local bin="$1" node_id="$2" dir="$3" durable="$4" btp="$5" health="$6" ready_seconds="$7"
+  mkdir -p "$dir"
+  two_children_config "$node_id" "$btp" "$health" "$dir/journal" "$durable" >"$dir/config.toml"
+  # The environment overrides the file: pin what matters so an inherited variable can't change it.
+  (cd "$dir" && exec env BTP_PORT="$btp" HEALTH_PORT="$health" JOURNAL_DIR="$dir/journal" \
+    LOG_LEVEL=warn "$bin" run --config "$dir/config.toml") >"$dir/connector.log" 2>&1 &
+  connector_pid=$!
+  for _ in $(seq $((ready_seconds * 10))); do
+    if curl -fsS --max-time 1 "http://127.0.0.1:$health/health/ready" >/dev/null 2>&1; then
+      return 0
+    fi
+    kill -0 "$connector_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "m2m-connector ($node_id) did not become ready; its log:" >&2
+  cat "$dir/connector.log" >&2
+  return 1
 }

@@ -73,46 +73,15 @@ fi
 work="$(mktemp -d -t m2m-loadgen-demo.XXXXXX)"
 connector_pid=""
 cleanup() {
-  if [[ -n "$connector_pid" ]] && kill -0 "$connector_pid" 2>/dev/null; then
-    kill -TERM "$connector_pid" 2>/dev/null || true
-    for _ in $(seq 100); do
-      kill -0 "$connector_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$connector_pid" 2>/dev/null || true
-    wait "$connector_pid" 2>/dev/null || true
-  fi
+  stop_pid "$connector_pid" 10
   rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-btp_port="$(free_port)"
-health_port="$(free_port)"
-while [[ "$health_port" == "$btp_port" ]]; do health_port="$(free_port)"; done
-
-two_children_config "loadgen-demo" "$btp_port" "$health_port" "$work/journal" "$DURABLE" >"$work/config.toml"
-
+two_free_ports
 echo "== starting m2m-connector on 127.0.0.1:$btp_port (health $health_port)" >&2
-# The environment overrides the file: pin what matters so an inherited variable can't change it.
-(cd "$work" && exec env BTP_PORT="$btp_port" HEALTH_PORT="$health_port" JOURNAL_DIR="$work/journal" \
-  LOG_LEVEL=warn "$connector" run --config "$work/config.toml") >"$work/connector.log" 2>&1 &
-connector_pid=$!
-
-ready=""
-for _ in $(seq 200); do
-  if curl -fsS --max-time 1 "http://127.0.0.1:$health_port/health/ready" >/dev/null 2>&1; then
-    ready=1
-    break
-  fi
-  kill -0 "$connector_pid" 2>/dev/null || break
-  sleep 0.1
-done
-if [[ -z "$ready" ]]; then
-  echo "the connector did not become ready; its log:" >&2
-  cat "$work/connector.log" >&2
-  exit 1
-fi
+start_connector "$connector" loadgen-demo "$work" "$DURABLE" "$btp_port" "$health_port" 20 || exit 1
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$connector_pid/status" 2>/dev/null || echo null; }
 # "name utime+stime" (clock ticks) per connector thread, one line each.

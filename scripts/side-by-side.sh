@@ -91,19 +91,6 @@ loadgen="$target_dir/release/m2m-loadgen"
 work="$(mktemp -d -t m2m-side-by-side.XXXXXX)"
 server_pid=""   # the connector under test (ours or theirs)
 fulfiller_pid=""
-stop_pid() { # pid, seconds to wait after SIGTERM before SIGKILL
-  local pid="$1" wait_tenths=$(($2 * 10))
-  [[ -n "$pid" ]] || return 0
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq "$wait_tenths"); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
 cleanup() {
   stop_pid "$fulfiller_pid" 5
   stop_pid "$server_pid" 10
@@ -186,28 +173,13 @@ server_must_be_alive() {
 }
 
 # --- ours ----------------------------------------------------------------------------------------
-mkdir -p "$work/ours"
-two_children_config "side-by-side" "$btp_port" "$health_port" "$work/ours/journal" "$OURS_DURABLE" >"$work/ours/config.toml"
 echo "== starting m2m-connector on 127.0.0.1:$btp_port (health $health_port), journal durable = $OURS_DURABLE" >&2
-# The environment overrides the file: pin what matters so an inherited variable can't change it.
-(cd "$work/ours" && exec env BTP_PORT="$btp_port" HEALTH_PORT="$health_port" \
-  JOURNAL_DIR="$work/ours/journal" LOG_LEVEL=warn "$connector" run --config "$work/ours/config.toml") \
-  >"$work/ours/connector.log" 2>&1 &
-server_pid=$!
-ready=""
-for _ in $(seq 300); do
-  if curl -fsS --max-time 1 "http://127.0.0.1:$health_port/health/ready" >/dev/null 2>&1; then
-    ready=1
-    break
-  fi
-  kill -0 "$server_pid" 2>/dev/null || break
-  sleep 0.1
-done
-if [[ -z "$ready" ]]; then
-  echo "side-by-side: m2m-connector did not become ready; its log:" >&2
-  cat "$work/ours/connector.log" >&2
+connector_pid=""
+start_connector "$connector" side-by-side "$work/ours" "$OURS_DURABLE" "$btp_port" "$health_port" 30 || {
+  server_pid="$connector_pid"
   exit 1
-fi
+}
+server_pid="$connector_pid"
 run_all ours "ws://127.0.0.1:$btp_port" "ws://127.0.0.1:$btp_port" test.m2m.bob
 server_must_be_alive ours "$work/ours/connector.log"
 stop_pid "$server_pid" 10

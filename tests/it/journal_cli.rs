@@ -347,19 +347,11 @@ async fn the_node_applies_delete_retention_after_start() {
     failure(journal(&["replay", "--dir", dir, "--projection", "balances"]), 1);
 }
 
-/// Copies every file of `from` into `to`: what a crash leaves on disk (written pages are in the
-/// copy; what sled still holds in memory is not).
+/// What a crash leaves on disk: a copy of the journal directory taken while the node runs
+/// (written pages are in the copy; what sled still holds in memory is not).
 fn crash_image(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            crash_image(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
+    let status = Command::new("cp").arg("-a").arg(from.join(".")).arg(to).status().expect("cp runs");
+    assert!(status.success(), "copying {} failed", from.display());
 }
 
 /// The journal of a node that died: the tools recover what only the commit log held, say so,
