@@ -129,7 +129,7 @@ pub struct PeerConfig {
     pub packets_per_second_max: Option<u32>,
     /// Amount per second this peer may send, in its units (T04 above it). None: unlimited.
     pub throughput_per_second_max: Option<u64>,
-    /// Reserved for the settlement issue: read and validated, not yet acted on.
+    /// How we settle with this peer (`[peers.settlement]`); acted on with SETTLEMENT_ENABLED.
     pub settlement: Option<PeerSettlementConfig>,
 }
 
@@ -142,11 +142,47 @@ pub struct OutgoingLink {
 
 #[derive(Debug, Clone)]
 pub struct PeerSettlementConfig {
-    /// `evm`, `xrpl` or `aptos`.
+    /// `evm`, `xrpl` or `aptos` (only `evm` settles in this build).
     pub chain: String,
+    /// When we owe the peer this much (its units), we pay it...
     pub threshold: u64,
+    /// ...down to this (default 0; less than threshold).
     pub settle_to: u64,
+    /// The peer's account on the chain (required to settle on evm).
     pub address: Option<String>,
+    /// Which way claims go (default both).
+    pub direction: SettlementDirection,
+    /// How far a claim from the peer may exceed what it owes us (default 0; a child that
+    /// prefunds needs room here).
+    pub prepayment_allowance: u64,
+    /// Deposit when we open the channel (default 2 × threshold).
+    pub deposit_initial: u64,
+    /// Unspent funds kept above a settlement's amount when we top up (default 2 × threshold).
+    pub deposit_topup: u64,
+    /// Most unspent funds we keep in the channel (default 10 × threshold).
+    pub deposit_max: u64,
+    /// Challenge period of channels we open, seconds (default 86400).
+    pub settle_timeout_s: u64,
+}
+
+/// Which way a peer settles with us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettlementDirection {
+    /// We pay it; it never pays us by claims.
+    Pay,
+    /// It pays us (a child that prefunds, say); we never pay it.
+    Receive,
+    Both,
+}
+
+impl SettlementDirection {
+    pub fn pays_peer(self) -> bool {
+        matches!(self, SettlementDirection::Pay | SettlementDirection::Both)
+    }
+
+    pub fn peer_pays(self) -> bool {
+        matches!(self, SettlementDirection::Receive | SettlementDirection::Both)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -166,17 +202,41 @@ pub struct RateConfig {
     pub denominator: u128,
 }
 
-/// `SETTLEMENT_*`: read and validated now, used by the settlement issue.
+/// `SETTLEMENT_*` and the EVM chain settings.
 ///
-/// Its `Debug` shows only each URL's scheme and host: RPC URLs often carry an API key in their
-/// path or query.
+/// Its `Debug` shows only each URL's scheme and host (RPC URLs often carry an API key in their
+/// path or query) and never the key.
 #[derive(Clone, Default)]
 pub struct SettlementConfig {
     pub enabled: bool,
+    /// `SETTLEMENT_EVM_RPC_URL` (alias `BASE_L2_RPC_URL`).
     pub evm_rpc_url: Option<String>,
     pub xrpl_url: Option<String>,
     pub aptos_url: Option<String>,
+    pub evm: EvmSettlementConfig,
 }
+
+/// The EVM chain: which chain, which contracts, how deep an event must be, and our key.
+#[derive(Clone, Default)]
+pub struct EvmSettlementConfig {
+    /// `SETTLEMENT_EVM_CHAIN_ID`: checked against the RPC endpoint's `eth_chainId` at start.
+    pub chain_id: Option<u64>,
+    /// `TOKEN_NETWORK_REGISTRY`: 0x and 40 hex digits.
+    pub registry: Option<String>,
+    /// `M2M_TOKEN_ADDRESS`: the ERC-20 channels hold.
+    pub token: Option<String>,
+    /// `SETTLEMENT_EVM_CONFIRMATIONS`: blocks an event must be buried under (default 2).
+    pub confirmations: u64,
+    /// `SETTLEMENT_EVM_POLL_INTERVAL_MS`: how often the chain is read (default 2000).
+    pub poll_interval_ms: u64,
+    /// `EVM_PRIVATE_KEY` (or the file named by `EVM_PRIVATE_KEY_FILE`): 0x and 64 hex digits.
+    pub private_key: Option<Secret>,
+}
+
+/// Blocks a contract event must be buried under before it is journaled, by default.
+pub const EVM_CONFIRMATIONS_DEFAULT: u64 = 2;
+/// How often the executor reads the chain, by default.
+pub const EVM_POLL_INTERVAL_MS_DEFAULT: u64 = 2_000;
 
 impl std::fmt::Debug for SettlementConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -193,6 +253,11 @@ impl std::fmt::Debug for SettlementConfig {
             .field("evm_rpc_url", &origin(&self.evm_rpc_url))
             .field("xrpl_url", &origin(&self.xrpl_url))
             .field("aptos_url", &origin(&self.aptos_url))
+            .field("evm_chain_id", &self.evm.chain_id)
+            .field("token_network_registry", &self.evm.registry)
+            .field("token", &self.evm.token)
+            .field("confirmations", &self.evm.confirmations)
+            .field("private_key", &self.evm.private_key)
             .finish()
     }
 }

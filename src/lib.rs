@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod node;
 pub mod pipeline;
 pub mod projections;
+pub mod settlement;
 
 /// Logs to stderr, filtered by `level` (a tracing directive such as `info` or
 /// `m2m_connector=debug`); falls back to `info` with a warning when the directive is invalid.

@@ -602,6 +602,7 @@ pub struct Metrics {
     process_start_time_seconds: f64,
     info: Mutex<Info>,
     peers: Mutex<Vec<Arc<PeerMetrics>>>,
+    settlement: SettlementMetrics,
 }
 
 impl Default for Metrics {
@@ -641,7 +642,13 @@ impl Metrics {
             process_start_time_seconds,
             info: Mutex::new(Info::default()),
             peers: Mutex::new(Vec::new()),
+            settlement: SettlementMetrics::new(),
         }
+    }
+
+    /// Settlement's series (claims, channels, settlements).
+    pub fn settlement(&self) -> &SettlementMetrics {
+        &self.settlement
     }
 
     /// The forwarder appended up to `seq` (not yet durable).
@@ -831,6 +838,7 @@ impl Metrics {
         self.write_peer_families(out)?;
         self.write_pipeline_families(out)?;
         self.write_journal_families(out)?;
+        self.settlement.write(out)?;
         self.write_process_families(out)
     }
 
@@ -1816,3 +1824,190 @@ mod tests {
         assert!(std::ptr::eq(global(), global()));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Settlement
+// ---------------------------------------------------------------------------------------------
+
+/// Upper bounds of `settlement_latency_seconds`, in nanoseconds: from a claim on a funded
+/// channel (milliseconds) to a channel opened and funded on a slow chain (minutes).
+pub const SETTLEMENT_LATENCY_BOUNDS_NS: [u64; 14] = [
+    10_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+    30_000_000_000,
+    60_000_000_000,
+    120_000_000_000,
+    300_000_000_000,
+    600_000_000_000,
+];
+
+/// The `method` label: the chain family a settlement used.
+pub const SETTLEMENT_METHODS: [&str; 3] = ["evm", "xrpl", "aptos"];
+
+/// The `stage` labels of failures: settlement stages, then channel actions.
+pub const SETTLEMENT_FAILURE_STAGES: [&str; 8] =
+    ["funding", "delivery", "refused", "open", "fund", "deposit", "update_proof", "settle"];
+
+fn method_index(method: &str) -> usize {
+    SETTLEMENT_METHODS.iter().position(|known| *known == method).unwrap_or(0)
+}
+
+/// Settlement's series. Recording is atomics except the amount totals (a short lock, once per
+/// completed settlement).
+#[derive(Debug)]
+pub struct SettlementMetrics {
+    /// `[method][success, failure]`.
+    executed: [[Counter; 2]; 3],
+    /// `[method][stage]`.
+    failures: [[Counter; SETTLEMENT_FAILURE_STAGES.len()]; 3],
+    latency: [Histogram; 3],
+    /// (method, token) → units settled.
+    amounts: Mutex<Vec<(usize, String, u128)>>,
+    channels_active: Gauge,
+    channels_funded: Counter,
+    channels_closed: Counter,
+    disputes: Counter,
+    claims_sent: Counter,
+    claims_received: Counter,
+    /// By [`crate::journal::ClaimRejection`] reason.
+    claim_failures: [Counter; crate::journal::ClaimRejection::ALL.len()],
+}
+
+impl SettlementMetrics {
+    fn new() -> SettlementMetrics {
+        SettlementMetrics {
+            executed: Default::default(),
+            failures: Default::default(),
+            latency: std::array::from_fn(|_| Histogram::new(&SETTLEMENT_LATENCY_BOUNDS_NS, 1e9)),
+            amounts: Mutex::new(Vec::new()),
+            channels_active: Gauge::new(),
+            channels_funded: Counter::new(),
+            channels_closed: Counter::new(),
+            disputes: Counter::new(),
+            claims_sent: Counter::new(),
+            claims_received: Counter::new(),
+            claim_failures: Default::default(),
+        }
+    }
+
+    /// A settlement ended: acknowledged (`success`), with its latency and amount.
+    pub fn executed(&self, method: &str, success: bool, latency_ms: u64, amount: u128, token: &str) {
+        let method = method_index(method);
+        self.executed[method][usize::from(!success)].inc();
+        if success {
+            self.latency[method].observe(latency_ms.saturating_mul(1_000_000));
+            let mut amounts = lock(&self.amounts);
+            match amounts.iter_mut().find(|(m, t, _)| *m == method && t == token) {
+                Some((_, _, total)) => *total = total.saturating_add(amount),
+                None => amounts.push((method, token.to_owned(), amount)),
+            }
+        }
+    }
+
+    /// A settlement step or a channel transaction failed (it is retried).
+    pub fn failed(&self, method: &str, stage: &str) {
+        let method = method_index(method);
+        self.executed[method][1].inc();
+        let stage = SETTLEMENT_FAILURE_STAGES.iter().position(|known| *known == stage).unwrap_or(0);
+        self.failures[method][stage].inc();
+    }
+
+    pub fn set_channels_active(&self, count: usize) {
+        self.channels_active.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    pub fn channel_funded(&self) {
+        self.channels_funded.inc();
+    }
+
+    pub fn channel_closed(&self) {
+        self.channels_closed.inc();
+    }
+
+    pub fn dispute(&self) {
+        self.disputes.inc();
+    }
+
+    pub fn claim_sent(&self) {
+        self.claims_sent.inc();
+    }
+
+    pub fn claim_received(&self) {
+        self.claims_received.inc();
+    }
+
+    pub fn claim_refused(&self, reason: crate::journal::ClaimRejection) {
+        self.claim_failures[reason as usize].inc();
+    }
+
+    pub fn executed_count(&self, method: &str, success: bool) -> u64 {
+        self.executed[method_index(method)][usize::from(!success)].get()
+    }
+
+    pub fn claim_failures_count(&self, reason: crate::journal::ClaimRejection) -> u64 {
+        self.claim_failures[reason as usize].get()
+    }
+
+    fn write(&self, out: &mut String) -> fmt::Result {
+        header(out, "settlements_executed_total", "counter", HELP_SETTLEMENTS_EXECUTED)?;
+        for (index, method) in SETTLEMENT_METHODS.iter().enumerate() {
+            for (status, label) in ["success", "failure"].iter().enumerate() {
+                let labels = [("method", *method), ("status", *label)];
+                sample(out, "settlements_executed_total", &labels, self.executed[index][status].get())?;
+            }
+        }
+        header(out, "settlement_failures_total", "counter", HELP_SETTLEMENT_FAILURES)?;
+        for (index, method) in SETTLEMENT_METHODS.iter().enumerate() {
+            for (stage_index, stage) in SETTLEMENT_FAILURE_STAGES.iter().enumerate() {
+                let labels = [("method", *method), ("stage", *stage)];
+                sample(out, "settlement_failures_total", &labels, self.failures[index][stage_index].get())?;
+            }
+        }
+        header(out, "settlement_latency_seconds", "histogram", HELP_SETTLEMENT_LATENCY)?;
+        for (index, method) in SETTLEMENT_METHODS.iter().enumerate() {
+            histogram(out, "settlement_latency_seconds", &[("method", *method)], &self.latency[index])?;
+        }
+        header(out, "settlement_amount_total", "counter", HELP_SETTLEMENT_AMOUNT)?;
+        for (method, token, total) in lock(&self.amounts).iter() {
+            let labels = [("method", SETTLEMENT_METHODS[*method]), ("token", token.as_str())];
+            sample(out, "settlement_amount_total", &labels, total)?;
+        }
+        header(out, "payment_channels_active", "gauge", HELP_CHANNELS_ACTIVE)?;
+        sample(out, "payment_channels_active", &[], self.channels_active.get())?;
+        header(out, "payment_channels_funded_total", "counter", HELP_CHANNELS_FUNDED)?;
+        sample(out, "payment_channels_funded_total", &[], self.channels_funded.get())?;
+        header(out, "payment_channels_closed_total", "counter", HELP_CHANNELS_CLOSED)?;
+        sample(out, "payment_channels_closed_total", &[], self.channels_closed.get())?;
+        header(out, "payment_channels_disputes_total", "counter", HELP_CHANNEL_DISPUTES)?;
+        sample(out, "payment_channels_disputes_total", &[], self.disputes.get())?;
+        header(out, "claims_sent_total", "counter", HELP_CLAIMS_SENT)?;
+        sample(out, "claims_sent_total", &[], self.claims_sent.get())?;
+        header(out, "claims_received_total", "counter", HELP_CLAIMS_RECEIVED)?;
+        sample(out, "claims_received_total", &[], self.claims_received.get())?;
+        header(out, "claim_verification_failures_total", "counter", HELP_CLAIM_FAILURES)?;
+        for reason in crate::journal::ClaimRejection::ALL {
+            let value = self.claim_failures[reason as usize].get();
+            sample(out, "claim_verification_failures_total", &[("reason", reason.label())], value)?;
+        }
+        Ok(())
+    }
+}
+
+const HELP_SETTLEMENTS_EXECUTED: &str = "Settlement outcomes: success when the payee acknowledged our claim, failure for each failed step (retried).";
+const HELP_SETTLEMENT_FAILURES: &str = "Failed settlement steps and channel transactions, by stage (each is retried with backoff).";
+const HELP_SETTLEMENT_LATENCY: &str = "Time from a settlement's trigger to the payee's acknowledgement, by event times.";
+const HELP_SETTLEMENT_AMOUNT: &str = "Units paid by acknowledged settlements, by method and token.";
+const HELP_CHANNELS_ACTIVE: &str = "Payment channels with a configured peer that are not settled yet.";
+const HELP_CHANNELS_FUNDED: &str = "Deposits of ours confirmed on chain.";
+const HELP_CHANNELS_CLOSED: &str = "Closes of our channels confirmed on chain.";
+const HELP_CHANNEL_DISPUTES: &str = "Channels a peer closed with an older proof of its payments than ours (we answer with ours).";
+const HELP_CLAIMS_SENT: &str = "Claims we signed and journaled.";
+const HELP_CLAIMS_RECEIVED: &str = "Claims peers sent us (accepted, refused or repeated).";
+const HELP_CLAIM_FAILURES: &str = "Claims from peers we refused, by reason; the position did not move.";

@@ -68,7 +68,7 @@ impl Node {
         health.set_recovery_done(false);
         let pipeline = {
             let (config, health) = (config.clone(), health.clone());
-            tokio::task::spawn_blocking(move || Pipeline::start(&config, health))
+            tokio::task::spawn_blocking(move || Pipeline::start(&config, health, None))
                 .await
                 .context("the start-up task failed")??
         };

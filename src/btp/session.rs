@@ -30,7 +30,8 @@ use super::packet::{self as btp, BtpPacket};
 use crate::ilp::error_code::ErrorCode;
 use crate::ilp::packet::{Fulfill, PacketType, ParseOptions, Prepare, Reject, RejectBuilder};
 use crate::metrics::{self, FrameDirection, FrameDropReason};
-use crate::pipeline::{forwarder::reply_frame, IncomingPrepare, Input, LinkHandle, PeerIndex, Reply, SessionId};
+use crate::pipeline::{forwarder::reply_frame, IncomingClaim, IncomingPrepare, Input, LinkHandle, PeerIndex, Reply, SessionId};
+use crate::settlement::claim;
 
 /// Frames the writer sends before it flushes; bounds the burst a slow socket holds in memory.
 const WRITE_BURST_MAX: usize = 256;
@@ -212,9 +213,21 @@ impl Reader {
         let Some(primary) = protocol_data.into_iter().next() else {
             if is_message {
                 self.answer_error(request_id, btp::BtpErrorCode::F01_INVALID_FIELDS, "message has no protocol data").await;
+            } else {
+                // A Response without protocol data acknowledges a request of ours that carried
+                // no ILP packet: a claim (the forwarder drops it if it matches none).
+                self.to_forwarder(Input::Reply { session: self.session, request_id, reply: Reply::Ack }).await;
             }
             return;
         };
+        if &primary.protocol_name[..] == claim::PROTOCOL_NAME.as_bytes() {
+            if is_message {
+                self.handle_claim(request_id, &primary.data).await;
+            } else {
+                self.to_forwarder(Input::Reply { session: self.session, request_id, reply: Reply::Ack }).await;
+            }
+            return;
+        }
         if &primary.protocol_name[..] != b"ilp" {
             if is_message {
                 // RFC 23: a request whose primary sub-protocol we don't speak gets an Error.
@@ -293,6 +306,35 @@ impl Reader {
                 self.answer_ilp_reject(request_id, ErrorCode::T00_INTERNAL_ERROR, "connector stopping").await;
             }
         }
+    }
+
+    /// A payment-channel claim (an `m2m-claim` entry): decoded and its signer recovered here, off
+    /// the forwarder's thread; judged by the forwarder against the journal.
+    async fn handle_claim(&mut self, request_id: u32, data: &[u8]) {
+        let global = metrics::global();
+        let claim = match claim::decode(data) {
+            Ok(claim) => claim,
+            Err(error) => {
+                global.settlement().claim_received();
+                global.settlement().claim_refused(crate::journal::ClaimRejection::Malformed);
+                tracing::debug!(session = self.session, %error, "malformed claim refused");
+                let message = format!("malformed: {error}");
+                self.answer_error(request_id, btp::BtpErrorCode::F01_INVALID_FIELDS, &message).await;
+                return;
+            }
+        };
+        let signer = claim::recover_signer(&claim);
+        let reply = match self.replies.clone().try_reserve_owned() {
+            Ok(reply) => reply,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.answer_error(request_id, btp::BtpErrorCode::T00_UNREACHABLE, "busy: too many requests in flight on this link").await;
+                return;
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        };
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let incoming = IncomingClaim { session: self.session, peer: self.peer, request_id, claim, signer, reply };
+        self.to_forwarder(Input::Claim(incoming)).await;
     }
 
     /// Queues an answer to one of the peer's requests, counting it as in flight until written.

@@ -31,14 +31,7 @@ const EXIT_STATUS_JOURNAL: u8 = 1;
 const EXIT_STATUS_INVALID_INPUT: u8 = 2;
 
 /// Event kinds, as `Event::kind` names them, accepted by `inspect --type`.
-const EVENT_KINDS: [&str; 6] = [
-    "ConfigurationApplied",
-    "PeerConnected",
-    "PeerDisconnected",
-    "PacketPrepared",
-    "PacketFulfilled",
-    "PacketRejected",
-];
+const EVENT_KINDS: [&str; 15] = crate::journal::Event::KINDS;
 
 #[derive(clap::Args, Debug)]
 pub struct JournalArgs {

@@ -20,8 +20,9 @@ use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
 use super::{
-    Config, JournalConfig, NodeConfig, Retention, OutgoingLink, PeerConfig, PeerSettlementConfig, RateConfig, Relation,
-    RouteConfig, Secret, SettlementConfig, TigerBeetleConfig, TIGERBEETLE_BATCH_MAX_DEFAULT,
+    Config, EvmSettlementConfig, JournalConfig, NodeConfig, Retention, OutgoingLink, PeerConfig, PeerSettlementConfig,
+    RateConfig, Relation, RouteConfig, Secret, SettlementConfig, SettlementDirection, TigerBeetleConfig,
+    EVM_CONFIRMATIONS_DEFAULT, EVM_POLL_INTERVAL_MS_DEFAULT, TIGERBEETLE_BATCH_MAX_DEFAULT,
 };
 
 /// Where the file is read from when neither the command line nor `CONFIG_FILE` says.
@@ -32,14 +33,19 @@ pub const CONFIG_FILE_DEFAULT: &str = "config.toml";
 pub const ENV_KNOWN: &[&str] = &[
     "SETTLEMENT_ENABLED",
     "SETTLEMENT_EVM_RPC_URL",
+    "SETTLEMENT_EVM_CHAIN_ID",
+    "SETTLEMENT_EVM_CONFIRMATIONS",
+    "SETTLEMENT_EVM_POLL_INTERVAL_MS",
     "SETTLEMENT_XRPL_URL",
     "SETTLEMENT_APTOS_URL",
+    "EVM_PRIVATE_KEY",
+    "EVM_PRIVATE_KEY_FILE",
     "TIGERBEETLE_REPLICAS",
     "TIGERBEETLE_CLUSTER_ID",
     "TIGERBEETLE_BATCH_MAX",
 ];
 
-const ENV_CHECKED_PREFIXES: &[&str] = &["SETTLEMENT_", "TIGERBEETLE_"];
+const ENV_CHECKED_PREFIXES: &[&str] = &["SETTLEMENT_", "TIGERBEETLE_", "EVM_"];
 
 /// The schemes of RFC 15. `peer` and `self` are valid addresses but never a node's own.
 const ILP_SCHEMES: &[&str] = &[
@@ -564,7 +570,7 @@ fn read_config(report: &mut Report, table: &Table, env: &Env) -> Config {
     check_peers(report, &node, &peers);
     check_routes(report, &node, &peers, &routes);
     check_rates(report, &peers, &rates);
-    check_settlement(report, &peers, &settlement);
+    check_settlement(report, &peers, &settlement, env);
     let rates = rates.into_iter().flatten().collect();
     Config {
         node,
@@ -867,12 +873,35 @@ fn read_peer_settlement(
     let address = f
         .string(r, "address", |a| Ok::<_, String>(a.to_string()))
         .optional();
+    let direction = f.string(r, "direction", settlement_direction).or(SettlementDirection::Both);
+    let prepayment_allowance = f.unsigned(r, "prepayment_allowance", any).or(0);
+    let double = threshold.map_or(0, |threshold| threshold.saturating_mul(2));
+    let deposit_initial = f.unsigned(r, "deposit_initial", any);
+    let initial_given = !deposit_initial.is_absent();
+    let deposit_topup = f.unsigned(r, "deposit_topup", any).or(double);
+    let deposit_max = f
+        .unsigned(r, "deposit_max", positive)
+        .or(threshold.map_or(1, |threshold| threshold.saturating_mul(10)));
+    // Not given: twice the threshold, within deposit_max.
+    let deposit_initial = deposit_initial.or(double.min(deposit_max.unwrap_or(u64::MAX)));
+    let settle_timeout_s = f.unsigned(r, "settle_timeout_s", positive).or(86_400);
     if let (Some(threshold), Some(settle_to)) = (threshold, settle_to) {
         if settle_to >= threshold {
             r.error(
                 f.path("settle_to"),
                 format!("must be less than threshold ({threshold})"),
             );
+        }
+    }
+    if let (Some(initial), Some(maximum), true) = (deposit_initial, deposit_max, initial_given) {
+        if initial > maximum {
+            r.error(f.path("deposit_initial"), format!("must not exceed deposit_max ({maximum})"));
+        }
+    }
+    if let (Some(threshold), Some(maximum)) = (threshold, deposit_max) {
+        if maximum < threshold {
+            let message = format!("{maximum} is below threshold ({threshold}): a settlement could never be funded");
+            r.error(f.path("deposit_max"), message);
         }
     }
     if let (Some(chain), Some(address)) = (&chain, &address) {
@@ -886,6 +915,12 @@ fn read_peer_settlement(
         threshold: threshold?,
         settle_to: settle_to?,
         address,
+        direction: direction?,
+        prepayment_allowance: prepayment_allowance?,
+        deposit_initial: deposit_initial?,
+        deposit_topup: deposit_topup?,
+        deposit_max: deposit_max?,
+        settle_timeout_s: settle_timeout_s?,
     })
 }
 
@@ -946,14 +981,18 @@ fn read_settlement_env(report: &mut Report, env: &Env) -> SettlementConfig {
             false
         }
     };
+    let evm_rpc_url = match (env.get("SETTLEMENT_EVM_RPC_URL"), env.get("BASE_L2_RPC_URL")) {
+        (Some(_), Some(_)) => {
+            report.error("env BASE_L2_RPC_URL", "set SETTLEMENT_EVM_RPC_URL or its alias BASE_L2_RPC_URL, not both");
+            None
+        }
+        (None, Some(_)) => env_url(report, env, "BASE_L2_RPC_URL", &["http", "https"]),
+        _ => env_url(report, env, "SETTLEMENT_EVM_RPC_URL", &["http", "https"]),
+    };
     SettlementConfig {
         enabled,
-        evm_rpc_url: env_url(
-            report,
-            env,
-            "SETTLEMENT_EVM_RPC_URL",
-            &["http", "https", "ws", "wss"],
-        ),
+        evm: read_evm_env(report, env),
+        evm_rpc_url,
         xrpl_url: env_url(
             report,
             env,
@@ -961,6 +1000,92 @@ fn read_settlement_env(report: &mut Report, env: &Env) -> SettlementConfig {
             &["http", "https", "ws", "wss"],
         ),
         aptos_url: env_url(report, env, "SETTLEMENT_APTOS_URL", &["http", "https"]),
+    }
+}
+
+/// The EVM chain's variables. The private key is checked (0x and 64 hex digits, a valid
+/// secp256k1 key) but never echoed.
+fn read_evm_env(report: &mut Report, env: &Env) -> EvmSettlementConfig {
+    let chain_id = env.get("SETTLEMENT_EVM_CHAIN_ID").and_then(|text| match text.parse::<u64>() {
+        Ok(id) if id > 0 => Some(id),
+        _ => {
+            report.error("env SETTLEMENT_EVM_CHAIN_ID", "must be a decimal chain id above 0 (8453 for Base, 84532 for Base Sepolia)");
+            None
+        }
+    });
+    let mut address = |name: &str| {
+        let text = env.get(name)?;
+        match evm_address(text) {
+            Ok(address) => Some(address),
+            Err(message) => {
+                report.error(format!("env {name}"), message);
+                None
+            }
+        }
+    };
+    let registry = address("TOKEN_NETWORK_REGISTRY");
+    let token = address("M2M_TOKEN_ADDRESS");
+    let confirmations = match env.get("SETTLEMENT_EVM_CONFIRMATIONS").map(str::parse::<u64>) {
+        None => EVM_CONFIRMATIONS_DEFAULT,
+        Some(Ok(depth)) if depth <= 1_000 => depth,
+        Some(_) => {
+            report.error("env SETTLEMENT_EVM_CONFIRMATIONS", "must be a whole number of blocks, 0 to 1000");
+            EVM_CONFIRMATIONS_DEFAULT
+        }
+    };
+    let poll_interval_ms = match env.get("SETTLEMENT_EVM_POLL_INTERVAL_MS").map(str::parse::<u64>) {
+        None => EVM_POLL_INTERVAL_MS_DEFAULT,
+        Some(Ok(ms)) if (50..=600_000).contains(&ms) => ms,
+        Some(_) => {
+            report.error("env SETTLEMENT_EVM_POLL_INTERVAL_MS", "must be 50 to 600000 (milliseconds)");
+            EVM_POLL_INTERVAL_MS_DEFAULT
+        }
+    };
+    let private_key = match (env.get("EVM_PRIVATE_KEY"), env.get("EVM_PRIVATE_KEY_FILE")) {
+        (Some(_), Some(_)) => {
+            report.error("env EVM_PRIVATE_KEY_FILE", "set EVM_PRIVATE_KEY or EVM_PRIVATE_KEY_FILE, not both");
+            None
+        }
+        (Some(key), None) => checked_private_key(report, "env EVM_PRIVATE_KEY", key.trim()),
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(text) => checked_private_key(report, "env EVM_PRIVATE_KEY_FILE", text.trim()),
+            Err(error) => {
+                report.error("env EVM_PRIVATE_KEY_FILE", format!("cannot read {path}: {error}"));
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    EvmSettlementConfig { chain_id, registry, token, confirmations, poll_interval_ms, private_key }
+}
+
+/// A private key: 0x and 64 hex digits that make a valid secp256k1 key. The message never
+/// quotes the value.
+fn checked_private_key(report: &mut Report, path: &str, text: &str) -> Option<Secret> {
+    let digits = text.strip_prefix("0x").unwrap_or(text);
+    let well_formed = digits.len() == 64 && digits.chars().all(|c| c.is_ascii_hexdigit());
+    if !well_formed || digits.parse::<alloy::signers::local::PrivateKeySigner>().is_err() {
+        report.error(path, "not a private key (64 hex digits, optionally after 0x, a valid secp256k1 key); the value is not shown");
+        return None;
+    }
+    Some(Secret::new(format!("0x{digits}")))
+}
+
+/// An EVM address: 0x and 40 hex digits, returned in lower case.
+fn evm_address(text: &str) -> Result<String, String> {
+    let digits = text.strip_prefix("0x").unwrap_or("");
+    if digits.len() != 40 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!("`{text}` is not an EVM address (0x and 40 hex digits)"));
+    }
+    Ok(format!("0x{}", digits.to_ascii_lowercase()))
+}
+
+fn settlement_direction(text: &str) -> Result<SettlementDirection, String> {
+    match text {
+        "pay" => Ok(SettlementDirection::Pay),
+        "receive" => Ok(SettlementDirection::Receive),
+        "both" => Ok(SettlementDirection::Both),
+        _ => Err(format!("`{text}` must be pay (we pay the peer), receive (the peer pays us) or both")),
     }
 }
 
@@ -1063,16 +1188,18 @@ fn replica_address(item: &str) -> Result<(), String> {
 
 fn warn_unknown_env(report: &mut Report, env: &Env) {
     for name in env.vars.keys() {
-        let checked = ENV_CHECKED_PREFIXES
-            .iter()
-            .any(|prefix| name.starts_with(prefix));
-        if checked && !ENV_KNOWN.contains(&name.as_str()) {
-            let known = ENV_KNOWN.join(", ");
-            report.warning(
-                format!("env {name}"),
-                format!("unknown variable, ignored (known: {known})"),
-            );
+        let Some(prefix) = ENV_CHECKED_PREFIXES.iter().find(|prefix| name.starts_with(*prefix)) else {
+            continue;
+        };
+        if ENV_KNOWN.contains(&name.as_str()) {
+            continue;
         }
+        let same_prefix: Vec<&str> = ENV_KNOWN.iter().copied().filter(|known| known.starts_with(prefix)).collect();
+        let message = match closest(name, &same_prefix) {
+            Some(known) => format!("unknown variable, ignored (did you mean {known}?)"),
+            None => format!("unknown variable, ignored (known: {})", same_prefix.join(", ")),
+        };
+        report.warning(format!("env {name}"), message);
     }
 }
 
@@ -1193,10 +1320,12 @@ fn first_seen<K: std::hash::Hash + Eq>(
     }
 }
 
-fn check_settlement(report: &mut Report, peers: &[PeerConfig], settlement: &SettlementConfig) {
+fn check_settlement(report: &mut Report, peers: &[PeerConfig], settlement: &SettlementConfig, env: &Env) {
     if !settlement.enabled {
         return;
     }
+    let mut evm_peers = 0;
+    let mut addresses: HashMap<String, usize> = HashMap::new();
     for (index, peer) in peers.iter().enumerate() {
         let Some(peer_settlement) = &peer.settlement else {
             continue;
@@ -1206,9 +1335,48 @@ fn check_settlement(report: &mut Report, peers: &[PeerConfig], settlement: &Sett
             "xrpl" => (&settlement.xrpl_url, "SETTLEMENT_XRPL_URL"),
             _ => (&settlement.aptos_url, "SETTLEMENT_APTOS_URL"),
         };
+        let path = format!("peers[{index}].settlement");
         if url.is_none() {
             let message = format!("settlement is enabled but {name} is not set (or is invalid)");
-            report.error(format!("peers[{index}].settlement.chain"), message);
+            report.error(format!("{path}.chain"), message);
+        }
+        if peer_settlement.chain != "evm" {
+            let message = format!("{} settlement is not in this build yet (evm is); this peer will not settle", peer_settlement.chain);
+            report.warning(format!("{path}.chain"), message);
+            continue;
+        }
+        evm_peers += 1;
+        match &peer_settlement.address {
+            None => report.error(format!("{path}.address"), "required to settle on evm: the peer's account (its claims' signer, our channel's counterparty)"),
+            Some(address) => {
+                if let Some(first) = first_seen(&mut addresses, address.to_ascii_lowercase(), index) {
+                    let message = format!("same address as peers[{first}]: channels and claims could not be told apart");
+                    report.error(format!("{path}.address"), message);
+                }
+            }
+        }
+        if peer_settlement.direction.peer_pays() && peer_settlement.direction.pays_peer()
+            && peer_settlement.prepayment_allowance >= peer_settlement.threshold
+        {
+            let message = "at or above threshold with direction both: a prepayment could be paid straight back";
+            report.warning(format!("{path}.prepayment_allowance"), message);
+        }
+    }
+    if evm_peers == 0 {
+        return;
+    }
+    let evm = &settlement.evm;
+    let required = [
+        ("SETTLEMENT_EVM_CHAIN_ID", evm.chain_id.is_none()),
+        ("TOKEN_NETWORK_REGISTRY", evm.registry.is_none()),
+        ("M2M_TOKEN_ADDRESS", evm.token.is_none()),
+        ("EVM_PRIVATE_KEY", evm.private_key.is_none() && env.get("EVM_PRIVATE_KEY_FILE").is_none()),
+    ];
+    for (name, missing) in required {
+        // An invalid value is already reported where it was read.
+        if missing && env.get(name).is_none() {
+            let message = "required to settle on evm (SETTLEMENT_ENABLED=true and a peer with chain = \"evm\"); not set, or invalid";
+            report.error(format!("env {name}"), message);
         }
     }
 }
@@ -2019,6 +2187,11 @@ chain = "evm"
 threshold = 10
 $ SETTLEMENT_ENABLED=true
 => peers[0].settlement.chain: settlement is enabled but SETTLEMENT_EVM_RPC_URL is not set
+=> peers[0].settlement.address: required to settle on evm
+=> env SETTLEMENT_EVM_CHAIN_ID: required to settle on evm
+=> env TOKEN_NETWORK_REGISTRY: required to settle on evm
+=> env M2M_TOKEN_ADDRESS: required to settle on evm
+=> env EVM_PRIVATE_KEY: required to settle on evm
 ---
 @node
 @peer a
@@ -2027,6 +2200,86 @@ chain = "evm"
 threshold = 10
 $ SETTLEMENT_ENABLED=true
 $ SETTLEMENT_EVM_RPC_URL=http://127.0.0.1:8545
+=> peers[0].settlement.address: required to settle on evm
+=> env SETTLEMENT_EVM_CHAIN_ID: required to settle on evm
+=> env TOKEN_NETWORK_REGISTRY: required to settle on evm
+=> env M2M_TOKEN_ADDRESS: required to settle on evm
+=> env EVM_PRIVATE_KEY: required to settle on evm
+---
+@node
+@peer a
+[peers.settlement]
+chain = "evm"
+threshold = 10
+address = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+direction = "receive"
+prepayment_allowance = 5
+$ SETTLEMENT_ENABLED=true
+$ BASE_L2_RPC_URL=https://sepolia.base.org
+$ SETTLEMENT_EVM_CHAIN_ID=84532
+$ TOKEN_NETWORK_REGISTRY=0x5FbDB2315678afecb367f032d93F642f64180aa3
+$ M2M_TOKEN_ADDRESS=0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512
+$ EVM_PRIVATE_KEY=0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80
+---
+@node
+@peer a
+@peer b
+[peers.settlement]
+chain = "evm"
+threshold = 10
+address = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"
+direction = "sideways"
+deposit_initial = 200
+deposit_max = 100
+[[peers]]
+id = "c"
+relation = "child"
+asset_code = "USD"
+asset_scale = 6
+incoming_token = "c-token"
+credit_limit = 0
+[peers.settlement]
+chain = "evm"
+threshold = 1000
+address = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+deposit_max = 999
+$ SETTLEMENT_ENABLED=true
+$ SETTLEMENT_EVM_RPC_URL=ws://127.0.0.1:8545
+$ SETTLEMENT_EVM_CHAIN_ID=zero
+$ TOKEN_NETWORK_REGISTRY=0x5FbDB
+$ M2M_TOKEN_ADDRESS=0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512
+$ EVM_PRIVATE_KEY=0xnot-a-key-S3CRET
+$ SETTLEMENT_EVM_CONFIRMATIONS=many
+$ EVM_PRIVATE_KEY_FIEL=/tmp/key
+=> peers[1].settlement.direction: `sideways` must be pay
+=> peers[1].settlement.deposit_initial: must not exceed deposit_max (100)
+=> peers[2].settlement.deposit_max: 999 is below threshold (1000)
+=> env SETTLEMENT_EVM_RPC_URL: scheme must be one of: http, https
+=> env SETTLEMENT_EVM_CHAIN_ID: must be a decimal chain id
+=> env TOKEN_NETWORK_REGISTRY: `0x5FbDB` is not an EVM address
+=> env EVM_PRIVATE_KEY: not a private key
+=> env SETTLEMENT_EVM_CONFIRMATIONS: must be a whole number of blocks
+=> peers[2].settlement.chain: settlement is enabled but SETTLEMENT_EVM_RPC_URL is not set
+=> warning: env EVM_PRIVATE_KEY_FIEL: unknown variable, ignored (did you mean EVM_PRIVATE_KEY_FILE?)
+---
+@node
+@peer a
+[peers.settlement]
+chain = "evm"
+threshold = 10
+address = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"
+@peer b
+[peers.settlement]
+chain = "evm"
+threshold = 10
+address = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+$ SETTLEMENT_ENABLED=true
+$ SETTLEMENT_EVM_RPC_URL=http://127.0.0.1:8545
+$ SETTLEMENT_EVM_CHAIN_ID=31337
+$ TOKEN_NETWORK_REGISTRY=0x5FbDB2315678afecb367f032d93F642f64180aa3
+$ M2M_TOKEN_ADDRESS=0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512
+$ EVM_PRIVATE_KEY=ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80
+=> peers[1].settlement.address: same address as peers[0]
 "#,
         );
     }
@@ -2275,7 +2528,7 @@ $ SETTLEMENT_EVM_RPC_URL=ftp://h
 $ SETTLEMENT_XRPL_URL=nope
 $ SETTLEMENT_APTOS_URL=wss://h
 => env SETTLEMENT_ENABLED: must be true or false
-=> env SETTLEMENT_EVM_RPC_URL: scheme must be one of: http, https, ws, wss
+=> env SETTLEMENT_EVM_RPC_URL: scheme must be one of: http, https
 => env SETTLEMENT_XRPL_URL: not a valid URL
 => env SETTLEMENT_APTOS_URL: scheme must be one of: http, https
 ---

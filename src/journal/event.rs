@@ -25,6 +25,17 @@ pub enum Event {
     PacketPrepared(PacketPrepared),
     PacketFulfilled(PacketFulfilled),
     PacketRejected(PacketRejected),
+    // Settlement (issue 9). Appended after the packet events, so journals written before them
+    // still decode (bincode numbers enum variants in order).
+    SettlementConfigured(SettlementConfigured),
+    SettlementChainReady(SettlementChainReady),
+    SettlementTriggered(SettlementTriggered),
+    ClaimSent(ClaimSent),
+    ClaimReceived(ClaimReceived),
+    ChannelObserved(ChannelObserved),
+    SettlementCompleted(SettlementCompleted),
+    SettlementFailed(SettlementFailed),
+    ChannelActionFailed(ChannelActionFailed),
 }
 
 impl Event {
@@ -37,7 +48,41 @@ impl Event {
             Event::PacketPrepared(_) => "PacketPrepared",
             Event::PacketFulfilled(_) => "PacketFulfilled",
             Event::PacketRejected(_) => "PacketRejected",
+            Event::SettlementConfigured(_) => "SettlementConfigured",
+            Event::SettlementChainReady(_) => "SettlementChainReady",
+            Event::SettlementTriggered(_) => "SettlementTriggered",
+            Event::ClaimSent(_) => "ClaimSent",
+            Event::ClaimReceived(_) => "ClaimReceived",
+            Event::ChannelObserved(_) => "ChannelObserved",
+            Event::SettlementCompleted(_) => "SettlementCompleted",
+            Event::SettlementFailed(_) => "SettlementFailed",
+            Event::ChannelActionFailed(_) => "ChannelActionFailed",
         }
+    }
+
+    /// Every kind [`Event::kind`] returns, for `journal inspect --type`.
+    pub const KINDS: [&'static str; 15] = [
+        "ConfigurationApplied",
+        "PeerConnected",
+        "PeerDisconnected",
+        "PacketPrepared",
+        "PacketFulfilled",
+        "PacketRejected",
+        "SettlementConfigured",
+        "SettlementChainReady",
+        "SettlementTriggered",
+        "ClaimSent",
+        "ClaimReceived",
+        "ChannelObserved",
+        "SettlementCompleted",
+        "SettlementFailed",
+        "ChannelActionFailed",
+    ];
+
+    /// Whether this event is a settlement decision: the events the settlement ledger derives from
+    /// the journal before them, which `audit settlements` re-derives and compares.
+    pub fn is_settlement_decision(&self) -> bool {
+        matches!(self, Event::SettlementTriggered(_) | Event::ClaimSent(_))
     }
 }
 
@@ -156,4 +201,253 @@ pub(crate) fn fulfilled_entries(first: u64, count: u64) -> Vec<JournalEntry> {
             event: Event::PacketFulfilled(PacketFulfilled { packet_id: seq, fulfillment: [seq as u8; 32] }),
         })
         .collect()
+}
+
+// --- Settlement --------------------------------------------------------------------------------
+//
+// Positions change through these events only (DESIGN.md §3): a `ClaimSent` raises the payee's
+// position (we owe it less), an accepted `ClaimReceived` lowers the payer's (it owes us less),
+// and a channel's settlement on chain corrects both by whatever the chain paid out differently
+// from the claims (see `settlement::ledger`). Chain facts (`ChannelObserved`) come from the
+// watcher at the confirmation depth; decisions (`SettlementTriggered`, `ClaimSent`) are derived
+// from the journal before them, and `audit settlements` derives them again.
+
+pub use crate::settlement::claim::Claim;
+
+/// The settlement terms in force from this event on: journaled at every start with settlement
+/// enabled, so a replay judges each decision by the terms of its time. No key, no RPC URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettlementConfigured {
+    /// CAIP-2 chain id, e.g. `eip155:8453`.
+    pub chain: String,
+    /// The TokenNetworkRegistry.
+    pub registry: String,
+    /// The token (`M2M_TOKEN_ADDRESS`).
+    pub token: String,
+    /// This node's account (the address of `EVM_PRIVATE_KEY`).
+    pub account: String,
+    /// Blocks a chain event must be buried under before it is journaled.
+    pub confirmations: u64,
+    pub peers: Vec<PeerSettlementTerms>,
+}
+
+/// One peer's settlement terms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerSettlementTerms {
+    pub peer: String,
+    /// The peer's account on the chain: the signer of its claims, our channel counterparty.
+    pub address: String,
+    /// We pay this peer (send claims) when we owe it `threshold`.
+    pub pays_peer: bool,
+    /// This peer pays us (we accept its claims).
+    pub peer_pays: bool,
+    pub threshold: u64,
+    pub settle_to: u64,
+    /// How far a claim from the peer may exceed what it owes us (prepayment).
+    pub prepayment_allowance: u64,
+    /// Deposit policy for the channel we fund: first deposit, top-up step, most in total.
+    pub deposit_initial: u64,
+    pub deposit_topup: u64,
+    pub deposit_max: u64,
+    /// Challenge period of channels we open, in seconds.
+    pub settle_timeout_s: u64,
+}
+
+/// The chain side is ready: the token network for the configured token was found (claims can be
+/// signed and verified from here on).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettlementChainReady {
+    pub chain: String,
+    /// The TokenNetwork contract: every claim's `contract`.
+    pub contract: String,
+    pub token: String,
+    pub token_decimals: u8,
+}
+
+/// What we owe a peer reached its threshold: pay it down to `settle_to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettlementTriggered {
+    pub settlement_id: u64,
+    pub peer: String,
+    /// The peer's position when the decision was made (negative: we owe it).
+    pub position: i128,
+    pub threshold: u64,
+    pub settle_to: u64,
+    pub amount: u128,
+}
+
+/// A claim we signed for a settlement. From this event on the payee can redeem it, so the
+/// payee's position has risen by `amount`; it is sent (and re-sent) until acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimSent {
+    pub settlement_id: u64,
+    pub peer: String,
+    pub amount: u128,
+    pub claim: Claim,
+}
+
+/// A claim a peer sent us, with our verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimReceived {
+    pub peer: String,
+    pub claim: Claim,
+    /// The account the signature recovers to; empty when it recovers to none.
+    pub signer: String,
+    pub verdict: ClaimVerdict,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClaimVerdict {
+    /// The peer's position fell by `increase`.
+    Accepted { increase: u128 },
+    /// The position is unchanged; the peer got a BTP Error naming the reason.
+    Rejected { reason: ClaimRejection, detail: String },
+}
+
+/// Why a claim was refused. Also the `reason` label of `claim_verification_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClaimRejection {
+    /// Settlement is off, the peer has no settlement terms, or it does not pay us by claims.
+    NotAccepted,
+    /// The token network is not known yet (the chain has not been reached since start).
+    NotReady,
+    /// Another chain or contract than ours.
+    WrongChain,
+    /// No channel with this id between us and this peer (or not confirmed yet).
+    UnknownChannel,
+    /// The channel is closed or settled.
+    ChannelNotOpen,
+    /// The signature does not recover to the peer's account.
+    BadSignature,
+    /// The nonce is not above the newest accepted one.
+    StaleNonce,
+    /// The cumulative amount is below the newest accepted one.
+    Decreasing,
+    /// The cumulative amount exceeds the peer's deposit.
+    OverDeposit,
+    /// The increase exceeds what the peer owes plus its prepayment allowance.
+    OverOwed,
+    /// The claim's bytes do not decode (answered at the session, never journaled).
+    Malformed,
+}
+
+impl ClaimRejection {
+    pub const ALL: [ClaimRejection; 11] = [
+        ClaimRejection::NotAccepted,
+        ClaimRejection::NotReady,
+        ClaimRejection::WrongChain,
+        ClaimRejection::UnknownChannel,
+        ClaimRejection::ChannelNotOpen,
+        ClaimRejection::BadSignature,
+        ClaimRejection::StaleNonce,
+        ClaimRejection::Decreasing,
+        ClaimRejection::OverDeposit,
+        ClaimRejection::OverOwed,
+        ClaimRejection::Malformed,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ClaimRejection::NotAccepted => "not_accepted",
+            ClaimRejection::NotReady => "not_ready",
+            ClaimRejection::WrongChain => "wrong_chain",
+            ClaimRejection::UnknownChannel => "unknown_channel",
+            ClaimRejection::ChannelNotOpen => "channel_not_open",
+            ClaimRejection::BadSignature => "bad_signature",
+            ClaimRejection::StaleNonce => "stale_nonce",
+            ClaimRejection::Decreasing => "decreasing",
+            ClaimRejection::OverDeposit => "over_deposit",
+            ClaimRejection::OverOwed => "over_owed",
+            ClaimRejection::Malformed => "malformed",
+        }
+    }
+}
+
+/// A contract event about one of our channels, buried under the confirmation depth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelObserved {
+    pub chain: String,
+    pub contract: String,
+    pub channel_id: String,
+    pub tx_hash: String,
+    pub block_number: u64,
+    pub log_index: u64,
+    /// The block's timestamp, seconds (challenge periods are measured in chain time).
+    pub block_timestamp_s: u64,
+    pub change: ChannelChange,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChannelChange {
+    Opened { participant1: String, participant2: String, settle_timeout_s: u64 },
+    Deposit { participant: String, total: u128 },
+    Withdraw { participant: String, total: u128 },
+    /// `closer` submitted the other participant's proof (`nonce`, `transferred`); the challenge
+    /// period ends at `settle_at_s` (chain time).
+    Closed { closer: String, nonce: u64, transferred: u128, settle_at_s: u64 },
+    /// The non-closing participant submitted the closer's proof.
+    ProofUpdated { closer: String, nonce: u64, transferred: u128 },
+    Settled { amount1: u128, amount2: u128, cooperative: bool },
+}
+
+impl ChannelChange {
+    pub fn label(&self) -> &'static str {
+        match self {
+            ChannelChange::Opened { .. } => "opened",
+            ChannelChange::Deposit { .. } => "deposit",
+            ChannelChange::Withdraw { .. } => "withdraw",
+            ChannelChange::Closed { .. } => "closed",
+            ChannelChange::ProofUpdated { .. } => "proof_updated",
+            ChannelChange::Settled { .. } => "settled",
+        }
+    }
+}
+
+/// The payee acknowledged the settlement's claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettlementCompleted {
+    pub settlement_id: u64,
+    pub peer: String,
+}
+
+/// A step of a settlement failed; it is retried from `retry_at_ms` (the event's time plus a
+/// capped exponential backoff). Forwarding is never affected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettlementFailed {
+    pub settlement_id: u64,
+    pub peer: String,
+    pub attempt: u32,
+    pub stage: SettlementStage,
+    pub error: String,
+    pub retry_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SettlementStage {
+    /// Opening or funding the channel on chain.
+    Funding,
+    /// Sending the claim to the peer, or waiting for its answer.
+    Delivery,
+    /// The peer refused the claim.
+    Refused,
+}
+
+impl SettlementStage {
+    pub fn label(self) -> &'static str {
+        match self {
+            SettlementStage::Funding => "funding",
+            SettlementStage::Delivery => "delivery",
+            SettlementStage::Refused => "refused",
+        }
+    }
+}
+
+/// A channel transaction outside a settlement (answering a close, settling after the challenge
+/// period, closing on request) failed; it is retried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelActionFailed {
+    pub peer: String,
+    pub channel_id: String,
+    pub action: String,
+    pub error: String,
 }

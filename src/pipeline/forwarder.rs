@@ -24,6 +24,8 @@ use rustc_hash::FxHashMap;
 use super::policy::{outgoing_expiry_ms, Conversion, TokenBucket};
 use super::routing::{PeerIndex, RoutingTable};
 use super::{IncomingPrepare, Input, LinkHandle, Reply, ReplySlot, SessionId};
+
+mod settlement;
 use crate::btp::packet as btp;
 use crate::config::{Config, Relation};
 use crate::http::health::{ComponentStatus, Health};
@@ -45,17 +47,29 @@ pub const BATCH_INPUTS_MAX: usize = 256;
 /// Longest the forwarder sleeps with nothing to do, so a stopped pipeline is noticed.
 const IDLE_WAIT_MAX: Duration = Duration::from_millis(250);
 
-/// A reply held until the journal has made its event durable.
-pub struct HeldReply {
-    slot: ReplySlot,
-    frame: Bytes,
+/// A frame held until the journal has made the events before it durable.
+pub enum Held {
+    /// An answer to a peer's request (a Fulfill, or the verdict on a claim), in the slot reserved
+    /// for it when the request arrived.
+    Reply { slot: ReplySlot, frame: Bytes },
+    /// A request of ours that must not leave before its event is durable (a claim we signed).
+    Request { sender: tokio::sync::mpsc::Sender<Bytes>, frame: Bytes },
 }
 
-impl Release for HeldReply {
+impl Release for Held {
     fn release(self) {
-        // The slot was reserved when the Prepare arrived, so this cannot fail for lack of room;
-        // if the session has closed since, the frame is dropped (the Fulfill is durable).
-        self.slot.send(self.frame);
+        match self {
+            // The slot was reserved when the request arrived, so this cannot fail for lack of
+            // room; if the session has closed since, the frame is dropped (its event is durable).
+            Held::Reply { slot, frame } => {
+                slot.send(frame);
+            }
+            // A full or closed queue loses the frame; the claim's answer then times out and the
+            // claim is sent again.
+            Held::Request { sender, frame } => {
+                let _ = sender.try_send(frame);
+            }
+        }
     }
 }
 
@@ -113,8 +127,8 @@ pub struct Forwarder {
     next_packet_id: u64,
     next_seq: u64,
     entries: Vec<JournalEntry>,
-    held: Vec<HeldReply>,
-    journal: Sender<Commit<HeldReply>>,
+    held: Vec<Held>,
+    journal: Sender<Commit<Held>>,
     journal_status: Arc<JournalStatus>,
     journal_failed: bool,
     snapshot_every: u64,
@@ -125,6 +139,8 @@ pub struct Forwarder {
     health: Arc<Health>,
     now_ms: i64,
     in_flight_published: Arc<std::sync::atomic::AtomicUsize>,
+    /// Settlement, when enabled (see `forwarder/settlement.rs`).
+    settlement: Option<settlement::SettlementRuntime>,
 }
 
 /// What the forwarder starts from: the state rebuilt from the journal.
@@ -137,11 +153,12 @@ pub struct Recovered {
 impl Forwarder {
     pub fn new(
         config: &Config,
-        journal: Sender<Commit<HeldReply>>,
+        journal: Sender<Commit<Held>>,
         journal_status: Arc<JournalStatus>,
         health: Arc<Health>,
         in_flight_max: usize,
         recovered: Recovered,
+        settlement_link: Option<crate::settlement::SettlementLink>,
     ) -> Self {
         let now_ms = timestamp::now_ms();
         let Recovered { mut balances, last_seq } = recovered;
@@ -180,6 +197,8 @@ impl Forwarder {
             })
             .collect();
         let conversions = conversion_matrix(&assets, config);
+        let peer_ids: Vec<&str> = config.peers.iter().map(|peer| peer.id.as_str()).collect();
+        let settlement = settlement_link.map(|link| settlement::SettlementRuntime::new(link, &peer_ids));
         let mut forwarder = Forwarder {
             node_address: config.node.ilp_address.clone(),
             min_message_window_ms: config.node.min_message_window_ms,
@@ -207,9 +226,11 @@ impl Forwarder {
             health,
             now_ms,
             in_flight_published: Arc::default(),
+            settlement,
         };
         forwarder.next_packet_id = forwarder.balances.packet_id_max() + 1;
         forwarder.append(Event::ConfigurationApplied(configuration_applied(config)));
+        forwarder.settlement_start();
         forwarder
     }
 
@@ -230,6 +251,7 @@ impl Forwarder {
             }
             self.drain(&replies, &prepares);
             self.expire_due();
+            self.settlement_tick();
             self.commit();
             self.in_flight_published.store(self.in_flight.len(), Ordering::Release);
         }
@@ -241,6 +263,15 @@ impl Forwarder {
     }
 
     fn wait_duration(&self) -> Duration {
+        let idle_max = if self.settlement.is_some() {
+            Duration::from_millis(settlement::TICK_INTERVAL_MS as u64)
+        } else {
+            IDLE_WAIT_MAX
+        };
+        self.wait_duration_for_deadlines().min(idle_max)
+    }
+
+    fn wait_duration_for_deadlines(&self) -> Duration {
         match self.deadlines.peek() {
             Some(Reverse((deadline_ms, _))) => {
                 let now_ms = timestamp::now_ms();
@@ -279,6 +310,8 @@ impl Forwarder {
             Input::Reply { session, request_id, reply } => self.handle_reply(session, request_id, reply),
             Input::SessionUp(link) => self.session_up(link),
             Input::SessionDown { session } => self.session_down(session),
+            Input::Claim(claim) => self.handle_claim(claim),
+            Input::Settlement(input) => self.handle_settlement_input(input),
         }
     }
 
@@ -381,6 +414,7 @@ impl Forwarder {
                 );
             }
         }
+        self.settlement_session_down(session);
     }
 
     fn handle_prepare(&mut self, incoming: IncomingPrepare) {
@@ -594,6 +628,16 @@ impl Forwarder {
 
     fn handle_reply(&mut self, session: SessionId, request_id: u32, reply: Reply) {
         let Some(&packet_id) = self.by_request.get(&(session, request_id)) else {
+            let refusal = match &reply {
+                Reply::Ack => Some(None),
+                Reply::LinkError { message } => Some(Some(message.clone())),
+                Reply::Fulfill(_) | Reply::Reject(_) => None,
+            };
+            if let Some(refusal) = refusal {
+                if self.claim_answered(session, request_id, refusal) {
+                    return;
+                }
+            }
             // Late (after expiry) or never requested: drop without answering (RFC 23).
             metrics::global().btp_frame_dropped(metrics::FrameDropReason::UnexpectedResponse);
             tracing::debug!(session, request_id, "reply matches no packet in flight; dropped");
@@ -624,6 +668,10 @@ impl Forwarder {
                 let text = format!("next hop answered with a BTP error: {message}");
                 self.reject_in_flight(packet_id, packet, ErrorCode::T01_PEER_UNREACHABLE, &text, Stage::Egress);
             }
+            Reply::Ack => {
+                let text = "next hop answered our Prepare without an ILP packet";
+                self.reject_in_flight(packet_id, packet, ErrorCode::T01_PEER_UNREACHABLE, text, Stage::Egress);
+            }
         }
     }
 
@@ -631,12 +679,13 @@ impl Forwarder {
         self.append(Event::PacketFulfilled(PacketFulfilled { packet_id, fulfillment: *fulfillment }));
         let frame = reply_frame(packet.from_request_id, fulfill_bytes);
         let (from_peer, to_peer, received_at) = (packet.from_peer, packet.to_peer, packet.received_at);
-        self.held.push(HeldReply { slot: packet.reply, frame });
+        self.held.push(Held::Reply { slot: packet.reply, frame });
         let global = metrics::global();
         global.packet_processed(PacketKind::Prepare, PacketStatus::Fulfilled);
         global.packet_processed(PacketKind::Fulfill, PacketStatus::Relayed);
         global.packet_latency(ReplyKind::Fulfill, received_at.elapsed());
         self.update_balance_gauges(from_peer, to_peer);
+        self.settle_after_fulfill(from_peer, to_peer);
     }
 
     /// Ends a prepared packet with a Reject created here, sent upstream at once.

@@ -27,7 +27,7 @@ use crate::http::health::Health;
 use crate::ilp::packet::{Fulfill, Prepare, Reject};
 use crate::journal::recovery::{self, Recovery};
 use crate::journal::{self, Commit, JournalError, JournalStatus, SledStore};
-use forwarder::{Forwarder, HeldReply, Recovered};
+use forwarder::{Forwarder, Held, Recovered};
 pub use routing::PeerIndex;
 
 /// Identifies one BTP connection (a peer may have several).
@@ -40,6 +40,21 @@ pub enum Input {
     Reply { session: SessionId, request_id: u32, reply: Reply },
     SessionUp(LinkHandle),
     SessionDown { session: SessionId },
+    /// A payment-channel claim a peer sent us (a BTP Message with an `m2m-claim` entry), with
+    /// the account its signature recovers to (recovered in the session, off this thread).
+    Claim(IncomingClaim),
+    /// A report from the settlement executor (chain facts, funding outcomes).
+    Settlement(crate::settlement::SettlementInput),
+}
+
+pub struct IncomingClaim {
+    pub session: SessionId,
+    pub peer: PeerIndex,
+    pub request_id: u32,
+    pub claim: crate::settlement::claim::Claim,
+    pub signer: Result<String, String>,
+    /// The answer's place in the session's reply queue (see [`IncomingPrepare::reply`]).
+    pub reply: ReplySlot,
 }
 
 pub struct IncomingPrepare {
@@ -61,6 +76,8 @@ pub enum Reply {
     Reject(Reject),
     /// The next hop could not process our Prepare at all (a BTP Error).
     LinkError { message: String },
+    /// A BTP Response without an ILP packet: the peer acknowledged a claim we sent.
+    Ack,
 }
 
 /// The forwarder's handle on one session's writer: its queue of requests we originate
@@ -105,7 +122,11 @@ pub enum StartError {
 
 impl Pipeline {
     /// Opens the journal, rebuilds the state from it and starts the stages.
-    pub fn start(config: &Config, health: Arc<Health>) -> Result<Pipeline, StartError> {
+    pub fn start(
+        config: &Config,
+        health: Arc<Health>,
+        settlement: Option<crate::settlement::SettlementLink>,
+    ) -> Result<Pipeline, StartError> {
         let mut store = SledStore::open(&config.journal.dir)?;
         store.set_durable(config.journal.durable);
         let Recovery { balances, last_seq, snapshot_seq, frames_checked, events_replayed, elapsed } =
@@ -125,7 +146,7 @@ impl Pipeline {
         let in_flight_max = queue_max.max(1) * 4;
         let (prepares_tx, prepares_rx) = crossbeam_channel::bounded(queue_max);
         let (replies_tx, replies_rx) = crossbeam_channel::bounded(in_flight_max + REPLY_QUEUE_MARGIN);
-        let (journal_tx, journal_rx) = crossbeam_channel::bounded::<Commit<HeldReply>>(JOURNAL_QUEUE_MAX);
+        let (journal_tx, journal_rx) = crossbeam_channel::bounded::<Commit<Held>>(JOURNAL_QUEUE_MAX);
         let journal_status = Arc::new(JournalStatus::default());
         journal_status.durable_seq.store(last_seq, Ordering::Release);
 
@@ -137,7 +158,7 @@ impl Pipeline {
             .spawn(move || journal::run_writer(writer_store, journal_rx, writer_status))?;
         let forwarder_status = journal_status.clone();
         let forwarder =
-            Forwarder::new(config, journal_tx, forwarder_status, health, in_flight_max, recovered);
+            Forwarder::new(config, journal_tx, forwarder_status, health, in_flight_max, recovered, settlement);
         let in_flight = forwarder.in_flight_published();
         let stopping = Arc::new(AtomicBool::new(false));
         let forwarder_stopping = stopping.clone();

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::Projection;
 use crate::journal::{Event, JournalEntry};
+use crate::settlement::ledger::SettlementLedger;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerBalance {
@@ -42,10 +43,14 @@ pub struct Balances {
     /// Highest packet id seen in any event; a restarted forwarder continues after it.
     packet_id_max: u64,
     position: u64,
+    /// Channels, claims and settlements in progress (issue 9); the source of settlement
+    /// decisions and of the position changes settlement makes.
+    settlement: SettlementLedger,
 }
 
-/// First byte of a serialized snapshot; a snapshot of another version is not used.
-const SNAPSHOT_VERSION: u8 = 2;
+/// First byte of a serialized snapshot; a snapshot of another version is not used (recovery
+/// then replays the journal from an older snapshot or from the start). 3: the settlement ledger.
+const SNAPSHOT_VERSION: u8 = 3;
 
 impl Balances {
     pub fn new() -> Self {
@@ -150,6 +155,7 @@ impl Balances {
             hasher.update(pending.amount_out.to_be_bytes());
             hasher.update(expires_at_in_ms.to_be_bytes());
         }
+        hasher.update(self.settlement.digest());
         hasher.finalize().into()
     }
 
@@ -190,6 +196,29 @@ impl Balances {
     pub fn set_position(&mut self, seq: u64) {
         self.position = seq;
     }
+
+    pub fn settlement(&self) -> &SettlementLedger {
+        &self.settlement
+    }
+
+    /// The position of `peer` (0 for a peer never seen).
+    pub fn position_of(&self, peer: &str) -> i128 {
+        self.balance_of(peer).map_or(0, |balance| balance.position)
+    }
+
+    /// The peer ids of an open packet: (sender, next hop).
+    pub fn open_packet_peers(&self, packet_id: u64) -> Option<(&str, &str)> {
+        let pending = self.pending.get(&packet_id)?;
+        Some((self.peers[pending.from].0.as_str(), self.peers[pending.to].0.as_str()))
+    }
+
+    fn settlement_event(&mut self, entry: &JournalEntry) {
+        if let Some((peer, delta)) = self.settlement.apply(entry) {
+            let index = self.peer_index(&peer);
+            let balance = &mut self.peers[index].1;
+            balance.position = balance.position.saturating_add(delta);
+        }
+    }
 }
 
 impl Projection for Balances {
@@ -225,6 +254,15 @@ impl Projection for Balances {
                 self.packet_id_max = self.packet_id_max.max(rejected.packet_id);
             }
             Event::PeerConnected { .. } | Event::PeerDisconnected { .. } => {}
+            Event::SettlementConfigured(_)
+            | Event::SettlementChainReady(_)
+            | Event::SettlementTriggered(_)
+            | Event::ClaimSent(_)
+            | Event::ClaimReceived(_)
+            | Event::ChannelObserved(_)
+            | Event::SettlementCompleted(_)
+            | Event::SettlementFailed(_)
+            | Event::ChannelActionFailed(_) => self.settlement_event(entry),
         }
         self.position = entry.seq;
     }

@@ -1,0 +1,1 @@
+//! The EVM executor (in progress).

@@ -1,0 +1,88 @@
+//! Settlement (issue 9): paying peers what we owe them and being paid what they owe us, over
+//! payment channels, as a projection of the journal.
+//!
+//! - [`ledger`]: the pure state (channels, claims, settlements in progress) and every decision
+//!   (trigger, claim, verdict, funding, correction), derived from the journal alone.
+//! - [`claim`]: claims as the journal stores them (chain-agnostic) and their BTP wire form.
+//! - [`evm`]: the first chain: EIP-712 balance proofs and the executor that opens, funds, watches,
+//!   disputes and settles channels of the TokenNetwork contracts.
+//! - [`audit`]: `m2m-connector audit settlements`, which replays the journal and re-derives every
+//!   decision.
+//!
+//! The forwarder owns the journal, so it applies the ledger's decisions: it appends what is due
+//! right after the event that made it due, signs claims, sends them to peers and judges the
+//! claims peers send. The executor does the chain's IO on tokio and reports back as inputs to the
+//! forwarder; nothing it does ever waits on the packet path, and nothing on the packet path waits
+//! for it.
+
+pub mod audit;
+pub mod claim;
+pub mod evm;
+pub mod ledger;
+
+use crate::journal::{ChannelObserved, SettlementChainReady, SettlementConfigured};
+use claim::{Claim, ClaimSigner};
+use ledger::Funding;
+
+/// What the forwarder needs to settle: the terms it journals at start, the key that signs our
+/// claims, and the executor's job queue.
+pub struct SettlementLink {
+    pub configured: SettlementConfigured,
+    pub signer: Box<dyn ClaimSigner>,
+    pub jobs: tokio::sync::mpsc::Sender<SettlementJob>,
+}
+
+/// Work for the executor: chain transactions, each idempotent (it checks the chain's state
+/// before sending anything, so a repeated job does nothing twice).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettlementJob {
+    /// Open and/or fund a channel with `peer` (for settlement `settlement_id`, or the initial
+    /// deposit when None).
+    Fund { peer: String, settlement_id: Option<u64>, funding: Funding },
+    /// The peer closed the channel with an older proof of its payments than `claim`: submit it.
+    UpdateProof { peer: String, channel_id: String, claim: Claim },
+    /// The channel is closed: settle it once the chain's time passes `settle_at_s`.
+    Settle { peer: String, channel_id: String, settle_at_s: u64 },
+}
+
+impl SettlementJob {
+    pub fn key(&self) -> JobKey {
+        match self {
+            SettlementJob::Fund { peer, .. } => JobKey::Fund { peer: peer.clone() },
+            SettlementJob::UpdateProof { channel_id, .. } => JobKey::UpdateProof { channel_id: channel_id.clone() },
+            SettlementJob::Settle { channel_id, .. } => JobKey::Settle { channel_id: channel_id.clone() },
+        }
+    }
+
+    pub fn action(&self) -> &'static str {
+        match self {
+            SettlementJob::Fund { funding: Funding::Open { .. }, .. } => "open",
+            SettlementJob::Fund { .. } => "deposit",
+            SettlementJob::UpdateProof { .. } => "update_proof",
+            SettlementJob::Settle { .. } => "settle",
+        }
+    }
+}
+
+/// Which job an executor report is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum JobKey {
+    Fund { peer: String },
+    UpdateProof { channel_id: String },
+    Settle { channel_id: String },
+}
+
+/// What the executor reports to the forwarder (through its reply queue).
+#[derive(Debug, Clone)]
+pub enum SettlementInput {
+    /// The token network for the configured token was found on the configured chain.
+    ChainReady(SettlementChainReady),
+    /// A contract event about one of our channels, at the confirmation depth.
+    Observed(ChannelObserved),
+    /// The job's transaction was mined (or the chain already had what it asked for); its effect
+    /// arrives as `Observed` once confirmed.
+    JobDone { job: JobKey, detail: String },
+    /// Not yet (the challenge period is not over): ask again after `retry_after_ms`.
+    JobWaiting { job: JobKey, retry_after_ms: u64 },
+    JobFailed { job: JobKey, error: String },
+}
