@@ -231,6 +231,9 @@ pub struct EvmSettlementConfig {
     pub poll_interval_ms: u64,
     /// `EVM_PRIVATE_KEY` (or the file named by `EVM_PRIVATE_KEY_FILE`): 0x and 64 hex digits.
     pub private_key: Option<Secret>,
+    /// `SETTLEMENT_EVM_START_BLOCK`: where the first start of a node reads the chain from
+    /// (default: 100,000 blocks before the head). Later starts resume from the journal.
+    pub start_block: Option<u64>,
 }
 
 /// Blocks a contract event must be buried under before it is journaled, by default.

@@ -37,6 +37,10 @@ enum Command {
     Journal(cli::journal::JournalArgs),
     /// Compare the TigerBeetle ledger with the journal (`ledger reconcile`).
     Ledger(cli::ledger::LedgerArgs),
+    /// Re-derive every settlement decision from the journal and check what was recorded.
+    Audit(cli::audit::AuditArgs),
+    /// Deploy the payment-channel contracts to an EVM chain (`contracts deploy`).
+    Contracts(cli::contracts::ContractsArgs),
 }
 
 #[derive(clap::Args, Default)]
@@ -57,6 +61,8 @@ fn main() -> ExitCode {
         Command::Config(args) => cli::config::run(args),
         Command::Journal(args) => cli::journal::run(args),
         Command::Ledger(args) => cli::ledger::run(args),
+        Command::Audit(args) => cli::audit::run(args),
+        Command::Contracts(args) => cli::contracts::run(args),
     }
 }
 

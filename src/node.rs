@@ -65,10 +65,15 @@ impl Node {
             }
         }));
 
+        let evm = crate::settlement::evm::setup(&config).context("settlement")?;
+        let (settlement_link, settlement_executor) = match evm {
+            Some(setup) => (Some(setup.link), Some((setup.jobs, setup.executor))),
+            None => (None, None),
+        };
         health.set_recovery_done(false);
         let pipeline = {
             let (config, health) = (config.clone(), health.clone());
-            tokio::task::spawn_blocking(move || Pipeline::start(&config, health, None))
+            tokio::task::spawn_blocking(move || Pipeline::start(&config, health, settlement_link))
                 .await
                 .context("the start-up task failed")??
         };
@@ -100,6 +105,13 @@ impl Node {
         for peer in outgoing_peers(&config) {
             tracing::info!(peer = %peer.id, url = %peer.url, "dialing peer");
             tasks.push(tokio::spawn(client::maintain(peer, websocket, context.clone())));
+        }
+        if let Some((jobs, mut executor)) = settlement_executor {
+            let recovered = &pipeline.settlement_recovered;
+            executor.resume_block = recovered.resume_block();
+            executor.known_channels = recovered.channels().filter_map(|(id, _)| id.parse().ok()).collect();
+            let replies = pipeline.replies.clone();
+            tasks.extend(crate::settlement::evm::executor::spawn(executor, jobs, replies, health.clone(), shutdown_rx.clone()));
         }
         let journal = pipeline.journal_store.clone();
         tasks.push(crate::journal::retention::spawn(journal.clone(), config.journal.retention, config.journal.archive_dir.clone(), shutdown_rx.clone()));

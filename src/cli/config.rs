@@ -159,7 +159,7 @@ asset_scale = 6
             1,
             "FILE: node.asset_scale: must be 0 to 255\n\
              FILE: node.btp_port: must be a port number, 0 to 65535\n\
-             warning: FILE: env SETTLEMENT_TYPO: unknown variable, ignored (known: SETTLEMENT_ENABLED, SETTLEMENT_EVM_RPC_URL, SETTLEMENT_EVM_CHAIN_ID, SETTLEMENT_EVM_CONFIRMATIONS, SETTLEMENT_EVM_POLL_INTERVAL_MS, SETTLEMENT_XRPL_URL, SETTLEMENT_APTOS_URL)\n\
+             warning: FILE: env SETTLEMENT_TYPO: unknown variable, ignored (known: SETTLEMENT_ENABLED, SETTLEMENT_EVM_RPC_URL, SETTLEMENT_EVM_CHAIN_ID, SETTLEMENT_EVM_CONFIRMATIONS, SETTLEMENT_EVM_POLL_INTERVAL_MS, SETTLEMENT_EVM_START_BLOCK, SETTLEMENT_XRPL_URL, SETTLEMENT_APTOS_URL)\n\
              FILE: invalid (2 errors, 1 warning)",
         );
     }

@@ -31,7 +31,7 @@ const EXIT_STATUS_JOURNAL: u8 = 1;
 const EXIT_STATUS_INVALID_INPUT: u8 = 2;
 
 /// Event kinds, as `Event::kind` names them, accepted by `inspect --type`.
-const EVENT_KINDS: [&str; 15] = crate::journal::Event::KINDS;
+const EVENT_KINDS: [&str; 16] = crate::journal::Event::KINDS;
 
 #[derive(clap::Args, Debug)]
 pub struct JournalArgs {
@@ -324,7 +324,7 @@ fn json_line(entry: &JournalEntry, fields: &serde_json::Map<String, Value>) -> S
 }
 
 /// RFC 3339 in UTC with milliseconds, e.g. `2026-03-01T12:00:00.250Z`.
-fn rfc3339(timestamp_ms: i64) -> String {
+pub(crate) fn rfc3339(timestamp_ms: i64) -> String {
     let digits = format_timestamp(timestamp_ms);
     let text = std::str::from_utf8(&digits).expect("timestamps are ASCII digits");
     format!(

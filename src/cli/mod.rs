@@ -1,6 +1,8 @@
 //! Operator commands besides `run`: packet decoding, configuration checks.
 
+pub mod audit;
 pub mod config;
+pub mod contracts;
 pub mod journal;
 pub mod ledger;
 pub mod packet;

@@ -36,6 +36,7 @@ pub const ENV_KNOWN: &[&str] = &[
     "SETTLEMENT_EVM_CHAIN_ID",
     "SETTLEMENT_EVM_CONFIRMATIONS",
     "SETTLEMENT_EVM_POLL_INTERVAL_MS",
+    "SETTLEMENT_EVM_START_BLOCK",
     "SETTLEMENT_XRPL_URL",
     "SETTLEMENT_APTOS_URL",
     "EVM_PRIVATE_KEY",
@@ -1056,7 +1057,14 @@ fn read_evm_env(report: &mut Report, env: &Env) -> EvmSettlementConfig {
         },
         (None, None) => None,
     };
-    EvmSettlementConfig { chain_id, registry, token, confirmations, poll_interval_ms, private_key }
+    let start_block = env.get("SETTLEMENT_EVM_START_BLOCK").and_then(|text| match text.parse::<u64>() {
+        Ok(block) => Some(block),
+        Err(_) => {
+            report.error("env SETTLEMENT_EVM_START_BLOCK", "must be a block number");
+            None
+        }
+    });
+    EvmSettlementConfig { chain_id, registry, token, confirmations, poll_interval_ms, private_key, start_block }
 }
 
 /// A private key: 0x and 64 hex digits that make a valid secp256k1 key. The message never

@@ -36,6 +36,7 @@ pub enum Event {
     SettlementCompleted(SettlementCompleted),
     SettlementFailed(SettlementFailed),
     ChannelActionFailed(ChannelActionFailed),
+    ChainScanned(ChainScanned),
 }
 
 impl Event {
@@ -57,11 +58,12 @@ impl Event {
             Event::SettlementCompleted(_) => "SettlementCompleted",
             Event::SettlementFailed(_) => "SettlementFailed",
             Event::ChannelActionFailed(_) => "ChannelActionFailed",
+            Event::ChainScanned(_) => "ChainScanned",
         }
     }
 
     /// Every kind [`Event::kind`] returns, for `journal inspect --type`.
-    pub const KINDS: [&'static str; 15] = [
+    pub const KINDS: [&'static str; 16] = [
         "ConfigurationApplied",
         "PeerConnected",
         "PeerDisconnected",
@@ -77,6 +79,7 @@ impl Event {
         "SettlementCompleted",
         "SettlementFailed",
         "ChannelActionFailed",
+        "ChainScanned",
     ];
 
     /// Whether this event is a settlement decision: the events the settlement ledger derives from
@@ -450,4 +453,12 @@ pub struct ChannelActionFailed {
     pub channel_id: String,
     pub action: String,
     pub error: String,
+}
+
+/// The watcher has read every block up to `block_number` (a marker every few minutes, so a
+/// restart resumes the scan there).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainScanned {
+    pub chain: String,
+    pub block_number: u64,
 }

@@ -106,6 +106,9 @@ pub struct Pipeline {
     /// A handle on the journal for readers (the store is shared; sled is safe to read while the
     /// writer appends).
     pub journal_store: SledStore,
+    /// What the recovered journal says of settlement (where the chain watcher resumes, which
+    /// channels are ours).
+    pub settlement_recovered: crate::settlement::ledger::SettlementLedger,
     stopping: Arc<AtomicBool>,
     forwarder_thread: Option<JoinHandle<()>>,
     journal_thread: Option<JoinHandle<SledStore>>,
@@ -141,6 +144,7 @@ impl Pipeline {
             elapsed_ms = elapsed.as_millis() as u64,
             "journal recovered"
         );
+        let settlement_recovered = balances.settlement().clone();
         let recovered = Recovered { balances, last_seq };
         let queue_max = config.node.pipeline_queue_max;
         let in_flight_max = queue_max.max(1) * 4;
@@ -171,6 +175,7 @@ impl Pipeline {
             journal_status,
             in_flight,
             journal_store: store,
+            settlement_recovered,
             stopping,
             forwarder_thread: Some(forwarder_thread),
             journal_thread: Some(journal_thread),

@@ -232,6 +232,7 @@ impl Projection for Balances {
                 for terms in &configuration.peers {
                     self.peer_index(&terms.peer);
                 }
+                self.settlement_event(entry);
             }
             Event::PacketPrepared(prepared) => {
                 let from = self.peer_index(&prepared.from_peer);
@@ -262,7 +263,8 @@ impl Projection for Balances {
             | Event::ChannelObserved(_)
             | Event::SettlementCompleted(_)
             | Event::SettlementFailed(_)
-            | Event::ChannelActionFailed(_) => self.settlement_event(entry),
+            | Event::ChannelActionFailed(_)
+            | Event::ChainScanned(_) => self.settlement_event(entry),
         }
         self.position = entry.seq;
     }

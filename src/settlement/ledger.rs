@@ -153,7 +153,11 @@ pub enum Funding {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SettlementLedger {
+    /// The latest terms, and whether they are in force: every start journals a
+    /// `ConfigurationApplied` (settlement off) and, with settlement enabled, `SettlementConfigured`
+    /// right after it (on again). A start without settlement decides nothing.
     configured: Option<SettlementConfigured>,
+    enabled: bool,
     /// The token network, once the chain was reached (`SettlementChainReady`).
     contract: Option<String>,
     token_decimals: u8,
@@ -163,6 +167,8 @@ pub struct SettlementLedger {
     next_settlement_id: u64,
     /// The last chain event applied (block, log index): anything at or before it is a repeat.
     chain_cursor: Option<(u64, u64)>,
+    /// The highest block the watcher reported having read in full.
+    scanned_block: Option<u64>,
 }
 
 impl SettlementLedger {
@@ -170,8 +176,9 @@ impl SettlementLedger {
         SettlementLedger::default()
     }
 
+    /// The terms in force (None while settlement is off).
     pub fn configured(&self) -> Option<&SettlementConfigured> {
-        self.configured.as_ref()
+        self.configured.as_ref().filter(|_| self.enabled)
     }
 
     pub fn contract(&self) -> Option<&str> {
@@ -183,7 +190,7 @@ impl SettlementLedger {
     }
 
     pub fn terms(&self, peer: &str) -> Option<&PeerSettlementTerms> {
-        self.configured.as_ref()?.peers.iter().find(|terms| terms.peer == peer)
+        self.configured()?.peers.iter().find(|terms| terms.peer == peer)
     }
 
     pub fn peer(&self, peer: &str) -> Option<&PeerLedger> {
@@ -217,6 +224,14 @@ impl SettlementLedger {
         self.chain_cursor
     }
 
+    /// Where a restarted watcher resumes: the block of the last chain event (its later logs are
+    /// recognised as repeats) or after the last scan marker, whichever is later.
+    pub fn resume_block(&self) -> Option<u64> {
+        let after_marker = self.scanned_block.map(|block| block + 1);
+        let at_cursor = self.chain_cursor.map(|(block, _)| block);
+        after_marker.max(at_cursor)
+    }
+
     /// Channels that are not settled yet, open first.
     pub fn open_channel_count(&self) -> usize {
         self.channels.values().filter(|channel| channel.state != ChannelState::Settled).count()
@@ -226,6 +241,10 @@ impl SettlementLedger {
     /// where the peer's position (what it owes us minus what we owe it) moves by `delta`.
     pub fn apply(&mut self, entry: &JournalEntry) -> Option<(String, i128)> {
         match &entry.event {
+            Event::ConfigurationApplied(_) => {
+                self.enabled = false;
+                None
+            }
             Event::SettlementConfigured(configured) => {
                 self.configure(configured);
                 None
@@ -259,6 +278,10 @@ impl SettlementLedger {
                 }
                 None
             }
+            Event::ChainScanned(scanned) => {
+                self.scanned_block = self.scanned_block.max(Some(scanned.block_number));
+                None
+            }
             Event::SettlementFailed(failed) => {
                 let peer = self.peers.entry(failed.peer.clone()).or_default();
                 if let Some(pending) = peer.pending.as_mut().filter(|pending| pending.settlement_id == failed.settlement_id) {
@@ -283,6 +306,7 @@ impl SettlementLedger {
             self.peers.entry(terms.peer.clone()).or_default();
         }
         self.configured = Some(configured.clone());
+        self.enabled = true;
     }
 
     fn claim_sent(&mut self, sent: &ClaimSent) -> Option<(String, i128)> {
@@ -319,7 +343,7 @@ impl SettlementLedger {
             self.channel_opened(observed, participant1, participant2, *settle_timeout_s);
             return None;
         }
-        let account = self.configured.as_ref()?.account.clone();
+        let account = self.configured()?.account.clone();
         let channel = self.channels.get_mut(&observed.channel_id)?;
         let is_ours = |participant: &str| participant.eq_ignore_ascii_case(&account);
         match &observed.change {
@@ -371,7 +395,7 @@ impl SettlementLedger {
     }
 
     fn channel_opened(&mut self, observed: &ChannelObserved, participant1: &str, participant2: &str, settle_timeout_s: u64) {
-        let Some(configured) = self.configured.as_ref() else { return };
+        let Some(configured) = self.configured() else { return };
         let account = &configured.account;
         let partner = if participant1.eq_ignore_ascii_case(account) {
             participant2
@@ -481,11 +505,12 @@ impl SettlementLedger {
         // within deposit_max.
         let unspent_target = amount.saturating_add(u128::from(terms.deposit_topup)).min(deposit_max);
         match self.peer_channel(peer) {
-            None => Funding::Open {
-                partner: terms.address.clone(),
-                settle_timeout_s: terms.settle_timeout_s,
-                deposit_total: unspent_target.max(u128::from(terms.deposit_initial).min(deposit_max)),
-            },
+            None => {
+                let initial = u128::from(terms.deposit_initial).min(deposit_max);
+                // The first deposit: the initial one, or more if a settlement already needs it.
+                let deposit_total = if amount == 0 { initial } else { unspent_target.max(initial) };
+                Funding::Open { partner: terms.address.clone(), settle_timeout_s: terms.settle_timeout_s, deposit_total }
+            }
             Some((channel_id, channel)) if channel.state != ChannelState::Open => {
                 Funding::AwaitSettlement { channel_id: channel_id.to_owned(), settle_at_s: channel.settle_at_s }
             }
@@ -532,7 +557,7 @@ impl SettlementLedger {
         signer: Option<&str>,
     ) -> Result<u128, (ClaimRejection, String)> {
         let refuse = |reason, detail: String| Err((reason, detail));
-        let Some(configured) = self.configured.as_ref() else {
+        let Some(configured) = self.configured() else {
             return refuse(ClaimRejection::NotAccepted, "settlement is not enabled on this node".into());
         };
         let Some(terms) = self.terms(peer).filter(|terms| terms.peer_pays) else {
@@ -594,7 +619,7 @@ impl SettlementLedger {
     /// we must submit ours before the challenge period ends (if the peer closed), and channels
     /// whose challenge period is over (to settle).
     pub fn disputes(&self) -> impl Iterator<Item = (&str, &ChannelLedger)> {
-        let account = self.configured.as_ref().map(|configured| configured.account.clone()).unwrap_or_default();
+        let account = self.configured().map(|configured| configured.account.clone()).unwrap_or_default();
         self.channels.iter().filter_map(move |(id, channel)| {
             let closed_by_peer = channel.state == ChannelState::Closed
                 && channel.closer.as_deref().is_some_and(|closer| !closer.eq_ignore_ascii_case(&account));

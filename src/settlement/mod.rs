@@ -85,4 +85,6 @@ pub enum SettlementInput {
     /// Not yet (the challenge period is not over): ask again after `retry_after_ms`.
     JobWaiting { job: JobKey, retry_after_ms: u64 },
     JobFailed { job: JobKey, error: String },
+    /// Every block up to `block` has been read: a restart may resume after it.
+    Scanned { block: u64 },
 }

@@ -553,7 +553,7 @@ fn index_packets(entries: &[JournalEntry]) -> Packets<'_> {
                 assert!(previous.is_none(), "packet {id} refused twice");
                 continue;
             }
-            Event::PeerConnected { .. } | Event::PeerDisconnected { .. } => continue,
+            _ => continue,
         };
         let ends = packets.ends.entry(packet_id).or_default();
         ends.push((entry.seq, end, entry.timestamp_ms));

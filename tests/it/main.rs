@@ -1,6 +1,7 @@
 //! The integration tests: one binary, one module per area (rust-analyzer's layout).
 //! Everything runs against real sockets on 127.0.0.1.
 
+mod chain;
 mod cli;
 mod crash;
 mod forwarding;
@@ -8,5 +9,6 @@ mod interop;
 mod journal;
 mod journal_cli;
 mod loadgen;
+mod settlement;
 mod support;
 mod tigerbeetle;

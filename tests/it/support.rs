@@ -80,6 +80,12 @@ impl Connector {
     /// starts the binary and waits until `/health/ready` answers 200. Panics (with the log) if
     /// the process exits or is not ready within [`READY_TIMEOUT`].
     pub fn start_with(make_config: impl FnOnce(u16, u16) -> String) -> Connector {
+        Connector::start_with_env(make_config, &[])
+    }
+
+    /// [`Connector::start_with`] with these environment variables set for the process (on top
+    /// of the clean environment), e.g. `SETTLEMENT_*` and `EVM_PRIVATE_KEY`.
+    pub fn start_with_env(make_config: impl FnOnce(u16, u16) -> String, env: &[(String, String)]) -> Connector {
         let btp_port = free_port();
         let mut health_port = free_port();
         while health_port == btp_port {
@@ -105,6 +111,7 @@ impl Connector {
                 command.env(passthrough, value);
             }
         }
+        command.envs(env.iter().map(|(name, value)| (name.as_str(), value.as_str())));
         let child = command
             .arg("run")
             .arg("--config")

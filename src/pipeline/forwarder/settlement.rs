@@ -161,6 +161,7 @@ impl Forwarder {
                     );
                     self.append(Event::ClaimSent(ClaimSent { settlement_id, peer: payee.clone(), amount, claim: signed.clone() }));
                     metrics::global().settlement().claim_sent();
+                    self.publish_position(&payee);
                     self.send_claim(&payee, settlement_id, &signed);
                 }
             }
@@ -350,6 +351,12 @@ impl Forwarder {
                 }
             }
             SettlementInput::JobFailed { job, error } => self.job_failed(job, error),
+            SettlementInput::Scanned { block } => {
+                let chain = self.balances.settlement().configured().map(|configured| configured.chain.clone());
+                if let Some(chain) = chain {
+                    self.append(Event::ChainScanned(crate::journal::ChainScanned { chain, block_number: block }));
+                }
+            }
         }
     }
 
@@ -434,13 +441,18 @@ impl Forwarder {
         let peer = self.balances.settlement().channel(&channel_id).map(|channel| channel.peer.clone());
         if let Some(peer) = peer {
             // A settle moved the position; a deposit may make a claim due.
-            if let Some(&index) = self.settlement.as_ref().and_then(|runtime| runtime.index_of.get(&peer)) {
-                self.update_balance_gauges(index, index);
-            }
+            self.publish_position(&peer);
             if let Some(runtime) = self.settlement.as_mut() {
                 runtime.jobs.remove(&JobKey::Fund { peer: peer.clone() });
             }
             self.settle_due(&peer);
+        }
+    }
+
+    /// The peer's position gauge, after settlement moved it.
+    fn publish_position(&self, peer: &str) {
+        if let Some(&index) = self.settlement.as_ref().and_then(|runtime| runtime.index_of.get(peer)) {
+            self.update_balance_gauges(index, index);
         }
     }
 

@@ -1,0 +1,314 @@
+//! Settlement over a real chain: two m2m-connector processes (A and B), each with its own key,
+//! peered over BTP, and anvil with the contracts deployed. A's child alice pays B's child bob
+//! through A and B, so A comes to owe B; A pays B with claims on a payment channel it opens and
+//! funds itself. The tests read both nodes' metrics while they run and both journals after they
+//! stop, and compare with the chain's ERC-20 balances.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use m2m_connector::journal::{ClaimVerdict, Event, JournalEntry, SledStore};
+use m2m_connector::projections::balances::Balances;
+use m2m_connector::projections::Projection;
+use m2m_connector::settlement::evm::deploy::Deployment;
+
+use crate::chain::{self, Anvil};
+use crate::support::{run_with_timeout, Connector};
+
+/// A's threshold: it pays B when it owes this much (USD at scale 6: one dollar). Packets are
+/// this size, so what A owes is always a multiple of it and every settlement pays down to 0.
+const THRESHOLD: u64 = 1_000_000;
+
+/// Tokens minted to A's account for deposits.
+const A_TOKENS: u128 = 1_000_000_000_000;
+
+struct Pair {
+    anvil: Anvil,
+    deployment: Deployment,
+    b: Connector,
+    a: Connector,
+    dir: tempfile::TempDir,
+}
+
+impl Pair {
+    fn start() -> Pair {
+        let anvil = Anvil::start();
+        let deployment = anvil.deploy(&[(chain::address_of(chain::NODE_A_KEY), A_TOKENS)]);
+        let dir = tempfile::Builder::new().prefix("m2m-it-settlement-").tempdir().unwrap();
+        let b = start_b(&anvil, &deployment, &dir.path().join("journal-b"));
+        let a = start_a(&anvil, &deployment, &dir.path().join("journal-a"), b.btp_port);
+        Pair { anvil, deployment, b, a, dir }
+    }
+
+    fn journal_a(&self) -> PathBuf {
+        self.dir.path().join("journal-a")
+    }
+
+    fn journal_b(&self) -> PathBuf {
+        self.dir.path().join("journal-b")
+    }
+
+    fn restart_a(&mut self) {
+        self.a = start_a(&self.anvil, &self.deployment, &self.journal_a(), self.b.btp_port);
+    }
+
+    fn logs(&self) -> String {
+        format!("A:\n{}\nB:\n{}\nanvil (tail):\n{}", self.a.log_section(), self.b.log_section(), tail(&self.anvil.log(), 40))
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn settlement_env(anvil: &Anvil, deployment: &Deployment, key: &str) -> Vec<(String, String)> {
+    [
+        ("SETTLEMENT_ENABLED", "true".to_string()),
+        ("SETTLEMENT_EVM_RPC_URL", anvil.url().to_string()),
+        ("SETTLEMENT_EVM_CHAIN_ID", chain::CHAIN_ID.to_string()),
+        ("TOKEN_NETWORK_REGISTRY", chain::hex(deployment.registry)),
+        ("M2M_TOKEN_ADDRESS", chain::hex(deployment.token)),
+        ("SETTLEMENT_EVM_CONFIRMATIONS", "1".to_string()),
+        ("SETTLEMENT_EVM_POLL_INTERVAL_MS", "250".to_string()),
+        ("SETTLEMENT_EVM_START_BLOCK", "0".to_string()),
+        ("EVM_PRIVATE_KEY", key.to_string()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_string(), value))
+    .collect()
+}
+
+fn node_header(id: &str, address: &str, btp_port: u16, health_port: u16, journal: &Path) -> String {
+    format!(
+        r#"[node]
+id = "{id}"
+ilp_address = "{address}"
+asset_code = "USD"
+asset_scale = 6
+bind_host = "127.0.0.1"
+btp_port = {btp_port}
+health_port = {health_port}
+
+[journal]
+dir = {journal:?}
+"#
+    )
+}
+
+/// B: bob is its child; A is a peer that pays B with claims (B never pays A).
+fn start_b(anvil: &Anvil, deployment: &Deployment, journal: &Path) -> Connector {
+    let a_address = chain::hex(chain::address_of(chain::NODE_A_KEY));
+    let journal = journal.to_path_buf();
+    let config = move |btp_port, health_port| {
+        node_header("b", "test.b", btp_port, health_port, &journal)
+            + &format!(
+                r#"
+[[peers]]
+id = "bob"
+relation = "child"
+asset_code = "USD"
+asset_scale = 6
+incoming_token = "bob-token"
+credit_limit = 0
+
+[[peers]]
+id = "a"
+relation = "peer"
+asset_code = "USD"
+asset_scale = 6
+incoming_token = "a-token"
+credit_limit = 100000000
+
+[peers.settlement]
+chain = "evm"
+threshold = {THRESHOLD}
+address = "{a_address}"
+direction = "receive"
+"#
+            )
+    };
+    Connector::start_with_env(config, &settlement_env(anvil, deployment, chain::NODE_B_KEY))
+}
+
+/// A: alice is its child; B is a peer A pays with claims; everything under test.b goes to B.
+fn start_a(anvil: &Anvil, deployment: &Deployment, journal: &Path, b_btp_port: u16) -> Connector {
+    let b_address = chain::hex(chain::address_of(chain::NODE_B_KEY));
+    let journal = journal.to_path_buf();
+    let config = move |btp_port, health_port| {
+        node_header("a", "test.a", btp_port, health_port, &journal)
+            + &format!(
+                r#"
+[[peers]]
+id = "alice"
+relation = "child"
+asset_code = "USD"
+asset_scale = 6
+incoming_token = "alice-token"
+credit_limit = 1000000000000
+
+[[peers]]
+id = "b"
+relation = "peer"
+asset_code = "USD"
+asset_scale = 6
+credit_limit = 0
+
+[peers.outgoing]
+url = "btp+ws://127.0.0.1:{b_btp_port}"
+token = "a-token"
+
+[peers.settlement]
+chain = "evm"
+threshold = {THRESHOLD}
+settle_to = 0
+address = "{b_address}"
+direction = "pay"
+deposit_initial = 3000000
+deposit_topup = 4000000
+deposit_max = 20000000
+settle_timeout_s = 30
+
+[[routes]]
+prefix = "test.b"
+peer = "b"
+"#
+            )
+    };
+    Connector::start_with_env(config, &settlement_env(anvil, deployment, chain::NODE_A_KEY))
+}
+
+/// The sum of a metric's samples whose labels contain every `label="value"` in `labels`.
+fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| line.split(['{', ' ']).next() == Some(name))
+        .filter(|line| labels.iter().all(|label| line.contains(label)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn wait_until(pair: &Pair, timeout: Duration, what: &str, mut done: impl FnMut(&Pair) -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done(pair) {
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}\n{}", pair.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// alice (on A) sends `packets` Prepares of `THRESHOLD` to bob (on B), who fulfills them.
+fn pay_bob(pair: &Pair, packets: u32) {
+    let loadgen = env!("CARGO_BIN_EXE_m2m-loadgen");
+    let mut fulfiller = Command::new(loadgen)
+        .args(["--role", "fulfiller", "--url", &format!("ws://127.0.0.1:{}", pair.b.btp_port), "--destination", "test.b.bob"])
+        .args(["--seconds", "120"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting the fulfiller");
+    wait_until(pair, Duration::from_secs(10), "bob connected to B", |pair| {
+        metric(&pair.b.metrics(), "btp_connections", &["peer_id=\"bob\""]) >= 1.0
+    });
+    let output = run_with_timeout(
+        Command::new(loadgen)
+            .args(["--role", "sender", "--url", &format!("ws://127.0.0.1:{}", pair.a.btp_port)])
+            .args(["--destination", "test.b.bob", "--amount", &THRESHOLD.to_string()])
+            .args(["--packets", &packets.to_string(), "--window", "1", "--expiry-ms", "10000", "--expect-all-fulfilled"]),
+        Duration::from_secs(90),
+    );
+    let _ = fulfiller.kill();
+    let _ = fulfiller.wait();
+    assert!(output.success(), "{}\n{}", output.describe("the sender"), pair.logs());
+}
+
+/// Replays a stopped node's journal: its entries and the state they give.
+fn read_journal(dir: &Path) -> (Vec<JournalEntry>, Balances) {
+    let store = SledStore::open(dir).expect("opening the stopped node's journal");
+    let entries: Vec<JournalEntry> = store.entries_from(1).map(|entry| entry.expect("a readable journal")).collect();
+    let mut balances = Balances::new();
+    for entry in &entries {
+        balances.apply(entry);
+    }
+    (entries, balances)
+}
+
+/// What the journal's fulfilled packets to `peer` add up to (their outgoing amounts).
+fn fulfilled_to(entries: &[JournalEntry], peer: &str) -> u128 {
+    let mut prepared = std::collections::HashMap::new();
+    let mut total = 0u128;
+    for entry in entries {
+        match &entry.event {
+            Event::PacketPrepared(packet) if packet.to_peer == peer => {
+                prepared.insert(packet.packet_id, packet.amount_out);
+            }
+            Event::PacketFulfilled(fulfilled) => {
+                total += u128::from(prepared.remove(&fulfilled.packet_id).unwrap_or(0));
+            }
+            _ => {}
+        }
+    }
+    total
+}
+
+fn audit(journal: &Path) -> crate::support::CommandOutput {
+    run_with_timeout(
+        Command::new(env!("CARGO_BIN_EXE_m2m-connector")).args(["audit", "settlements", "--dir"]).arg(journal),
+        Duration::from_secs(60),
+    )
+}
+
+#[test]
+fn a_pays_b_with_claims_until_both_positions_are_back_at_settle_to_and_both_audits_pass() {
+    let mut pair = Pair::start();
+    wait_until(&pair, Duration::from_secs(60), "A opened and funded its channel to B", |pair| {
+        metric(&pair.a.metrics(), "payment_channels_funded_total", &[]) >= 1.0
+    });
+    pay_bob(&pair, 12);
+    wait_until(&pair, Duration::from_secs(90), "A's position with B back at settle_to (0)", |pair| {
+        let a = pair.a.metrics();
+        metric(&a, "account_balance_units", &["peer_id=\"b\""]) == 0.0 && metric(&a, "settlements_executed_total", &["status=\"success\""]) >= 1.0
+    });
+    wait_until(&pair, Duration::from_secs(30), "B's position with A back at 0", |pair| {
+        metric(&pair.b.metrics(), "account_balance_units", &["peer_id=\"a\""]) == 0.0
+    });
+    let (a_metrics, b_metrics) = (pair.a.metrics(), pair.b.metrics());
+    let sent = metric(&a_metrics, "claims_sent_total", &[]);
+    assert!(sent >= 1.0, "A sent claims");
+    assert!(metric(&b_metrics, "claims_received_total", &[]) >= sent, "B received every claim A sent");
+    pair.a.stop(Duration::from_secs(30));
+    pair.b.stop(Duration::from_secs(30));
+
+    let (entries_a, balances_a) = read_journal(&pair.journal_a());
+    let (entries_b, balances_b) = read_journal(&pair.journal_b());
+    assert_eq!(balances_a.position_of("b"), 0, "A's journal: B's position is settle_to");
+    assert_eq!(balances_b.position_of("a"), 0, "B's journal: A's position is 0");
+    let paid: u128 = entries_a
+        .iter()
+        .filter_map(|entry| match &entry.event {
+            Event::ClaimSent(sent) => Some(sent.amount),
+            _ => None,
+        })
+        .sum();
+    let accepted: u128 = entries_b
+        .iter()
+        .filter_map(|entry| match &entry.event {
+            Event::ClaimReceived(received) => match received.verdict {
+                ClaimVerdict::Accepted { increase } => Some(increase),
+                ClaimVerdict::Rejected { .. } => None,
+            },
+            _ => None,
+        })
+        .sum();
+    let owed = fulfilled_to(&entries_a, "b");
+    assert!(owed >= 12 * u128::from(THRESHOLD), "12 packets (and the sender's probe) were fulfilled: {owed}");
+    assert_eq!(paid, owed, "A paid for every packet B fulfilled, to the unit");
+    assert_eq!(accepted, paid, "B accepted exactly what A paid");
+    let (_, channel) = balances_a.settlement().peer_channel("b").expect("A's channel to B");
+    assert!(channel.ours.deposit > 3_000_000, "A topped its deposit up (initial 3, paid 12): {}", channel.ours.deposit);
+    for (name, journal) in [("A", pair.journal_a()), ("B", pair.journal_b())] {
+        let output = audit(&journal);
+        assert!(output.success(), "audit settlements on {name}: {}", output.describe("audit"));
+        assert!(output.stdout.contains("audit settlements: OK"), "{}", output.stdout);
+    }
+}
