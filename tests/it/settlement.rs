@@ -4,6 +4,7 @@
 //! funds itself. The tests read both nodes' metrics while they run and both journals after they
 //! stop, and compare with the chain's ERC-20 balances.
 
+use std::future::IntoFuture;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -310,5 +311,275 @@ fn a_pays_b_with_claims_until_both_positions_are_back_at_settle_to_and_both_audi
         let output = audit(&journal);
         assert!(output.success(), "audit settlements on {name}: {}", output.describe("audit"));
         assert!(output.stdout.contains("audit settlements: OK"), "{}", output.stdout);
+    }
+}
+
+mod refusals {
+    use super::*;
+    use bytes::Bytes;
+    use futures_util::{SinkExt, StreamExt};
+    use m2m_connector::btp::packet::{self as btp, BtpPacket, ProtocolData};
+    use m2m_connector::journal::ClaimRejection;
+    use m2m_connector::settlement::claim::{self, Claim, ClaimSigner, UnsignedClaim};
+    use m2m_connector::settlement::evm::claim::LocalClaimSigner;
+    use tokio_tungstenite::tungstenite::Message;
+
+    type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+    /// A BTP session to B as peer `a` (what A's node would be).
+    async fn session_as_a(btp_port: u16) -> Socket {
+        let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{btp_port}")).await.expect("connecting to B");
+        let auth = m2m_connector::btp::client::auth_message(1, "a", &m2m_connector::config::Secret::new("a-token"));
+        socket.send(Message::Binary(auth.encode())).await.unwrap();
+        assert!(matches!(next_frame(&mut socket).await, Some(BtpPacket::Response { .. })), "B accepted the auth");
+        socket
+    }
+
+    async fn next_frame(socket: &mut Socket) -> Option<BtpPacket> {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), socket.next()).await.ok()?? {
+                Ok(Message::Binary(data)) => return Some(BtpPacket::parse(data).expect("B's frames parse")),
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// Sends claim bytes in a BTP Message; B's answer: Ok for a Response, Err(text) for an Error.
+    async fn offer(socket: &mut Socket, request_id: u32, data: Vec<u8>) -> Result<(), String> {
+        let frame = BtpPacket::Message {
+            request_id,
+            protocol_data: vec![ProtocolData::new(claim::PROTOCOL_NAME, btp::CONTENT_OCTET_STREAM, Bytes::from(data))],
+        };
+        socket.send(Message::Binary(frame.encode())).await.unwrap();
+        loop {
+            match next_frame(socket).await {
+                Some(BtpPacket::Response { request_id: answered, .. }) if answered == request_id => return Ok(()),
+                Some(BtpPacket::Error { request_id: answered, code, data, .. }) if answered == request_id => {
+                    return Err(format!("{}: {}", String::from_utf8_lossy(&code), String::from_utf8_lossy(&data)));
+                }
+                Some(_) => continue,
+                None => panic!("B closed the session"),
+            }
+        }
+    }
+
+    fn sign(key: &str, channel_id: &str, contract: &str, nonce: u64, cumulative: u128) -> Vec<u8> {
+        let signer = LocalClaimSigner::new(key.parse().unwrap());
+        let claim: Claim = signer
+            .sign(&UnsignedClaim {
+                chain: format!("eip155:{}", chain::CHAIN_ID),
+                contract: contract.into(),
+                channel_id: channel_id.into(),
+                nonce,
+                cumulative,
+            })
+            .unwrap();
+        claim::encode(&claim).unwrap()
+    }
+
+    #[test]
+    fn forged_replayed_over_deposit_and_wrong_channel_claims_are_refused_and_move_nothing() {
+        let mut pair = Pair::start();
+        wait_until(&pair, Duration::from_secs(60), "A funded its channel", |pair| {
+            metric(&pair.a.metrics(), "payment_channels_funded_total", &[]) >= 1.0
+        });
+        // The sender's probe and one packet: 2 of A's 3 deposited, leaving room for a claim
+        // that is within the deposit but more than A owes.
+        pay_bob(&pair, 1);
+        wait_until(&pair, Duration::from_secs(60), "A paid B", |pair| {
+            metric(&pair.b.metrics(), "account_balance_units", &["peer_id=\"a\""]) == 0.0
+                && metric(&pair.a.metrics(), "account_balance_units", &["peer_id=\"b\""]) == 0.0
+        });
+        pair.a.stop(Duration::from_secs(30));
+        let (entries_a, balances_a) = read_journal(&pair.journal_a());
+        let newest = entries_a
+            .iter()
+            .rev()
+            .find_map(|entry| match &entry.event {
+                Event::ClaimSent(sent) => Some(sent.claim.clone()),
+                _ => None,
+            })
+            .expect("A sent claims");
+        let deposit = balances_a.settlement().channel(&newest.channel_id).unwrap().ours.deposit;
+        let (channel, contract) = (newest.channel_id.clone(), newest.contract.clone());
+        let next = newest.nonce + 1;
+
+        let b_port = pair.b.btp_port;
+        let answers = chain::runtime().block_on(async {
+            let mut socket = session_as_a(b_port).await;
+            let a_key = chain::NODE_A_KEY;
+            let other_channel = format!("0x{}", "42".repeat(32));
+            let mut answers = Vec::new();
+            let cases: Vec<(&str, Vec<u8>)> = vec![
+                ("forged", sign(chain::MALLORY_KEY, &channel, &contract, next, newest.cumulative + 1)),
+                ("replayed", sign(a_key, &channel, &contract, 1, u128::from(THRESHOLD))),
+                ("over deposit", sign(a_key, &channel, &contract, next, deposit + 1)),
+                ("wrong channel", sign(a_key, &other_channel, &contract, next, newest.cumulative + 1)),
+                ("over owed", sign(a_key, &channel, &contract, next, newest.cumulative + 1)),
+                ("malformed", vec![1, 1, 0, 0]),
+                ("repeat of the newest", claim::encode(&newest).unwrap()),
+            ];
+            for (request_id, (name, data)) in cases.into_iter().enumerate() {
+                answers.push((name, offer(&mut socket, 100 + request_id as u32, data).await));
+            }
+            answers
+        });
+        let expect = [
+            ("forged", "F00: bad_signature"),
+            ("replayed", "F00: stale_nonce"),
+            ("over deposit", "F00: over_deposit"),
+            ("wrong channel", "F00: unknown_channel"),
+            ("over owed", "F00: over_owed"),
+            ("malformed", "F01: malformed"),
+        ];
+        for ((name, answer), (expected_name, prefix)) in answers.iter().zip(expect.iter()) {
+            assert_eq!(name, expected_name);
+            let error = answer.as_ref().expect_err(&format!("the {name} claim must be refused"));
+            assert!(error.starts_with(prefix), "{name}: {error}");
+        }
+        assert_eq!(answers.last().unwrap().1, Ok(()), "the newest claim again is a harmless repeat");
+
+        let b_metrics = pair.b.metrics();
+        assert_eq!(metric(&b_metrics, "account_balance_units", &["peer_id=\"a\""]), 0.0, "A's position on B did not move");
+        for reason in ["bad_signature", "stale_nonce", "over_deposit", "unknown_channel", "over_owed", "malformed"] {
+            let label = format!("reason=\"{reason}\"");
+            assert!(metric(&b_metrics, "claim_verification_failures_total", &[&label]) >= 1.0, "{reason} counted\n{b_metrics}");
+        }
+        pair.b.stop(Duration::from_secs(30));
+        let (entries_b, balances_b) = read_journal(&pair.journal_b());
+        assert_eq!(balances_b.position_of("a"), 0, "B's journal: position unchanged");
+        let refused: Vec<ClaimRejection> = entries_b
+            .iter()
+            .filter_map(|entry| match &entry.event {
+                Event::ClaimReceived(received) => match &received.verdict {
+                    ClaimVerdict::Rejected { reason, .. } => Some(*reason),
+                    ClaimVerdict::Accepted { .. } => None,
+                },
+                _ => None,
+            })
+            .collect();
+        for reason in [ClaimRejection::BadSignature, ClaimRejection::StaleNonce, ClaimRejection::OverDeposit, ClaimRejection::UnknownChannel, ClaimRejection::OverOwed] {
+            assert!(refused.contains(&reason), "{reason:?} journaled: {refused:?}");
+        }
+        let output = audit(&pair.journal_b());
+        assert!(output.success(), "the refusals re-derive in the audit: {}", output.describe("audit"));
+    }
+}
+
+/// Count of `needle` in the connector's log.
+fn log_count(connector: &Connector, needle: &str) -> usize {
+    connector.log().matches(needle).count()
+}
+
+/// Every settlement A triggered has exactly one claim, nonces follow each other from 1 on the
+/// channel, and what B accepted is what A paid: no double payment.
+fn check_single_payment(entries_a: &[JournalEntry], entries_b: &[JournalEntry]) -> u128 {
+    let mut claims = std::collections::BTreeMap::new();
+    let mut nonces = Vec::new();
+    for entry in entries_a {
+        if let Event::ClaimSent(sent) = &entry.event {
+            assert!(claims.insert(sent.settlement_id, sent.amount).is_none(), "settlement {} paid twice", sent.settlement_id);
+            nonces.push(sent.claim.nonce);
+        }
+    }
+    assert_eq!(nonces, (1..=nonces.len() as u64).collect::<Vec<_>>(), "claim nonces follow each other");
+    let paid: u128 = claims.values().sum();
+    let accepted: u128 = entries_b
+        .iter()
+        .filter_map(|entry| match &entry.event {
+            Event::ClaimReceived(received) => match received.verdict {
+                ClaimVerdict::Accepted { increase } => Some(increase),
+                ClaimVerdict::Rejected { .. } => None,
+            },
+            _ => None,
+        })
+        .sum();
+    assert_eq!(accepted, paid, "B accepted exactly what A's journal says it paid");
+    assert_eq!(paid, fulfilled_to(entries_a, "b"), "A paid exactly what it owed");
+    paid
+}
+
+#[test]
+fn kill_9_of_the_payer_while_it_settles_never_pays_twice_and_the_settlement_completes() {
+    let mut pair = Pair::start();
+    wait_until(&pair, Duration::from_secs(60), "A funded its channel", |pair| {
+        metric(&pair.a.metrics(), "payment_channels_funded_total", &[]) >= 1.0
+    });
+    // 1. Mid-transaction: the probe and two packets use the 3 deposited; the third needs a
+    //    top-up on chain, and A is killed while that settlement waits for it.
+    pay_bob(&pair, 3);
+    wait_until(&pair, Duration::from_secs(30), "A's fourth settlement waits for funds", |pair| {
+        log_count(&pair.a, "settlement triggered") >= 4
+    });
+    assert_eq!(log_count(&pair.a, "claim signed"), 3, "killed before the fourth claim:\n{}", pair.logs());
+    pair.a.kill9();
+    // 2. After signing: B is frozen, so the restarted A funds the channel and signs the claim
+    //    but cannot get it acknowledged; A is killed again there.
+    pair.b.signal("-STOP");
+    pair.restart_a();
+    wait_until(&pair, Duration::from_secs(60), "the restarted A signed the fourth claim", |pair| {
+        log_count(&pair.a, "claim signed") >= 1
+    });
+    pair.a.kill9();
+    // 3. B thaws; A restarts once more, sends the journaled claim again, and B acknowledges it.
+    pair.b.signal("-CONT");
+    pair.restart_a();
+    wait_until(&pair, Duration::from_secs(60), "the interrupted settlement completed", |pair| {
+        metric(&pair.a.metrics(), "account_balance_units", &["peer_id=\"b\""]) == 0.0
+            && metric(&pair.b.metrics(), "account_balance_units", &["peer_id=\"a\""]) == 0.0
+            && log_count(&pair.a, "settlement completed") >= 1
+    });
+    assert_eq!(log_count(&pair.a, "claim signed"), 0, "the last restart sent the journaled claim, it signed none:\n{}", pair.logs());
+    pair.a.stop(Duration::from_secs(30));
+    pair.b.stop(Duration::from_secs(30));
+    let (entries_a, balances_a) = read_journal(&pair.journal_a());
+    let (entries_b, _) = read_journal(&pair.journal_b());
+    let paid = check_single_payment(&entries_a, &entries_b);
+    assert_eq!(paid, 4 * u128::from(THRESHOLD), "the probe and three packets, each paid once");
+    let (channel_id, channel) = balances_a.settlement().peer_channel("b").expect("A's channel");
+    let on_chain = chain::runtime()
+        .block_on(pair.anvil.network(&pair.deployment, chain::DEPLOYER_KEY).getParticipant(channel_id.parse().unwrap(), chain::address_of(chain::NODE_A_KEY)).call().into_future())
+        .unwrap();
+    assert_eq!(u128::try_from(on_chain.deposit).unwrap(), channel.ours.deposit, "the chain holds the deposit the journal says, once");
+    for (name, journal) in [("A", pair.journal_a()), ("B", pair.journal_b())] {
+        let output = audit(&journal);
+        assert!(output.success(), "audit settlements on {name}: {}", output.describe("audit"));
+    }
+}
+
+#[test]
+fn with_the_chain_frozen_forwarding_goes_on_settlement_fails_and_retries_and_completes_when_it_is_back() {
+    let mut pair = Pair::start();
+    wait_until(&pair, Duration::from_secs(60), "A funded its channel", |pair| {
+        metric(&pair.a.metrics(), "payment_channels_funded_total", &[]) >= 1.0
+    });
+    pair.anvil.pause();
+    // Every packet is fulfilled with the chain down (the sender insists); the first three are
+    // paid from the deposit, the rest need a top-up the frozen chain cannot take.
+    pay_bob(&pair, 5);
+    wait_until(&pair, Duration::from_secs(45), "a funding failure journaled and counted", |pair| {
+        metric(&pair.a.metrics(), "settlement_failures_total", &["stage=\"funding\""]) >= 1.0
+    });
+    let a_metrics = pair.a.metrics();
+    assert!(metric(&a_metrics, "settlements_executed_total", &["status=\"failure\""]) >= 1.0);
+    assert!(metric(&a_metrics, "account_balance_units", &["peer_id=\"b\""]) < 0.0, "A still owes B");
+    let health = crate::support::http_get(pair.a.health_port, "/health", Duration::from_secs(5)).unwrap();
+    assert!(health.body.contains("settlement"), "/health names the settlement component: {}", health.body);
+    pair.anvil.resume();
+    wait_until(&pair, Duration::from_secs(90), "the settlement completed once the chain was back", |pair| {
+        metric(&pair.a.metrics(), "account_balance_units", &["peer_id=\"b\""]) == 0.0
+            && metric(&pair.b.metrics(), "account_balance_units", &["peer_id=\"a\""]) == 0.0
+    });
+    pair.a.stop(Duration::from_secs(30));
+    pair.b.stop(Duration::from_secs(30));
+    let (entries_a, _) = read_journal(&pair.journal_a());
+    let (entries_b, _) = read_journal(&pair.journal_b());
+    let failures = entries_a.iter().filter(|entry| matches!(&entry.event, Event::SettlementFailed(_))).count();
+    assert!(failures >= 1, "each failure is a journal event");
+    check_single_payment(&entries_a, &entries_b);
+    for (name, journal) in [("A", pair.journal_a()), ("B", pair.journal_b())] {
+        let output = audit(&journal);
+        assert!(output.success(), "audit settlements on {name}: {}", output.describe("audit"));
     }
 }

@@ -205,6 +205,14 @@ impl Connector {
         )
     }
 
+    /// Freezes the process (SIGSTOP) or lets it go on (SIGCONT): a node that stops answering
+    /// without closing its sockets.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("the connector is running").id();
+        let status = Command::new("kill").args([signal, &pid.to_string()]).status().expect("running kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// A crash: SIGKILL (what `Child::kill` sends on Unix), so the process gets no chance to
     /// flush, snapshot or close its sockets cleanly; then reaps it. The directory and log stay
     /// until the `Connector` is dropped.
@@ -242,6 +250,7 @@ impl Connector {
 impl Drop for Connector {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
             let _ = child.kill();
             let _ = child.wait();
         }
