@@ -311,7 +311,65 @@ fn a_pays_b_with_claims_until_both_positions_are_back_at_settle_to_and_both_audi
         let output = audit(&journal);
         assert!(output.success(), "audit settlements on {name}: {}", output.describe("audit"));
         assert!(output.stdout.contains("audit settlements: OK"), "{}", output.stdout);
+        assert!(output.stdout.contains("SettlementTriggered") || name == "B", "decisions are listed: {}", output.stdout);
     }
+
+    // Tampered copies: each edit must be named by seq, with exit status 1.
+    let tampered = [
+        ("A: a claim's amount edited", tamper(&pair.journal_a(), |event| match event {
+            Event::ClaimSent(sent) if sent.settlement_id == 2 => {
+                sent.amount += 1;
+                sent.claim.cumulative += 1;
+                true
+            }
+            _ => false,
+        })),
+        ("A: a decision removed", tamper(&pair.journal_a(), |event| match event {
+            Event::SettlementTriggered(triggered) if triggered.settlement_id == 3 => {
+                *event = Event::PeerConnected { peer: "b".into(), session: 99 };
+                true
+            }
+            _ => false,
+        })),
+        ("B: a received claim's amount edited", tamper(&pair.journal_b(), |event| match event {
+            Event::ClaimReceived(received) if received.claim.nonce == 2 => {
+                received.claim.cumulative += 500_000;
+                received.verdict = ClaimVerdict::Accepted { increase: 1_500_000 };
+                true
+            }
+            _ => false,
+        })),
+    ];
+    for (what, (copy, seq)) in &tampered {
+        let output = audit(copy.path());
+        assert_eq!(output.status.and_then(|status| status.code()), Some(1), "{what}: {}", output.describe("audit"));
+        let named = format!("DIVERGENCE at seq {seq} ");
+        assert!(output.stdout.contains(&named) && output.stderr.contains(&named), "{what}: names seq {seq}: {}", output.describe("audit"));
+    }
+}
+
+/// A copy of a stopped node's journal with the first event `edit` changes (it returns true)
+/// rewritten, its frame re-encoded with a valid checksum as a forger would. Returns the copy
+/// and the edited event's seq.
+fn tamper(journal: &Path, mut edit: impl FnMut(&mut Event) -> bool) -> (tempfile::TempDir, u64) {
+    let copy = tempfile::Builder::new().prefix("m2m-it-tampered-").tempdir().unwrap();
+    let status = Command::new("cp").arg("-a").arg(format!("{}/.", journal.display())).arg(copy.path()).status().unwrap();
+    assert!(status.success(), "copying the journal");
+    let _ = std::fs::remove_file(copy.path().join("commit.log"));
+    let store = SledStore::open(copy.path()).expect("opening the copy");
+    let frames: Vec<_> = store.frames_from(1).map(|frame| frame.expect("readable")).collect();
+    for frame in frames {
+        let mut entries = frame.entries;
+        if let Some(index) = (0..entries.len()).find(|&index| edit(&mut entries[index].event)) {
+            let seq = entries[index].seq;
+            let mut value = Vec::new();
+            m2m_connector::journal::frame::encode(&entries, &mut value).unwrap();
+            store.put_raw_frame(frame.key, &value).unwrap();
+            drop(store);
+            return (copy, seq);
+        }
+    }
+    panic!("no event to tamper with in {}", journal.display());
 }
 
 mod refusals {
