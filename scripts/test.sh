@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Runs every test of the M2M Connector: a short fuzz smoke of every decoder, then unit,
-# property, integration (real sockets), interop tests with the JavaScript reference stack, and
-# the TigerBeetle ledger tests against a real TigerBeetle server.
-# Installs what it needs idempotently (npm packages from the lockfile, cargo-fuzz, Zig from PyPI,
-# the TigerBeetle server built from the source the client crate ships, libclang-dev), so it
-# works on a fresh machine with Rust, Node.js and Python. Every socket is on 127.0.0.1.
+# Runs every test of the M2M Connector: the payment-channel contracts (forge unit, fuzz and
+# invariant tests, slither, committed artifacts checked against a fresh compile), a short fuzz
+# smoke of every decoder, then unit, property, integration (real sockets), interop tests with the
+# JavaScript reference stack, the TigerBeetle ledger tests against a real TigerBeetle server, and
+# the settlement tests against a real Ethereum node (anvil).
+# Installs what it needs idempotently (npm packages from lockfiles: the interop stack, solc-js,
+# anvil and forge; slither from PyPI; cargo-fuzz; Zig from PyPI; the TigerBeetle server built
+# from the source the client crate ships; libclang-dev), so it works on a fresh machine with
+# Rust, Node.js and Python. Every socket is on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -12,6 +15,10 @@ step() { printf '\n== %s (%s)\n' "$1" "$(date +%H:%M:%S)"; }
 
 step "JavaScript reference stack (npm ci from tests/interop/package-lock.json)"
 bash tests/interop/install.sh
+
+step "payment-channel contracts: artifacts, forge unit/fuzz/invariant tests, slither (scripts/contracts.sh)"
+# Also installs anvil, which the settlement integration tests run against.
+bash scripts/contracts.sh
 
 step "TigerBeetle server and Zig (scripts/tigerbeetle.sh install)"
 bash scripts/tigerbeetle.sh install

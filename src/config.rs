@@ -108,6 +108,8 @@ pub struct NodeConfig {
     pub pipeline_queue_max: usize,
     /// `/health/ready` needs at least this many peers connected (default 0).
     pub ready_peers_min: usize,
+    /// `ADMIN_TOKEN`: enables the admin API on the health port (bearer token). None: off.
+    pub admin_token: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]

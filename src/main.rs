@@ -41,6 +41,8 @@ enum Command {
     Audit(cli::audit::AuditArgs),
     /// Deploy the payment-channel contracts to an EVM chain (`contracts deploy`).
     Contracts(cli::contracts::ContractsArgs),
+    /// Close a payment channel through a running node's admin API (`channel close`).
+    Channel(cli::channel::ChannelArgs),
 }
 
 #[derive(clap::Args, Default)]
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Command::Ledger(args) => cli::ledger::run(args),
         Command::Audit(args) => cli::audit::run(args),
         Command::Contracts(args) => cli::contracts::run(args),
+        Command::Channel(args) => cli::channel::run(args),
     }
 }
 

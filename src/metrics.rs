@@ -1852,8 +1852,8 @@ pub const SETTLEMENT_LATENCY_BOUNDS_NS: [u64; 14] = [
 pub const SETTLEMENT_METHODS: [&str; 3] = ["evm", "xrpl", "aptos"];
 
 /// The `stage` labels of failures: settlement stages, then channel actions.
-pub const SETTLEMENT_FAILURE_STAGES: [&str; 8] =
-    ["funding", "delivery", "refused", "open", "fund", "deposit", "update_proof", "settle"];
+pub const SETTLEMENT_FAILURE_STAGES: [&str; 10] =
+    ["funding", "delivery", "refused", "open", "fund", "deposit", "update_proof", "settle", "close", "cooperative_settle"];
 
 fn method_index(method: &str) -> usize {
     SETTLEMENT_METHODS.iter().position(|known| *known == method).unwrap_or(0)

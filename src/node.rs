@@ -54,7 +54,8 @@ impl Node {
             .await
             .with_context(|| format!("cannot listen for HTTP on {} (HEALTH_PORT)", config.node.health_bind))?;
         let health_address = http_listener.local_addr()?;
-        let http_state = http::HttpState::new(health.clone(), crate::metrics::global());
+        let admin = http::admin::AdminState::new(config.node.admin_token.clone());
+        let http_state = http::HttpState::new(health.clone(), crate::metrics::global()).with_admin(admin.clone());
         let mut http_shutdown = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
             let stopped = async move {
@@ -78,6 +79,7 @@ impl Node {
                 .context("the start-up task failed")??
         };
         health.set_recovery_done(true);
+        admin.attach(pipeline.replies.clone());
         let context = Arc::new(SessionContext {
             node_address: config.node.ilp_address.clone(),
             prepares: pipeline.prepares.clone(),

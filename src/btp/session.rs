@@ -30,8 +30,11 @@ use super::packet::{self as btp, BtpPacket};
 use crate::ilp::error_code::ErrorCode;
 use crate::ilp::packet::{Fulfill, PacketType, ParseOptions, Prepare, Reject, RejectBuilder};
 use crate::metrics::{self, FrameDirection, FrameDropReason};
-use crate::pipeline::{forwarder::reply_frame, IncomingClaim, IncomingPrepare, Input, LinkHandle, PeerIndex, Reply, SessionId};
+use crate::pipeline::{
+    forwarder::reply_frame, IncomingChannelMessage, IncomingClaim, IncomingPrepare, Input, LinkHandle, PeerIndex, Reply, SessionId,
+};
 use crate::settlement::claim;
+use crate::settlement::evm::cooperative;
 
 /// Frames the writer sends before it flushes; bounds the burst a slow socket holds in memory.
 const WRITE_BURST_MAX: usize = 256;
@@ -220,6 +223,15 @@ impl Reader {
             }
             return;
         };
+        if &primary.protocol_name[..] == cooperative::PROTOCOL_NAME.as_bytes() {
+            if is_message {
+                self.handle_channel_message(request_id, primary.data).await;
+            } else {
+                let reply = Reply::Channel(primary.data);
+                self.to_forwarder(Input::Reply { session: self.session, request_id, reply }).await;
+            }
+            return;
+        }
         if &primary.protocol_name[..] == claim::PROTOCOL_NAME.as_bytes() {
             if is_message {
                 self.handle_claim(request_id, &primary.data).await;
@@ -335,6 +347,22 @@ impl Reader {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let incoming = IncomingClaim { session: self.session, peer: self.peer, request_id, claim, signer, reply };
         self.to_forwarder(Input::Claim(incoming)).await;
+    }
+
+    /// A channel message (an `m2m-channel` entry, a cooperative settle proposal): judged by the
+    /// forwarder against the journal, answered in a reserved slot.
+    async fn handle_channel_message(&mut self, request_id: u32, data: Bytes) {
+        let reply = match self.replies.clone().try_reserve_owned() {
+            Ok(reply) => reply,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.answer_error(request_id, btp::BtpErrorCode::T00_UNREACHABLE, "busy: too many requests in flight on this link").await;
+                return;
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        };
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let message = IncomingChannelMessage { session: self.session, peer: self.peer, request_id, data, reply };
+        self.to_forwarder(Input::ChannelMessage(message)).await;
     }
 
     /// Queues an answer to one of the peer's requests, counting it as in flight until written.

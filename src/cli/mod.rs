@@ -1,6 +1,7 @@
 //! Operator commands besides `run`: packet decoding, configuration checks.
 
 pub mod audit;
+pub mod channel;
 pub mod config;
 pub mod contracts;
 pub mod journal;

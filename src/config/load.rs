@@ -711,7 +711,18 @@ fn read_node(report: &mut Report, table: &Table, env: &Env) -> NodeConfig {
         btp_session_in_flight_max: btp_session_in_flight_max.unwrap_or_default(),
         pipeline_queue_max: pipeline_queue_max.unwrap_or_default(),
         ready_peers_min: ready_peers_min.unwrap_or_default(),
+        admin_token: admin_token(r, env),
     }
+}
+
+/// `ADMIN_TOKEN`: at least 16 characters, so it is not guessed; never echoed.
+fn admin_token(report: &mut Report, env: &Env) -> Option<Secret> {
+    let token = env.get("ADMIN_TOKEN")?;
+    if token.len() < 16 {
+        report.error("env ADMIN_TOKEN", "must be at least 16 characters (it guards the admin API)");
+        return None;
+    }
+    Some(Secret::new(token))
 }
 
 /// Checks between node settings. An invalid setting reads as 0 here and is already reported,

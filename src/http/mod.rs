@@ -7,10 +7,12 @@
 //! | `GET /health/live` | 200 `{"status":"alive"}` while the process serves HTTP |
 //! | `GET /health/ready` | 200 when the node can take traffic, else 503 with the reasons |
 //! | `GET /metrics` | the metrics registry, Prometheus text format 0.0.4 |
+//! | `POST /admin/...` | the operator's write API (see [`admin`]), off unless `ADMIN_TOKEN` is set |
 //!
 //! Anything else is a JSON 404 (or 405 for a known path with another method). The server only
 //! reads shared state; it never touches the packet path.
 
+pub mod admin;
 pub mod health;
 pub mod metrics;
 
@@ -20,7 +22,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
@@ -33,12 +35,19 @@ use crate::metrics::Metrics;
 pub struct HttpState {
     pub health: Arc<Health>,
     pub metrics: &'static Metrics,
+    pub admin: admin::AdminState,
 }
 
 impl HttpState {
     /// The node passes `crate::metrics::global()`; tests pass a leaked `Metrics::new()`.
     pub fn new(health: Arc<Health>, metrics: &'static Metrics) -> HttpState {
-        HttpState { health, metrics }
+        HttpState { health, metrics, admin: admin::AdminState::default() }
+    }
+
+    /// With the admin API (`ADMIN_TOKEN`); attach it to the pipeline once it runs.
+    pub fn with_admin(mut self, admin: admin::AdminState) -> HttpState {
+        self.admin = admin;
+        self
     }
 }
 
@@ -49,6 +58,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics::metrics))
+        .route("/admin/settlement/close", post(admin::close))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

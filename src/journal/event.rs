@@ -37,6 +37,8 @@ pub enum Event {
     SettlementFailed(SettlementFailed),
     ChannelActionFailed(ChannelActionFailed),
     ChainScanned(ChainScanned),
+    ChannelCloseRequested(ChannelCloseRequested),
+    CooperativeSettleAgreed(CooperativeSettleAgreed),
 }
 
 impl Event {
@@ -59,11 +61,13 @@ impl Event {
             Event::SettlementFailed(_) => "SettlementFailed",
             Event::ChannelActionFailed(_) => "ChannelActionFailed",
             Event::ChainScanned(_) => "ChainScanned",
+            Event::ChannelCloseRequested(_) => "ChannelCloseRequested",
+            Event::CooperativeSettleAgreed(_) => "CooperativeSettleAgreed",
         }
     }
 
     /// Every kind [`Event::kind`] returns, for `journal inspect --type`.
-    pub const KINDS: [&'static str; 16] = [
+    pub const KINDS: [&'static str; 18] = [
         "ConfigurationApplied",
         "PeerConnected",
         "PeerDisconnected",
@@ -80,6 +84,8 @@ impl Event {
         "SettlementFailed",
         "ChannelActionFailed",
         "ChainScanned",
+        "ChannelCloseRequested",
+        "CooperativeSettleAgreed",
     ];
 
     /// Whether this event is a settlement decision: the events the settlement ledger derives from
@@ -461,4 +467,24 @@ pub struct ChannelActionFailed {
 pub struct ChainScanned {
     pub chain: String,
     pub block_number: u64,
+}
+
+/// An operator asked to close the peer's channel: at once on chain with the peer's newest
+/// proof (`cooperative` false), or by asking the peer to sign the final split. From here on no
+/// claim is sent or accepted on the channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelCloseRequested {
+    pub peer: String,
+    pub channel_id: String,
+    pub cooperative: bool,
+}
+
+/// We signed a cooperative settle the peer proposed: the channel pays `our_balance` to us and
+/// `their_balance` to the peer, the split our own journal gives. No claim moves on it any more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CooperativeSettleAgreed {
+    pub peer: String,
+    pub channel_id: String,
+    pub our_balance: u128,
+    pub their_balance: u128,
 }

@@ -312,6 +312,8 @@ impl Forwarder {
             Input::SessionDown { session } => self.session_down(session),
             Input::Claim(claim) => self.handle_claim(claim),
             Input::Settlement(input) => self.handle_settlement_input(input),
+            Input::ChannelMessage(message) => self.handle_channel_message(message),
+            Input::Admin(request) => self.handle_admin(request),
         }
     }
 
@@ -628,14 +630,23 @@ impl Forwarder {
 
     fn handle_reply(&mut self, session: SessionId, request_id: u32, reply: Reply) {
         let Some(&packet_id) = self.by_request.get(&(session, request_id)) else {
+            if let Reply::Channel(data) = &reply {
+                self.channel_message_answered(session, request_id, Ok(data.clone()));
+                return;
+            }
             let refusal = match &reply {
                 Reply::Ack => Some(None),
                 Reply::LinkError { message } => Some(Some(message.clone())),
-                Reply::Fulfill(_) | Reply::Reject(_) => None,
+                Reply::Fulfill(_) | Reply::Reject(_) | Reply::Channel(_) => None,
             };
             if let Some(refusal) = refusal {
-                if self.claim_answered(session, request_id, refusal) {
+                if self.claim_answered(session, request_id, refusal.clone()) {
                     return;
+                }
+                if let Some(message) = refusal {
+                    if self.channel_message_answered(session, request_id, Err(message)) {
+                        return;
+                    }
                 }
             }
             // Late (after expiry) or never requested: drop without answering (RFC 23).
@@ -668,7 +679,7 @@ impl Forwarder {
                 let text = format!("next hop answered with a BTP error: {message}");
                 self.reject_in_flight(packet_id, packet, ErrorCode::T01_PEER_UNREACHABLE, &text, Stage::Egress);
             }
-            Reply::Ack => {
+            Reply::Ack | Reply::Channel(_) => {
                 let text = "next hop answered our Prepare without an ILP packet";
                 self.reject_in_flight(packet_id, packet, ErrorCode::T01_PEER_UNREACHABLE, text, Stage::Egress);
             }

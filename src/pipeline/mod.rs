@@ -45,6 +45,18 @@ pub enum Input {
     Claim(IncomingClaim),
     /// A report from the settlement executor (chain facts, funding outcomes).
     Settlement(crate::settlement::SettlementInput),
+    /// A channel message a peer sent us (an `m2m-channel` entry: a cooperative settle proposal).
+    ChannelMessage(IncomingChannelMessage),
+    /// An operator's request (admin HTTP API).
+    Admin(crate::settlement::AdminRequest),
+}
+
+pub struct IncomingChannelMessage {
+    pub session: SessionId,
+    pub peer: PeerIndex,
+    pub request_id: u32,
+    pub data: Bytes,
+    pub reply: ReplySlot,
 }
 
 pub struct IncomingClaim {
@@ -78,6 +90,8 @@ pub enum Reply {
     LinkError { message: String },
     /// A BTP Response without an ILP packet: the peer acknowledged a claim we sent.
     Ack,
+    /// A BTP Response carrying an `m2m-channel` entry: the peer's answer to our channel message.
+    Channel(Bytes),
 }
 
 /// The forwarder's handle on one session's writer: its queue of requests we originate

@@ -264,7 +264,9 @@ impl Projection for Balances {
             | Event::SettlementCompleted(_)
             | Event::SettlementFailed(_)
             | Event::ChannelActionFailed(_)
-            | Event::ChainScanned(_) => self.settlement_event(entry),
+            | Event::ChainScanned(_)
+            | Event::ChannelCloseRequested(_)
+            | Event::CooperativeSettleAgreed(_) => self.settlement_event(entry),
         }
         self.position = entry.seq;
     }

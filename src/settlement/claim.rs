@@ -114,4 +114,6 @@ pub trait ClaimSigner: Send {
     /// Signs `claim`. Deterministic (RFC 6979), so signing the same claim again after a crash
     /// yields the same signature.
     fn sign(&self, claim: &UnsignedClaim) -> Result<Claim, String>;
+    /// Signs a 32-byte digest the chain's contracts check (a cooperative settle, say).
+    fn sign_digest(&self, digest: &[u8; 32]) -> Result<Vec<u8>, String>;
 }

@@ -112,9 +112,40 @@ pub struct ChannelLedger {
     pub theirs: ChannelSide,
     /// What settling paid each side (ours, theirs), once settled.
     pub payout: Option<(u128, u128)>,
+    /// A close was requested or a cooperative settle agreed: no claim moves on it any more.
+    pub closing: bool,
+    /// An operator asked to close it on chain (not cooperatively): the close is retried until
+    /// the chain shows it closed.
+    pub close_requested: bool,
 }
 
 impl ChannelLedger {
+    /// Open on chain and not being closed: claims may move on it.
+    pub fn usable(&self) -> bool {
+        self.state == ChannelState::Open && !self.closing
+    }
+
+    /// What the channel holds: both deposits minus both withdrawals.
+    pub fn total(&self) -> u128 {
+        (self.ours.deposit + self.theirs.deposit).saturating_sub(self.ours.withdrawn + self.theirs.withdrawn)
+    }
+
+    /// The split the claims on record give (ours, theirs), within what the channel holds.
+    pub fn split(&self) -> (u128, u128) {
+        let total = self.total();
+        let ours = u128::try_from(self.expected_payout().max(0)).unwrap_or(u128::MAX).min(total);
+        (ours, total - ours)
+    }
+
+    /// (participant1's balance, participant2's balance) for a split (ours, theirs).
+    pub fn ordered(&self, account: &str, ours: u128, theirs: u128) -> (u128, u128) {
+        if self.participant1.eq_ignore_ascii_case(account) {
+            (ours, theirs)
+        } else {
+            (theirs, ours)
+        }
+    }
+
     /// Our unspent funds in the channel: deposited, not withdrawn, not yet claimed by the peer.
     pub fn available(&self) -> u128 {
         self.ours.deposit.saturating_sub(self.ours.withdrawn).saturating_sub(self.ours.cumulative)
@@ -215,6 +246,12 @@ impl SettlementLedger {
         self.channels.get(id).map(|channel| (id, channel))
     }
 
+    /// Whether the peer ever had a channel with us (settled ones included): the initial deposit
+    /// opens the first channel ahead of any debt; later ones open when a settlement needs them.
+    pub fn has_had_channel(&self, peer: &str) -> bool {
+        self.channels.values().any(|channel| channel.peer == peer)
+    }
+
     /// Whether a chain event at (block, log index) is new (not at or before the last applied).
     pub fn is_new_chain_event(&self, block_number: u64, log_index: u64) -> bool {
         self.chain_cursor.is_none_or(|cursor| (block_number, log_index) > cursor)
@@ -275,6 +312,19 @@ impl SettlementLedger {
                 if peer.pending.as_ref().is_some_and(|pending| pending.settlement_id == completed.settlement_id) {
                     peer.pending = None;
                     peer.settlements_completed += 1;
+                }
+                None
+            }
+            Event::ChannelCloseRequested(requested) => {
+                if let Some(channel) = self.channels.get_mut(&requested.channel_id) {
+                    channel.closing = true;
+                    channel.close_requested |= !requested.cooperative;
+                }
+                None
+            }
+            Event::CooperativeSettleAgreed(agreed) => {
+                if let Some(channel) = self.channels.get_mut(&agreed.channel_id) {
+                    channel.closing = true;
                 }
                 None
             }
@@ -423,6 +473,8 @@ impl SettlementLedger {
                 ours: ChannelSide::default(),
                 theirs: ChannelSide::default(),
                 payout: None,
+                closing: false,
+                close_requested: false,
             },
         );
         self.peers.entry(peer).or_default().channel = Some(observed.channel_id.clone());
@@ -465,7 +517,7 @@ impl SettlementLedger {
             Some(pending) if pending.claim.is_none() => {
                 let contract = self.contract.as_ref()?;
                 let (channel_id, channel) = self.peer_channel(peer)?;
-                if channel.state != ChannelState::Open || channel.contract != *contract {
+                if !channel.usable() || channel.contract != *contract {
                     return None;
                 }
                 let cumulative = channel.ours.cumulative.checked_add(pending.amount)?;
@@ -512,6 +564,14 @@ impl SettlementLedger {
                 Funding::Open { partner: terms.address.clone(), settle_timeout_s: terms.settle_timeout_s, deposit_total }
             }
             Some((channel_id, channel)) if channel.state != ChannelState::Open => {
+                Funding::AwaitSettlement { channel_id: channel_id.to_owned(), settle_at_s: channel.settle_at_s }
+            }
+            // Being closed on request: nothing to fund ahead; a settlement waits for the close
+            // to settle, then a new channel.
+            Some((channel_id, channel)) if channel.closing => {
+                if amount == 0 {
+                    return Funding::Nothing;
+                }
                 Funding::AwaitSettlement { channel_id: channel_id.to_owned(), settle_at_s: channel.settle_at_s }
             }
             Some((channel_id, channel)) => {
@@ -577,6 +637,9 @@ impl SettlementLedger {
         };
         if channel.state != ChannelState::Open {
             return refuse(ClaimRejection::ChannelNotOpen, format!("channel {} is {}", claim.channel_id, channel.state.label()));
+        }
+        if channel.closing {
+            return refuse(ClaimRejection::ChannelNotOpen, format!("channel {} is being closed", claim.channel_id));
         }
         match signer {
             Some(signer) if signer.eq_ignore_ascii_case(&terms.address) => {}

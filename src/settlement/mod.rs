@@ -43,6 +43,10 @@ pub enum SettlementJob {
     UpdateProof { peer: String, channel_id: String, claim: Claim },
     /// The channel is closed: settle it once the chain's time passes `settle_at_s`.
     Settle { peer: String, channel_id: String, settle_at_s: u64 },
+    /// Close the channel (an operator asked), with the peer's newest proof if we hold one.
+    Close { peer: String, channel_id: String, claim: Option<Claim> },
+    /// Both participants signed this split: submit it.
+    CooperativeSettle { peer: String, channel_id: String, balance1: u128, balance2: u128, signature1: Vec<u8>, signature2: Vec<u8> },
 }
 
 impl SettlementJob {
@@ -51,6 +55,9 @@ impl SettlementJob {
             SettlementJob::Fund { peer, .. } => JobKey::Fund { peer: peer.clone() },
             SettlementJob::UpdateProof { channel_id, .. } => JobKey::UpdateProof { channel_id: channel_id.clone() },
             SettlementJob::Settle { channel_id, .. } => JobKey::Settle { channel_id: channel_id.clone() },
+            SettlementJob::Close { channel_id, .. } | SettlementJob::CooperativeSettle { channel_id, .. } => {
+                JobKey::Close { channel_id: channel_id.clone() }
+            }
         }
     }
 
@@ -60,6 +67,8 @@ impl SettlementJob {
             SettlementJob::Fund { .. } => "deposit",
             SettlementJob::UpdateProof { .. } => "update_proof",
             SettlementJob::Settle { .. } => "settle",
+            SettlementJob::Close { .. } => "close",
+            SettlementJob::CooperativeSettle { .. } => "cooperative_settle",
         }
     }
 }
@@ -70,6 +79,7 @@ pub enum JobKey {
     Fund { peer: String },
     UpdateProof { channel_id: String },
     Settle { channel_id: String },
+    Close { channel_id: String },
 }
 
 /// What the executor reports to the forwarder (through its reply queue).
@@ -87,4 +97,25 @@ pub enum SettlementInput {
     JobFailed { job: JobKey, error: String },
     /// Every block up to `block` has been read: a restart may resume after it.
     Scanned { block: u64 },
+}
+
+/// An operator's request, from the admin HTTP API to the forwarder, answered on `reply`.
+#[derive(Debug)]
+pub enum AdminRequest {
+    /// Close the peer's channel: on chain at once, or cooperatively (the peer signs the split).
+    CloseChannel { peer: String, cooperative: bool, reply: tokio::sync::oneshot::Sender<Result<String, AdminError>> },
+}
+
+/// Why an operator's request was refused; each maps to an HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminError {
+    /// 404: no such peer, or no settlement with it.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the request does not fit the channel's state.
+    #[error("{0}")]
+    Conflict(String),
+    /// 503: settlement is not running or the chain was not reached yet.
+    #[error("{0}")]
+    Unavailable(String),
 }

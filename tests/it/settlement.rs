@@ -21,8 +21,11 @@ use crate::support::{run_with_timeout, Connector};
 /// this size, so what A owes is always a multiple of it and every settlement pays down to 0.
 const THRESHOLD: u64 = 1_000_000;
 
-/// Tokens minted to A's account for deposits.
+/// Tokens minted to A's account for deposits (B's account starts with none).
 const A_TOKENS: u128 = 1_000_000_000_000;
+
+/// Both nodes' admin API token.
+const ADMIN_TOKEN: &str = "admin-token-for-tests";
 
 struct Pair {
     anvil: Anvil,
@@ -75,6 +78,7 @@ fn settlement_env(anvil: &Anvil, deployment: &Deployment, key: &str) -> Vec<(Str
         ("SETTLEMENT_EVM_POLL_INTERVAL_MS", "250".to_string()),
         ("SETTLEMENT_EVM_START_BLOCK", "0".to_string()),
         ("EVM_PRIVATE_KEY", key.to_string()),
+        ("ADMIN_TOKEN", ADMIN_TOKEN.to_string()),
     ]
     .into_iter()
     .map(|(name, value)| (name.to_string(), value))
@@ -640,4 +644,118 @@ fn with_the_chain_frozen_forwarding_goes_on_settlement_fails_and_retries_and_com
         let output = audit(&journal);
         assert!(output.success(), "audit settlements on {name}: {}", output.describe("audit"));
     }
+}
+
+/// `m2m-connector channel close` against a node's admin API.
+fn close_channel(node: &Connector, peer: &str, cooperative: bool) -> crate::support::CommandOutput {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_m2m-connector"));
+    command.args(["channel", "close", "--peer", peer, "--url", &format!("http://127.0.0.1:{}", node.health_port)]);
+    if cooperative {
+        command.arg("--cooperative");
+    }
+    run_with_timeout(command.env("ADMIN_TOKEN", ADMIN_TOKEN), Duration::from_secs(30))
+}
+
+/// Pays B for `packets` packets and waits until both positions are back at 0.
+fn pay_and_settle(pair: &Pair, packets: u32) {
+    wait_until(pair, Duration::from_secs(60), "A funded its channel", |pair| {
+        metric(&pair.a.metrics(), "payment_channels_funded_total", &[]) >= 1.0
+    });
+    pay_bob(pair, packets);
+    wait_until(pair, Duration::from_secs(90), "both positions back at 0", |pair| {
+        metric(&pair.a.metrics(), "account_balance_units", &["peer_id=\"b\""]) == 0.0
+            && metric(&pair.b.metrics(), "account_balance_units", &["peer_id=\"a\""]) == 0.0
+    });
+}
+
+/// Both journals after the channel settled on chain: the ERC-20 balances equal what each
+/// journal says it paid and was paid, to the unit, and both audits pass.
+fn check_chain_matches_journals(mut pair: Pair, cooperative: bool) {
+    wait_until(&pair, Duration::from_secs(90), "both nodes saw the channel settle", |pair| {
+        log_count(&pair.a, "change=\"settled\"") >= 1 && log_count(&pair.b, "change=\"settled\"") >= 1
+    });
+    let a_tokens = pair.anvil.token_balance(&pair.deployment, chain::address_of(chain::NODE_A_KEY));
+    let b_tokens = pair.anvil.token_balance(&pair.deployment, chain::address_of(chain::NODE_B_KEY));
+    pair.a.stop(Duration::from_secs(30));
+    pair.b.stop(Duration::from_secs(30));
+    let (entries_a, balances_a) = read_journal(&pair.journal_a());
+    let (entries_b, balances_b) = read_journal(&pair.journal_b());
+    let paid = check_single_payment(&entries_a, &entries_b);
+    assert_eq!(b_tokens, paid, "B's tokens on chain are exactly what its journal accepted");
+    assert_eq!(a_tokens, A_TOKENS - paid, "A's tokens on chain are its mint less exactly what its journal paid");
+    let settled = |entries: &[JournalEntry]| {
+        entries.iter().find_map(|entry| match &entry.event {
+            Event::ChannelObserved(observed) => match observed.change {
+                m2m_connector::journal::ChannelChange::Settled { cooperative, .. } => Some(cooperative),
+                _ => None,
+            },
+            _ => None,
+        })
+    };
+    assert_eq!(settled(&entries_a), Some(cooperative), "A journaled the settle");
+    assert_eq!(settled(&entries_b), Some(cooperative), "B journaled the settle");
+    for (name, balances, peer) in [("A", &balances_a, "b"), ("B", &balances_b, "a")] {
+        assert_eq!(balances.position_of(peer), 0, "{name}: the settle left the position at 0");
+        let ledger = balances.settlement().peer(peer).unwrap();
+        assert_eq!(ledger.correction_total, 0, "{name}: the chain paid what the claims say");
+        assert_eq!(ledger.channel, None, "{name}: no channel left open, and none opened without a debt");
+    }
+    for (name, journal) in [("A", pair.journal_a()), ("B", pair.journal_b())] {
+        let output = audit(&journal);
+        assert!(output.success(), "audit settlements on {name}: {}", output.describe("audit"));
+    }
+}
+
+#[test]
+fn the_payee_closes_waits_out_the_challenge_and_the_chain_pays_what_both_journals_say() {
+    let pair = Pair::start();
+    pay_and_settle(&pair, 3);
+    let output = close_channel(&pair.b, "a", false);
+    assert!(output.success(), "{}\n{}", output.describe("channel close"), pair.logs());
+    assert!(output.stdout.contains("closing channel"), "{}", output.stdout);
+    wait_until(&pair, Duration::from_secs(30), "both nodes saw the close", |pair| {
+        log_count(&pair.a, "change=\"closed\"") >= 1 && log_count(&pair.b, "change=\"closed\"") >= 1
+    });
+    let again = close_channel(&pair.b, "a", false);
+    assert_eq!(again.status.and_then(|status| status.code()), Some(1), "a second close is refused: {}", again.describe("channel close"));
+    pair.anvil.travel(31);
+    check_chain_matches_journals(pair, false);
+}
+
+#[test]
+fn a_cooperative_settle_pays_both_sides_at_once_what_both_journals_say() {
+    let pair = Pair::start();
+    pay_and_settle(&pair, 3);
+    let output = close_channel(&pair.a, "b", true);
+    assert!(output.success(), "{}\n{}", output.describe("channel close --cooperative"), pair.logs());
+    check_chain_matches_journals(pair, true);
+}
+
+#[test]
+fn a_payer_closing_with_a_stale_proof_loses_to_the_payees_newest() {
+    let mut pair = Pair::start();
+    pay_and_settle(&pair, 3);
+    // A misbehaves: with its node stopped, its key closes the channel leaving its own payments
+    // out (the close carries B's proof, which is empty). B must answer with A's newest claim.
+    pair.a.stop(Duration::from_secs(30));
+    let (_, balances_a) = read_journal(&pair.journal_a());
+    let (channel_id, _) = balances_a.settlement().peer_channel("b").expect("A's channel");
+    let channel: alloy::primitives::B256 = channel_id.parse().unwrap();
+    let network = pair.anvil.network(&pair.deployment, chain::NODE_A_KEY);
+    let empty = m2m_connector::settlement::evm::contracts::TokenNetwork::BalanceProofData {
+        nonce: alloy::primitives::U256::ZERO,
+        transferredAmount: alloy::primitives::U256::ZERO,
+        lockedAmount: alloy::primitives::U256::ZERO,
+        locksRoot: alloy::primitives::B256::ZERO,
+    };
+    chain::runtime().block_on(async {
+        network.closeChannel(channel, empty, Default::default()).send().await.unwrap().get_receipt().await.unwrap();
+    });
+    wait_until(&pair, Duration::from_secs(60), "B answered the stale close with A's newest proof", |pair| {
+        log_count(&pair.b, "change=\"proof_updated\"") >= 1
+    });
+    assert!(metric(&pair.b.metrics(), "payment_channels_disputes_total", &[]) >= 1.0, "the dispute is counted");
+    pair.restart_a();
+    pair.anvil.travel(31);
+    check_chain_matches_journals(pair, false);
 }

@@ -17,7 +17,9 @@ use crate::journal::{
     SettlementCompleted, SettlementFailed, SettlementStage,
 };
 use crate::metrics;
-use crate::pipeline::IncomingClaim;
+use crate::pipeline::{IncomingChannelMessage, IncomingClaim};
+use crate::settlement::evm::cooperative;
+use crate::settlement::{AdminError, AdminRequest};
 use crate::settlement::claim::{self, Claim};
 use crate::settlement::ledger::{retry_backoff_ms, ChannelState, Decision, Funding};
 use crate::settlement::{JobKey, SettlementInput, SettlementJob, SettlementLink};
@@ -47,6 +49,7 @@ pub(super) struct SettlementRuntime {
     /// Peer id → index, for the peers with terms.
     index_of: FxHashMap<String, PeerIndex>,
     claims_out: FxHashMap<(SessionId, u32), ClaimOut>,
+    proposals_out: FxHashMap<(SessionId, u32), ProposalOut>,
     /// Per peer: no (re)send of its settlement's claim before this time.
     next_send_ms: FxHashMap<String, i64>,
     jobs: FxHashMap<JobKey, JobState>,
@@ -82,6 +85,7 @@ impl SettlementRuntime {
             has_terms,
             index_of,
             claims_out: FxHashMap::default(),
+            proposals_out: FxHashMap::default(),
             next_send_ms: FxHashMap::default(),
             jobs: FxHashMap::default(),
             disputes_counted: Default::default(),
@@ -184,14 +188,8 @@ impl Forwarder {
                 return;
             }
         };
-        let Some(state) = self.sessions.get_mut(&session) else { return };
-        let mut request_id = state.next_request_id;
-        while self.by_request.contains_key(&(session, request_id))
-            || self.settlement.as_ref().is_some_and(|runtime| runtime.claims_out.contains_key(&(session, request_id)))
-        {
-            request_id = request_id.wrapping_add(1);
-        }
-        state.next_request_id = request_id.wrapping_add(1);
+        let request_id = self.next_request_id(session);
+        let Some(state) = self.sessions.get(&session) else { return };
         let frame = BtpPacket::Message {
             request_id,
             protocol_data: vec![ProtocolData::new(claim::PROTOCOL_NAME, btp::CONTENT_OCTET_STREAM, Bytes::from(data))],
@@ -379,8 +377,12 @@ impl Forwarder {
                     None => self.channel_action_failed(peer, "", "fund", error, attempts),
                 }
             }
-            JobKey::UpdateProof { channel_id } | JobKey::Settle { channel_id } => {
-                let action = if matches!(job, JobKey::Settle { .. }) { "settle" } else { "update_proof" };
+            JobKey::UpdateProof { channel_id } | JobKey::Settle { channel_id } | JobKey::Close { channel_id } => {
+                let action = match job {
+                    JobKey::Settle { .. } => "settle",
+                    JobKey::Close { .. } => "close",
+                    _ => "update_proof",
+                };
                 let peer = self.balances.settlement().channel(channel_id).map(|channel| channel.peer.clone()).unwrap_or_default();
                 self.channel_action_failed(&peer, channel_id, action, error, attempts);
             }
@@ -528,6 +530,8 @@ impl Forwarder {
                 Some(pending) if pending.claim.is_some() => continue,
                 Some(pending) if now_ms < pending.retry_at_ms => continue,
                 Some(pending) => (Some(pending.settlement_id), pending.amount),
+                // The initial deposit, ahead of any debt, for the first channel only.
+                None if ledger.has_had_channel(&terms.peer) && ledger.peer_channel(&terms.peer).is_none() => continue,
                 None => (None, 0),
             };
             match ledger.funding(&terms.peer, amount) {
@@ -555,8 +559,18 @@ impl Forwarder {
             jobs.push(SettlementJob::UpdateProof { peer: channel.peer.clone(), channel_id: channel_id.to_owned(), claim });
         }
         for (channel_id, channel) in ledger.channels() {
-            let settle_job_wanted = channel.state == ChannelState::Closed
-                && !ledger.disputes().any(|(disputed, _)| disputed == channel_id);
+            if channel.state == ChannelState::Open && channel.close_requested {
+                let claim = (channel.theirs.nonce > 0).then(|| Claim {
+                    chain: channel.chain.clone(),
+                    contract: channel.contract.clone(),
+                    channel_id: channel_id.to_owned(),
+                    nonce: channel.theirs.nonce,
+                    cumulative: channel.theirs.cumulative,
+                    signature: channel.theirs.signature.clone(),
+                });
+                jobs.push(SettlementJob::Close { peer: channel.peer.clone(), channel_id: channel_id.to_owned(), claim });
+            }
+            let settle_job_wanted = channel.state == ChannelState::Closed;
             if settle_job_wanted && !jobs.iter().any(|job| job.key() == (JobKey::Settle { channel_id: channel_id.to_owned() })) {
                 jobs.push(SettlementJob::Settle { peer: channel.peer.clone(), channel_id: channel_id.to_owned(), settle_at_s: channel.settle_at_s });
             }
@@ -597,4 +611,243 @@ impl Forwarder {
 /// A BTP Response with no protocol data: the claim is accepted (or was already).
 fn ack_frame(request_id: u32) -> Bytes {
     BtpPacket::Response { request_id, protocol_data: Vec::new() }.encode()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Closing on request, and cooperative settles
+
+/// A cooperative settle we proposed, waiting for the peer's signature.
+pub(super) struct ProposalOut {
+    peer: String,
+    channel_id: String,
+    balance1: u128,
+    balance2: u128,
+    signature: Vec<u8>,
+}
+
+impl Forwarder {
+    pub(super) fn handle_admin(&mut self, request: AdminRequest) {
+        match request {
+            AdminRequest::CloseChannel { peer, cooperative, reply } => {
+                let result = self.close_channel(&peer, cooperative);
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// An operator asked to close the peer's channel. Journals the request (no claim moves on
+    /// the channel from here on), then closes on chain at once with the peer's newest proof, or
+    /// proposes the split our journal gives to the peer and settles with both signatures.
+    fn close_channel(&mut self, peer: &str, cooperative: bool) -> Result<String, AdminError> {
+        if self.settlement.is_none() {
+            return Err(AdminError::Unavailable("settlement is not enabled on this node (SETTLEMENT_ENABLED)".into()));
+        }
+        let ledger = self.balances.settlement();
+        if ledger.terms(peer).is_none() {
+            return Err(AdminError::NotFound(format!("no settlement terms for peer `{peer}`")));
+        }
+        let Some(contract) = ledger.contract().map(str::to_owned) else {
+            return Err(AdminError::Unavailable("the chain has not been reached since start; retry later".into()));
+        };
+        let Some((channel_id, channel)) = ledger.peer_channel(peer) else {
+            return Err(AdminError::Conflict(format!("peer `{peer}` has no channel that is not settled")));
+        };
+        if channel.state != ChannelState::Open {
+            return Err(AdminError::Conflict(format!("channel {channel_id} is already {}", channel.state.label())));
+        }
+        if channel.close_requested {
+            return Err(AdminError::Conflict(format!("a close of channel {channel_id} on chain was already requested")));
+        }
+        let channel_id = channel_id.to_owned();
+        let channel = channel.clone();
+        let account = ledger.configured().map(|configured| configured.account.clone()).unwrap_or_default();
+        self.append(Event::ChannelCloseRequested(crate::journal::ChannelCloseRequested {
+            peer: peer.to_owned(),
+            channel_id: channel_id.clone(),
+            cooperative,
+        }));
+        if !cooperative {
+            let claim = (channel.theirs.nonce > 0).then(|| Claim {
+                chain: channel.chain.clone(),
+                contract: channel.contract.clone(),
+                channel_id: channel_id.clone(),
+                nonce: channel.theirs.nonce,
+                cumulative: channel.theirs.cumulative,
+                signature: channel.theirs.signature.clone(),
+            });
+            let nonce = channel.theirs.nonce;
+            self.request_job(SettlementJob::Close { peer: peer.to_owned(), channel_id: channel_id.clone(), claim });
+            tracing::info!(peer, channel = %channel_id, nonce, "close requested: closing on chain with the peer's newest proof");
+            return Ok(format!(
+                "closing channel {channel_id} on chain with the peer's newest proof (nonce {nonce}); it settles after its \
+                 challenge period ({} s)",
+                channel.settle_timeout_s
+            ));
+        }
+        let (ours, theirs) = channel.split();
+        let (balance1, balance2) = channel.ordered(&account, ours, theirs);
+        let proposal = self.sign_proposal(&channel, &channel_id, &contract, balance1, balance2)?;
+        let Some(&index) = self.settlement.as_ref().and_then(|runtime| runtime.index_of.get(peer)) else {
+            return Err(AdminError::NotFound(format!("peer `{peer}` is not configured")));
+        };
+        let Some(session) = self.pick_session(index) else {
+            return Err(AdminError::Unavailable(format!(
+                "peer `{peer}` is not connected, so it cannot sign a cooperative settle; close without --cooperative instead"
+            )));
+        };
+        let request_id = self.next_request_id(session);
+        let frame = BtpPacket::Message {
+            request_id,
+            protocol_data: vec![ProtocolData::new(cooperative::PROTOCOL_NAME, btp::CONTENT_OCTET_STREAM, Bytes::from(proposal.encode()))],
+        }
+        .encode();
+        let Some(state) = self.sessions.get(&session) else { return Err(AdminError::Unavailable("session gone".into())) };
+        self.held.push(Held::Request { sender: state.link.requests.clone(), frame });
+        let out = ProposalOut { peer: peer.to_owned(), channel_id: channel_id.clone(), balance1, balance2, signature: proposal.signature.to_vec() };
+        if let Some(runtime) = self.settlement.as_mut() {
+            runtime.proposals_out.insert((session, request_id), out);
+        }
+        tracing::info!(peer, channel = %channel_id, ours = %ours, theirs = %theirs, "cooperative settle proposed to the peer");
+        Ok(format!("proposed to settle channel {channel_id} cooperatively: {ours} to us, {theirs} to the peer; it is submitted once the peer signs"))
+    }
+
+    fn sign_proposal(
+        &self,
+        channel: &crate::settlement::ledger::ChannelLedger,
+        channel_id: &str,
+        contract: &str,
+        balance1: u128,
+        balance2: u128,
+    ) -> Result<cooperative::Proposal, AdminError> {
+        let invalid = |what: &str| AdminError::Conflict(format!("the channel's {what} is not an EVM value"));
+        let chain_id = crate::settlement::evm::chain_id_of(&channel.chain).ok_or_else(|| invalid("chain"))?;
+        let token_network: alloy::primitives::Address = contract.parse().map_err(|_| invalid("contract"))?;
+        let channel_b256: alloy::primitives::B256 = channel_id.parse().map_err(|_| invalid("id"))?;
+        let digest = cooperative::digest(chain_id, token_network, channel_b256, balance1, balance2);
+        let runtime = self.settlement.as_ref().expect("checked by the caller");
+        let signature = runtime.link.signer.sign_digest(&digest.0).map_err(AdminError::Unavailable)?;
+        let signature: [u8; 65] = signature.try_into().map_err(|_| AdminError::Unavailable("a signature is 65 bytes".into()))?;
+        Ok(cooperative::Proposal { chain_id, token_network, channel_id: channel_b256, balance1, balance2, signature })
+    }
+
+    fn next_request_id(&mut self, session: SessionId) -> u32 {
+        let Some(state) = self.sessions.get_mut(&session) else { return 0 };
+        let mut request_id = state.next_request_id;
+        let taken = |request_id: u32, forwarder: &Self| {
+            forwarder.by_request.contains_key(&(session, request_id))
+                || forwarder.settlement.as_ref().is_some_and(|runtime| {
+                    runtime.claims_out.contains_key(&(session, request_id)) || runtime.proposals_out.contains_key(&(session, request_id))
+                })
+        };
+        while taken(request_id, self) {
+            request_id = request_id.wrapping_add(1);
+        }
+        if let Some(state) = self.sessions.get_mut(&session) {
+            state.next_request_id = request_id.wrapping_add(1);
+        }
+        request_id
+    }
+
+    /// The peer's answer to a cooperative settle we proposed: with its signature, the executor
+    /// submits the settle; a refusal is logged (the operator may close without the peer).
+    pub(super) fn channel_message_answered(&mut self, session: SessionId, request_id: u32, answer: Result<Bytes, String>) -> bool {
+        let Some(out) = self.settlement.as_mut().and_then(|runtime| runtime.proposals_out.remove(&(session, request_id))) else {
+            return false;
+        };
+        let signature = answer.and_then(|data| cooperative::decode_signature(&data));
+        let their_signature = match signature {
+            Ok(signature) => signature.to_vec(),
+            Err(error) => {
+                let text = format!("the peer did not sign the cooperative settle: {error}");
+                let attempts = 1;
+                self.channel_action_failed(&out.peer, &out.channel_id, "cooperative_settle", text, attempts);
+                return true;
+            }
+        };
+        let account = self.balances.settlement().configured().map(|configured| configured.account.clone()).unwrap_or_default();
+        let we_are_first = self
+            .balances
+            .settlement()
+            .channel(&out.channel_id)
+            .is_some_and(|channel| channel.participant1.eq_ignore_ascii_case(&account));
+        let (signature1, signature2) =
+            if we_are_first { (out.signature.clone(), their_signature) } else { (their_signature, out.signature.clone()) };
+        tracing::info!(peer = %out.peer, channel = %out.channel_id, "the peer signed the cooperative settle; submitting it");
+        self.request_job(SettlementJob::CooperativeSettle {
+            peer: out.peer,
+            channel_id: out.channel_id,
+            balance1: out.balance1,
+            balance2: out.balance2,
+            signature1,
+            signature2,
+        });
+        true
+    }
+
+    /// A cooperative settle a peer proposes: signed if the split is the one our journal gives
+    /// and the proposal is signed by the peer's account; journaled before the answer leaves.
+    pub(super) fn handle_channel_message(&mut self, message: IncomingChannelMessage) {
+        let IncomingChannelMessage { session, peer, request_id, data, reply } = message;
+        if !self.sessions.contains_key(&session) {
+            return;
+        }
+        let peer_id = self.peers[peer].id.clone();
+        let answer = self.judge_proposal(&peer_id, &data);
+        let frame = match answer {
+            Ok((agreed, signature)) => {
+                tracing::info!(peer = %peer_id, channel = %agreed.channel_id, ours = %agreed.our_balance, theirs = %agreed.their_balance, "cooperative settle signed");
+                self.append(Event::CooperativeSettleAgreed(agreed));
+                BtpPacket::Response {
+                    request_id,
+                    protocol_data: vec![ProtocolData::new(
+                        cooperative::PROTOCOL_NAME,
+                        btp::CONTENT_OCTET_STREAM,
+                        Bytes::from(cooperative::encode_signature(&signature)),
+                    )],
+                }
+                .encode()
+            }
+            Err(reason) => {
+                tracing::warn!(peer = %peer_id, %reason, "cooperative settle proposal refused");
+                btp::BtpErrorCode::F00_NOT_ACCEPTED.packet(request_id, reason.as_bytes()).encode()
+            }
+        };
+        self.held.push(Held::Reply { slot: reply, frame });
+    }
+
+    fn judge_proposal(&self, peer: &str, data: &[u8]) -> Result<(crate::journal::CooperativeSettleAgreed, [u8; 65]), String> {
+        let runtime = self.settlement.as_ref().ok_or("settlement is not enabled on this node")?;
+        let ledger = self.balances.settlement();
+        let proposal = cooperative::Proposal::decode(data)?;
+        let terms = ledger.terms(peer).ok_or_else(|| format!("no settlement terms for peer {peer}"))?;
+        let contract = ledger.contract().ok_or("the token network is not known yet")?;
+        let channel_id = crate::settlement::evm::hex_b256(proposal.channel_id);
+        let channel = ledger.channel(&channel_id).filter(|channel| channel.peer == peer).ok_or("no such channel with you")?;
+        if crate::settlement::evm::caip2(proposal.chain_id) != channel.chain
+            || !crate::settlement::evm::hex_address(proposal.token_network).eq_ignore_ascii_case(contract)
+        {
+            return Err("another chain or contract than ours".into());
+        }
+        if !channel.usable() {
+            return Err(format!("channel {channel_id} is {}", if channel.closing { "being closed" } else { channel.state.label() }));
+        }
+        let signer = crate::settlement::evm::claim::recover(&proposal.digest(), &proposal.signature)?;
+        if !crate::settlement::evm::hex_address(signer).eq_ignore_ascii_case(&terms.address) {
+            return Err("the proposal is not signed by your account".into());
+        }
+        let account = ledger.configured().map(|configured| configured.account.clone()).unwrap_or_default();
+        let (ours, theirs) = channel.split();
+        let expected = channel.ordered(&account, ours, theirs);
+        if (proposal.balance1, proposal.balance2) != expected {
+            return Err(format!(
+                "the split does not match our journal: we have {} for participant1 and {} for participant2 (a claim may be \
+                 in flight; retry once it is acknowledged)",
+                expected.0, expected.1
+            ));
+        }
+        let signature = runtime.link.signer.sign_digest(&proposal.digest().0)?;
+        let signature: [u8; 65] = signature.try_into().map_err(|_| "a signature is 65 bytes".to_string())?;
+        let agreed = crate::journal::CooperativeSettleAgreed { peer: peer.to_owned(), channel_id, our_balance: ours, their_balance: theirs };
+        Ok((agreed, signature))
+    }
 }

@@ -207,6 +207,10 @@ impl ClaimSigner for LocalClaimSigner {
         signed.signature = self.sign_digest(&evm.digest())?.to_vec();
         Ok(signed)
     }
+
+    fn sign_digest(&self, digest: &[u8; 32]) -> Result<Vec<u8>, String> {
+        LocalClaimSigner::sign_digest(self, &B256::from(*digest)).map(|signature| signature.to_vec())
+    }
 }
 
 #[cfg(test)]

@@ -463,6 +463,18 @@ impl JobRunner {
             SettlementJob::Fund { funding, .. } => self.fund(&contract, funding).await,
             SettlementJob::UpdateProof { channel_id, claim, .. } => self.update_proof(&contract, &channel_id, &claim).await,
             SettlementJob::Settle { channel_id, .. } => self.settle(&contract, &channel_id).await,
+            SettlementJob::Close { channel_id, claim, .. } => self.close(&contract, &channel_id, claim.as_ref()).await,
+            SettlementJob::CooperativeSettle { channel_id, balance1, balance2, signature1, signature2, .. } => {
+                let id: B256 = channel_id.parse().map_err(|error| format!("channel id {channel_id}: {error}"))?;
+                let channel = rpc("getChannel", contract.getChannel(id).call()).await?;
+                if channel.state != CHANNEL_OPEN && channel.state != CHANNEL_CLOSED {
+                    return Ok(Outcome::Done(format!("channel {channel_id} is already settled")));
+                }
+                let call = contract.cooperativeSettle(id, U256::from(balance1), U256::from(balance2), signature1.into(), signature2.into());
+                self.transact("cooperativeSettle", call).await?;
+                tracing::info!(channel = %channel_id, balance1 = %balance1, balance2 = %balance2, "channel settled cooperatively");
+                Ok(Outcome::Done("settled cooperatively".into()))
+            }
         }
     }
 
@@ -542,6 +554,32 @@ impl JobRunner {
         Ok(Outcome::Done(format!("proof nonce {} submitted", claim.nonce)))
     }
 
+    async fn close(&self, contract: &TokenNetwork::TokenNetworkInstance<DynProvider>, channel_id: &str, claim: Option<&Claim>) -> Result<Outcome, String> {
+        let id: B256 = channel_id.parse().map_err(|error| format!("channel id {channel_id}: {error}"))?;
+        let channel = rpc("getChannel", contract.getChannel(id).call()).await?;
+        if channel.state != CHANNEL_OPEN {
+            return Ok(Outcome::Done(format!("channel {channel_id} is no longer open (state {})", channel.state)));
+        }
+        let (proof, signature) = match claim {
+            Some(claim) => (
+                TokenNetwork::BalanceProofData {
+                    nonce: U256::from(claim.nonce),
+                    transferredAmount: U256::from(claim.cumulative),
+                    lockedAmount: U256::ZERO,
+                    locksRoot: B256::ZERO,
+                },
+                claim.signature.clone(),
+            ),
+            None => (
+                TokenNetwork::BalanceProofData { nonce: U256::ZERO, transferredAmount: U256::ZERO, lockedAmount: U256::ZERO, locksRoot: B256::ZERO },
+                Vec::new(),
+            ),
+        };
+        self.transact("closeChannel", contract.closeChannel(id, proof, signature.into())).await?;
+        tracing::info!(channel = channel_id, nonce = claim.map_or(0, |claim| claim.nonce), "channel closed on chain; it settles after its challenge period");
+        Ok(Outcome::Done("closed".into()))
+    }
+
     async fn settle(&self, contract: &TokenNetwork::TokenNetworkInstance<DynProvider>, channel_id: &str) -> Result<Outcome, String> {
         let id: B256 = channel_id.parse().map_err(|error| format!("channel id {channel_id}: {error}"))?;
         let channel = rpc("getChannel", contract.getChannel(id).call()).await?;
@@ -593,7 +631,8 @@ impl JobRunner {
     }
 }
 
-/// `ChannelState.Closed` in the contract's enum.
+/// `ChannelState.Opened` and `ChannelState.Closed` in the contract's enum.
+const CHANNEL_OPEN: u8 = 1;
 const CHANNEL_CLOSED: u8 = 2;
 
 /// A contract call error, with the TokenNetwork's custom error decoded when it is one.

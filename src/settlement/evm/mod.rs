@@ -9,6 +9,7 @@
 
 pub mod claim;
 pub mod contracts;
+pub mod cooperative;
 pub mod deploy;
 pub mod executor;
 
