@@ -4,6 +4,11 @@
 //! Alice (USD, scale 6) pays Bob (EUR, scale 6) through the connector at a static rate of 0.9.
 //! Bob fulfills most packets and refuses some; Alice also sends a few packets that the
 //! connector must refuse itself (no route, amount too large), so every path shows up.
+//!
+//! With anvil installed (`scripts/contracts.sh install`), the demo also starts a local chain,
+//! deploys the payment-channel contracts, and the connector settles what it owes Bob: it opens
+//! and funds a channel, and pays Bob with a signed claim each time it owes him 2 EUR. Bob checks
+//! each claim's signature and prints it.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -14,7 +19,9 @@ use bytes::Bytes;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
-use crate::btp::endpoint::{Endpoint, PrepareHandler};
+use crate::btp::endpoint::{ClaimHandler, Endpoint, PrepareHandler};
+use crate::settlement::evm::hex_address;
+use crate::settlement::evm::local_chain::{self, LocalChain};
 use crate::config::{self, Env};
 use crate::ilp::error_code::ErrorCode;
 use crate::ilp::packet::{FulfillBuilder, Packet, PrepareBuilder, RejectBuilder};
@@ -40,7 +47,24 @@ pub struct DemoArgs {
     /// Without it the demo runs on the journal-derived ledger alone.
     #[arg(long, value_name = "HOST:PORT")]
     pub tigerbeetle: Option<String>,
+    /// Do not settle, even with anvil installed.
+    #[arg(long)]
+    pub no_settlement: bool,
 }
+
+/// Bob's settlement terms in the demo: paid each time the connector owes him 2 EUR.
+const DEMO_SETTLEMENT: &str = r#"
+[peers.settlement]
+chain = "evm"
+address = "PAYEE_ADDRESS"
+threshold = 2000000
+settle_to = 0
+direction = "pay"
+deposit_initial = 20000000
+deposit_topup = 20000000
+deposit_max = 200000000
+settle_timeout_s = 60
+"#;
 
 /// The demo's configuration; ports are filled in from the arguments.
 pub const DEMO_CONFIG: &str = r#"
@@ -87,23 +111,6 @@ fn demo_fulfillment(data: &[u8]) -> [u8; 32] {
 
 pub fn main(args: DemoArgs) -> ExitCode {
     crate::init_logging("warn,m2m_connector=info");
-    // A fresh journal per run, so the demo starts from zero balances every time.
-    let journal_dir = std::env::temp_dir().join(format!("m2m-demo-journal-{}", std::process::id()));
-    let text = DEMO_CONFIG
-        .replace("BTP_PORT", &args.btp_port.to_string())
-        .replace("HEALTH_PORT", &args.health_port.to_string())
-        + &format!("\n[journal]\ndir = {:?}\n", journal_dir.display().to_string());
-    let env = match &args.tigerbeetle {
-        Some(replica) => Env::from_pairs([("TIGERBEETLE_REPLICAS", replica.as_str())]),
-        None => Env::default(),
-    };
-    let loaded = match config::parse(&text, &env) {
-        Ok(loaded) => loaded,
-        Err(problems) => {
-            eprintln!("the embedded demo configuration is invalid (a bug):\n{problems}");
-            return ExitCode::FAILURE;
-        }
-    };
     let runtime = match crate::runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -111,8 +118,50 @@ pub fn main(args: DemoArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let chain = if args.no_settlement {
+        println!("settlement: off (--no-settlement)");
+        None
+    } else {
+        match runtime.block_on(LocalChain::start(1_000_000_000_000)) {
+            Ok(chain) => {
+                println!(
+                    "settlement: on. anvil at {} (chain {}), TokenNetwork {}, token {}",
+                    chain.url,
+                    local_chain::CHAIN_ID,
+                    hex_address(chain.deployment.token_network),
+                    hex_address(chain.deployment.token)
+                );
+                Some(chain)
+            }
+            Err(why) => {
+                println!("settlement: off ({why}); the demo runs without it");
+                None
+            }
+        }
+    };
+    // A fresh journal per run, so the demo starts from zero balances every time.
+    let journal_dir = std::env::temp_dir().join(format!("m2m-demo-journal-{}", std::process::id()));
+    let mut text = DEMO_CONFIG.replace("BTP_PORT", &args.btp_port.to_string()).replace("HEALTH_PORT", &args.health_port.to_string());
+    let mut env: Vec<(&str, String)> = Vec::new();
+    if let Some(chain) = &chain {
+        text = text.replace("[[rates]]", &format!("{}\n[[rates]]", DEMO_SETTLEMENT.replace("PAYEE_ADDRESS", &payee_address())));
+        env.extend(chain.node_env());
+    }
+    text += &format!("\n[journal]\ndir = {:?}\n", journal_dir.display().to_string());
+    if let Some(replica) = &args.tigerbeetle {
+        env.push(("TIGERBEETLE_REPLICAS", replica.clone()));
+    }
+    let env = Env::from_pairs(env);
+    let loaded = match config::parse(&text, &env) {
+        Ok(loaded) => loaded,
+        Err(problems) => {
+            eprintln!("the embedded demo configuration is invalid (a bug):\n{problems}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let settling = chain.is_some();
     let status = runtime.block_on(async move {
-        match run(loaded.config, &args).await {
+        match run(loaded.config, &args, settling).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("demo failed: {error:#}");
@@ -121,10 +170,50 @@ pub fn main(args: DemoArgs) -> ExitCode {
         }
     });
     println!("journal of this run: {}", journal_dir.display());
+    if settling {
+        println!("audit its settlement decisions: m2m-connector audit settlements --dir {}", journal_dir.display());
+    }
+    drop(chain);
     status
 }
 
-async fn run(config: crate::config::Config, args: &DemoArgs) -> anyhow::Result<()> {
+fn payee_address() -> String {
+    let signer: alloy::signers::local::PrivateKeySigner = local_chain::PAYEE_KEY.parse().expect("a key");
+    hex_address(signer.address())
+}
+
+/// Bob as a payee: checks that each claim is signed by the connector's account and grows, and
+/// prints it.
+fn bob_claims() -> ClaimHandler {
+    let connector: alloy::signers::local::PrivateKeySigner = local_chain::NODE_KEY.parse().expect("a key");
+    let connector = hex_address(connector.address());
+    let last = Arc::new(std::sync::Mutex::new((0u64, 0u128)));
+    Arc::new(move |data: &[u8]| {
+        let claim = crate::settlement::claim::decode(data).map_err(|error| error.to_string())?;
+        let signer = crate::settlement::claim::recover_signer(&claim)?;
+        if signer != connector {
+            return Err(format!("signed by {signer}, not by the connector"));
+        }
+        let mut last = last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if claim.nonce < last.0 || claim.cumulative < last.1 {
+            return Err("older than a claim already received".into());
+        }
+        let increase = claim.cumulative - last.1;
+        if claim.nonce > last.0 {
+            println!(
+                "  ⛓ settlement → bob: claim #{} on channel {}…, {} EUR-µ in all (+{}), signature checked",
+                claim.nonce,
+                &claim.channel_id[..10],
+                claim.cumulative,
+                increase
+            );
+        }
+        *last = (claim.nonce, claim.cumulative);
+        Ok(())
+    })
+}
+
+async fn run(config: crate::config::Config, args: &DemoArgs, settling: bool) -> anyhow::Result<()> {
     let node = Node::start(config).await?;
     let url = format!("ws://{}", node.btp_address);
     println!("connector test.m2m listening: BTP {url}, health and metrics http://{}/health, /metrics", node.health_address);
@@ -150,7 +239,11 @@ async fn run(config: crate::config::Config, args: &DemoArgs) -> anyhow::Result<(
             .build()
             .expect("valid fulfill")
     });
-    let _bob = Endpoint::connect(&url, "bob", "bob-demo-token", Some(bob_handler)).await?;
+    let claims = settling.then(bob_claims);
+    if settling {
+        println!("the connector opens and funds a channel to bob, then pays him with a claim each time it owes him 2 EUR\n");
+    }
+    let _bob = Endpoint::connect_with_claims(&url, "bob", "bob-demo-token", Some(bob_handler), claims).await?;
     let alice = Arc::new(Endpoint::connect(&url, "alice", "alice-demo-token", None).await?);
 
     let started = Instant::now();
@@ -304,5 +397,17 @@ fn percentile(sorted: &[u64], quantile: f64) -> u64 {
 fn balances_summary() -> String {
     let rendered = crate::metrics::global().render();
     let lines: Vec<&str> = rendered.lines().filter(|line| line.starts_with("account_balance_units{")).collect();
-    format!("connector's positions (what each peer owes us, in its units):\n  {}", lines.join("\n  "))
+    let settlement: Vec<&str> = rendered
+        .lines()
+        .filter(|line| {
+            ["settlements_executed_total{method=\"evm\"", "claims_sent_total ", "payment_channels_funded_total "]
+                .iter()
+                .any(|prefix| line.starts_with(prefix))
+        })
+        .collect();
+    format!(
+        "connector's positions (what each peer owes us, in its units):\n  {}\nsettlement:\n  {}",
+        lines.join("\n  "),
+        settlement.join("\n  ")
+    )
 }

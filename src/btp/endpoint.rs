@@ -20,6 +20,10 @@ use crate::ilp::packet::{PacketType, Prepare};
 /// Answers an incoming Prepare with the bytes of an ILP Fulfill or Reject.
 pub type PrepareHandler = Arc<dyn Fn(Prepare) -> Bytes + Send + Sync>;
 
+/// Judges an incoming payment-channel claim (the data of an `m2m-claim` entry): Ok answers with
+/// a BTP Response (accepted), Err with a BTP Error F00 carrying the text. The demo's payee.
+pub type ClaimHandler = Arc<dyn Fn(&[u8]) -> Result<(), String> + Send + Sync>;
+
 type Pending = Arc<Mutex<FxHashMap<u32, oneshot::Sender<Bytes>>>>;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +46,17 @@ pub struct Endpoint {
 impl Endpoint {
     /// Connects and authenticates as `username`; `handler` answers Prepares sent to us.
     pub async fn connect(url: &str, username: &str, token: &str, handler: Option<PrepareHandler>) -> Result<Endpoint, LinkError> {
+        Endpoint::connect_with_claims(url, username, token, handler, None).await
+    }
+
+    /// [`Endpoint::connect`], also answering claims sent to us with `claims`.
+    pub async fn connect_with_claims(
+        url: &str,
+        username: &str,
+        token: &str,
+        handler: Option<PrepareHandler>,
+        claims: Option<ClaimHandler>,
+    ) -> Result<Endpoint, LinkError> {
         let url = url::Url::parse(url).map_err(|error| LinkError::Connect(error.to_string()))?;
         let websocket = super::server::websocket_config(1 << 20);
         let socket = client::connect(&url, username, &Secret::new(token), websocket).await?;
@@ -69,6 +84,10 @@ impl Endpoint {
             while let Some(Ok(message)) = stream.next().await {
                 let Message::Binary(data) = message else { continue };
                 let Ok(frame) = BtpPacket::parse(data) else { continue };
+                if let Some(answer) = claims.as_ref().and_then(|claims| answer_claim(&frame, claims)) {
+                    let _ = reply_writer.send(answer).await;
+                    continue;
+                }
                 dispatch(frame, &read_pending, handler.as_ref(), &reply_writer).await;
             }
             // Wake every waiter: the link is gone.
@@ -134,6 +153,16 @@ async fn dispatch(frame: BtpPacket, pending: &Pending, handler: Option<&PrepareH
     if let Some(waiter) = waiter {
         let _ = waiter.send(frame.encode());
     }
+}
+
+/// The answer to a claim message, if `frame` is one.
+fn answer_claim(frame: &BtpPacket, claims: &ClaimHandler) -> Option<Bytes> {
+    let BtpPacket::Message { request_id, protocol_data } = frame else { return None };
+    let entry = protocol_data.first().filter(|entry| &entry.protocol_name[..] == crate::settlement::claim::PROTOCOL_NAME.as_bytes())?;
+    Some(match claims(&entry.data) {
+        Ok(()) => BtpPacket::Response { request_id: *request_id, protocol_data: Vec::new() }.encode(),
+        Err(reason) => btp::BtpErrorCode::F00_NOT_ACCEPTED.packet(*request_id, reason.as_bytes()).encode(),
+    })
 }
 
 fn decode_reply(frame: Bytes) -> Result<Bytes, EndpointError> {

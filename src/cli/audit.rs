@@ -203,11 +203,18 @@ fn parse_time(text: &str) -> Result<i64, String> {
     let body = text.strip_suffix('Z').ok_or_else(invalid)?;
     let (seconds_part, fraction) = body.split_once('.').unwrap_or((body, ""));
     let digits: String = seconds_part.chars().filter(|c| c.is_ascii_digit()).collect();
-    let shape_ok = seconds_part.len() == 19 && digits.len() == 14 && fraction.len() <= 3 && fraction.chars().all(|c| c.is_ascii_digit());
+    let separators = seconds_part.as_bytes().get(4..17).is_some_and(|middle| {
+        middle[0] == b'-' && middle[3] == b'-' && middle[6] == b'T' && middle[9] == b':' && middle[12] == b':'
+    });
+    let shape_ok = seconds_part.len() == 19
+        && separators
+        && digits.len() == 14
+        && fraction.len() <= 3
+        && fraction.chars().all(|c| c.is_ascii_digit());
     if !shape_ok {
         return Err(invalid());
     }
-    let ilp = format!("{digits}{fraction:0<3}Z");
+    let ilp = format!("{digits}{fraction:0<3}");
     crate::ilp::timestamp::parse_timestamp(ilp.as_bytes()).map_err(|_| invalid())
 }
 

@@ -39,6 +39,7 @@ pub enum Event {
     ChainScanned(ChainScanned),
     ChannelCloseRequested(ChannelCloseRequested),
     CooperativeSettleAgreed(CooperativeSettleAgreed),
+    SettlementCorrected(SettlementCorrected),
 }
 
 impl Event {
@@ -63,11 +64,12 @@ impl Event {
             Event::ChainScanned(_) => "ChainScanned",
             Event::ChannelCloseRequested(_) => "ChannelCloseRequested",
             Event::CooperativeSettleAgreed(_) => "CooperativeSettleAgreed",
+            Event::SettlementCorrected(_) => "SettlementCorrected",
         }
     }
 
     /// Every kind [`Event::kind`] returns, for `journal inspect --type`.
-    pub const KINDS: [&'static str; 18] = [
+    pub const KINDS: [&'static str; 19] = [
         "ConfigurationApplied",
         "PeerConnected",
         "PeerDisconnected",
@@ -86,12 +88,13 @@ impl Event {
         "ChainScanned",
         "ChannelCloseRequested",
         "CooperativeSettleAgreed",
+        "SettlementCorrected",
     ];
 
     /// Whether this event is a settlement decision: the events the settlement ledger derives from
     /// the journal before them, which `audit settlements` re-derives and compares.
     pub fn is_settlement_decision(&self) -> bool {
-        matches!(self, Event::SettlementTriggered(_) | Event::ClaimSent(_))
+        matches!(self, Event::SettlementTriggered(_) | Event::ClaimSent(_) | Event::SettlementCorrected(_))
     }
 }
 
@@ -487,4 +490,17 @@ pub struct CooperativeSettleAgreed {
     pub channel_id: String,
     pub our_balance: u128,
     pub their_balance: u128,
+}
+
+/// A channel settled on chain and paid us `our_payout` where the claims on record say
+/// `expected_payout` (a claim never redeemed, a proof not submitted in time): the peer's position
+/// moves by `delta` = expected − paid, so the books follow the chain. Derived from the journal
+/// (the channel's deposits, claims and the settle event), like every settlement decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettlementCorrected {
+    pub peer: String,
+    pub channel_id: String,
+    pub our_payout: u128,
+    pub expected_payout: i128,
+    pub delta: i128,
 }

@@ -266,7 +266,8 @@ impl Projection for Balances {
             | Event::ChannelActionFailed(_)
             | Event::ChainScanned(_)
             | Event::ChannelCloseRequested(_)
-            | Event::CooperativeSettleAgreed(_) => self.settlement_event(entry),
+            | Event::CooperativeSettleAgreed(_)
+            | Event::SettlementCorrected(_) => self.settlement_event(entry),
         }
         self.position = entry.seq;
     }

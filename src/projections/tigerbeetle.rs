@@ -81,6 +81,12 @@ pub const ACCOUNT_CODE_SETTLEMENT: u16 = 3;
 /// Transfer codes: which leg of a packet a transfer carries.
 pub const TRANSFER_CODE_INCOMING: u16 = 1;
 pub const TRANSFER_CODE_OUTGOING: u16 = 2;
+/// Settlement (issue 9), single-phase on the peer's ledger against its settlement account: a
+/// claim we sent (debit the peer: it is owed less), a claim we accepted (credit the peer: it owes
+/// less), and a correction when a channel settled differently from its claims.
+pub const TRANSFER_CODE_CLAIM_SENT: u16 = 3;
+pub const TRANSFER_CODE_CLAIM_RECEIVED: u16 = 4;
+pub const TRANSFER_CODE_SETTLEMENT_CORRECTION: u16 = 5;
 
 // ---------------------------------------------------------------------------------------------
 // Ids: pure functions of journal data
@@ -107,6 +113,8 @@ pub enum Action {
     /// `PacketFulfilled` whose pending transfer had already expired in TigerBeetle: the same
     /// amounts as a single-phase transfer, so the ledger still matches the journal.
     PostLate = 4,
+    /// A settlement transfer (one transfer, not a pair).
+    Settlement = 5,
 }
 
 /// SHA-256 over a namespace and length-prefixed parts, first 16 bytes big-endian. 0 and 2^128−1
@@ -168,6 +176,17 @@ pub fn transfer_id(node_key: u64, packet_id: u64, leg: Leg, action: Action) -> u
         | (u128::from(node_key >> 16) << 16)
         | (u128::from(leg as u8) << 8)
         | u128::from(action as u8);
+    id.clamp(1, u128::MAX - 1)
+}
+
+/// A settlement transfer's id, from the seq of the event it mirrors: bit 127 set (packet ids
+/// stay below it), the seq in bits 64..127, the node key's top 48 bits, the transfer code. A
+/// node's settlement ids increase with its seqs; never 0 nor 2^128−1.
+pub fn settlement_transfer_id(node_key: u64, seq: u64, code: u16) -> u128 {
+    let id = (1u128 << 127)
+        | (u128::from(seq & (u64::MAX >> 1)) << 64)
+        | (u128::from(node_key >> 16) << 16)
+        | u128::from(code);
     id.clamp(1, u128::MAX - 1)
 }
 
@@ -263,12 +282,16 @@ impl MappingState {
     }
 }
 
-/// A linked pair of transfers (incoming leg first), applied all or nothing.
+/// A linked pair of transfers (incoming leg first), applied all or nothing; or one settlement
+/// transfer (`count` 1, in `transfers[0]`).
 #[derive(Debug, Clone)]
 pub struct Chain {
+    /// The packet id, or the seq of a settlement event.
     pub packet_id: u64,
     pub action: Action,
     pub transfers: [Transfer; 2],
+    /// How many of `transfers` are sent: 2 for a packet's legs, 1 for a settlement transfer.
+    pub count: usize,
     /// For a post: the single-phase pair that replaces it if the pending pair has expired.
     pub late: Option<[Transfer; 2]>,
 }
@@ -322,7 +345,19 @@ pub fn plan(state: &MappingState, entries: &[JournalEntry]) -> Plan {
             Event::PacketRejected(rejected) if rejected.prepared => {
                 planner.ended(entry.seq, rejected.packet_id, Action::Void)
             }
-            Event::PacketRejected(_) | Event::PeerConnected { .. } | Event::PeerDisconnected { .. } => {}
+            Event::ClaimSent(sent) => {
+                planner.settlement(entry, &sent.peer, i128::try_from(sent.amount).unwrap_or(i128::MAX), TRANSFER_CODE_CLAIM_SENT)
+            }
+            Event::ClaimReceived(received) => {
+                if let crate::journal::ClaimVerdict::Accepted { increase } = received.verdict {
+                    let delta = -i128::try_from(increase).unwrap_or(i128::MAX);
+                    planner.settlement(entry, &received.peer, delta, TRANSFER_CODE_CLAIM_RECEIVED);
+                }
+            }
+            Event::SettlementCorrected(corrected) => {
+                planner.settlement(entry, &corrected.peer, corrected.delta, TRANSFER_CODE_SETTLEMENT_CORRECTION)
+            }
+            _ => {}
         }
     }
     planner.plan
@@ -432,7 +467,7 @@ impl Planner<'_> {
             pending(Leg::Incoming, &in_flight.incoming, TRANSFER_CODE_INCOMING, TransferFlags::PENDING | TransferFlags::LINKED),
             pending(Leg::Outgoing, &in_flight.outgoing, TRANSFER_CODE_OUTGOING, TransferFlags::PENDING),
         ];
-        self.plan.chains.push(Chain { packet_id, action: Action::Pending, transfers, late: None });
+        self.plan.chains.push(Chain { packet_id, action: Action::Pending, transfers, count: 2, late: None });
         if self.plan.delta.prepared.insert(packet_id, in_flight).is_some() || self.state.in_flight.contains_key(&packet_id) {
             self.plan.alerts.push(format!("packet {packet_id} (seq {}) prepared twice in the journal", entry.seq));
         }
@@ -488,7 +523,37 @@ impl Planner<'_> {
                 single(Leg::Outgoing, &in_flight.outgoing, TRANSFER_CODE_OUTGOING, TransferFlags::empty()),
             ]
         });
-        self.plan.chains.push(Chain { packet_id, action, transfers, late });
+        self.plan.chains.push(Chain { packet_id, action, transfers, count: 2, late });
+    }
+
+    /// A settlement event moved `peer`'s position by `delta` (position = what it owes us minus
+    /// what we owe it = the peer account's debits minus credits): one transfer against the
+    /// settlement account of the peer's ledger.
+    fn settlement(&mut self, entry: &JournalEntry, peer: &str, delta: i128, code: u16) {
+        if delta == 0 {
+            return;
+        }
+        let Some(&ledger) = self.plan.delta.peer_ledgers.get(peer) else {
+            self.plan.alerts.push(format!(
+                "settlement event seq {} names peer {peer}, which no ConfigurationApplied configured: not mirrored",
+                entry.seq
+            ));
+            return;
+        };
+        let (peer_account, settlement_account) = (peer_account_id(peer, ledger), settlement_account_id(ledger));
+        let (debit, credit) = if delta > 0 { (peer_account, settlement_account) } else { (settlement_account, peer_account) };
+        let node_key = self.plan.delta.node_key;
+        let transfer = Transfer::new(settlement_transfer_id(node_key, entry.seq, code))
+            .with_debit_account_id(debit)
+            .with_credit_account_id(credit)
+            .with_amount(delta.unsigned_abs())
+            .with_ledger(ledger)
+            .with_code(code)
+            .with_user_data_128(packet_key(node_key, entry.seq))
+            .with_user_data_64(entry.seq)
+            .with_user_data_32(peer_tag(peer))
+            .with_flags(TransferFlags::empty());
+        self.plan.chains.push(Chain { packet_id: entry.seq, action: Action::Settlement, transfers: [transfer, transfer], count: 1, late: None });
     }
 }
 
@@ -509,9 +574,17 @@ pub enum ChainOutcome {
     Failed(String),
 }
 
-/// The result codes TigerBeetle returned for a chain's two transfers (None: ok).
-pub fn chain_outcome(results: [Option<CreateTransferErrorKind>; 2]) -> ChainOutcome {
+/// The result codes TigerBeetle returned for a chain's transfers (None: ok; a single settlement
+/// transfer uses only the first).
+pub fn chain_outcome(results: [Option<CreateTransferErrorKind>; 2], count: usize) -> ChainOutcome {
     use CreateTransferErrorKind as Kind;
+    if count == 1 {
+        return match results[0] {
+            None => ChainOutcome::Created,
+            Some(Kind::Exists) => ChainOutcome::Exists,
+            Some(kind) => ChainOutcome::Failed(format!("settlement transfer: {kind:?}")),
+        };
+    }
     match results {
         [None, None] => ChainOutcome::Created,
         [Some(Kind::Exists), Some(Kind::LinkedEventFailed)] => ChainOutcome::Exists,
@@ -832,7 +905,10 @@ impl<C: LedgerClient> TigerBeetleProjection<C> {
         let mut start = 0;
         while start < plan.chains.len() {
             let chains = &plan.chains[start..plan.chains.len().min(start + *batch_max / 2)];
-            let transfers: Vec<Transfer> = chains.iter().flat_map(|chain| chain.transfers).collect();
+            let transfers: Vec<Transfer> = chains.iter().flat_map(|chain| chain.transfers[..chain.count].iter().copied()).collect();
+            // Which chain and slot each transfer of the request is.
+            let slots: Vec<(usize, usize)> =
+                chains.iter().enumerate().flat_map(|(index, chain)| (0..chain.count).map(move |slot| (index, slot))).collect();
             stats.requests += 1;
             let results = match client.create_transfers(&transfers, &mut waiting) {
                 Err(LedgerError::TooMuchData) if *batch_max > 2 => {
@@ -843,10 +919,11 @@ impl<C: LedgerClient> TigerBeetleProjection<C> {
             };
             let mut by_chain: Vec<[Option<CreateTransferErrorKind>; 2]> = vec![[None, None]; chains.len()];
             for (index, kind) in results {
-                by_chain[index as usize / 2][index as usize % 2] = Some(kind);
+                let (chain, slot) = slots[index as usize];
+                by_chain[chain][slot] = Some(kind);
             }
             for (chain, results) in chains.iter().zip(by_chain) {
-                match chain_outcome(results) {
+                match chain_outcome(results, chain.count) {
                     ChainOutcome::Created => stats.chains_created += 1,
                     ChainOutcome::Exists => stats.chains_existing += 1,
                     ChainOutcome::PendingExpired if chain.late.is_some() => late.push(chain),
@@ -871,7 +948,7 @@ impl<C: LedgerClient> TigerBeetleProjection<C> {
                 by_chain[index as usize / 2][index as usize % 2] = Some(kind);
             }
             for (chain, results) in chunk.iter().zip(by_chain) {
-                match chain_outcome(results) {
+                match chain_outcome(results, 2) {
                     ChainOutcome::Created => {
                         stats.chains_posted_late += 1;
                         alerts.push(format!(
@@ -1096,6 +1173,67 @@ mod tests {
     }
 
     #[test]
+    fn settlement_events_are_single_transfers_against_the_settlement_account() {
+        use crate::journal::{ClaimReceived, ClaimSent, ClaimVerdict, SettlementCorrected};
+        let claim = crate::settlement::claim::Claim {
+            chain: "eip155:1".into(),
+            contract: "0x01".into(),
+            channel_id: "0x02".into(),
+            nonce: 1,
+            cumulative: 500,
+            signature: vec![0; 65],
+        };
+        let entries = vec![
+            entry(1, 0, configuration()),
+            entry(2, 0, Event::ClaimSent(ClaimSent { settlement_id: 1, peer: "bob".into(), amount: 500, claim: claim.clone() })),
+            entry(3, 0, Event::ClaimReceived(ClaimReceived {
+                peer: "alice".into(),
+                claim: claim.clone(),
+                signer: String::new(),
+                verdict: ClaimVerdict::Accepted { increase: 70 },
+            })),
+            entry(4, 0, Event::ClaimReceived(ClaimReceived {
+                peer: "alice".into(),
+                claim,
+                signer: String::new(),
+                verdict: ClaimVerdict::Rejected { reason: crate::journal::ClaimRejection::StaleNonce, detail: String::new() },
+            })),
+            entry(5, 0, Event::SettlementCorrected(SettlementCorrected {
+                peer: "bob".into(),
+                channel_id: "0x02".into(),
+                our_payout: 10,
+                expected_payout: 0,
+                delta: -10,
+            })),
+        ];
+        let plan = plan(&MappingState::default(), &entries);
+        assert!(plan.alerts.is_empty(), "{:?}", plan.alerts);
+        let (usd, eur) = (ledger_id("USD", 2), ledger_id("EUR", 2));
+        let singles: Vec<(u128, u128, u128, u32, u16)> = plan
+            .chains
+            .iter()
+            .map(|chain| {
+                assert_eq!((chain.count, chain.action), (1, Action::Settlement));
+                let transfer = chain.transfers[0];
+                (transfer.debit_account_id(), transfer.credit_account_id(), transfer.amount(), transfer.ledger(), transfer.code())
+            })
+            .collect();
+        assert_eq!(
+            singles,
+            vec![
+                (peer_account_id("bob", eur), settlement_account_id(eur), 500, eur, TRANSFER_CODE_CLAIM_SENT),
+                (settlement_account_id(usd), peer_account_id("alice", usd), 70, usd, TRANSFER_CODE_CLAIM_RECEIVED),
+                (settlement_account_id(eur), peer_account_id("bob", eur), 10, eur, TRANSFER_CODE_SETTLEMENT_CORRECTION),
+            ],
+            "a rejected claim moves nothing"
+        );
+        let ids: Vec<u128> = plan.chains.iter().map(|chain| chain.transfers[0].id()).collect();
+        assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "ids increase with seq");
+        assert!(ids.iter().all(|id| *id >> 127 == 1), "settlement ids stay clear of packet ids");
+        assert_eq!(plan.chains[0].transfers[0].id(), settlement_transfer_id(node_key("test.m2m"), 2, TRANSFER_CODE_CLAIM_SENT));
+    }
+
+    #[test]
     fn timeouts_cover_the_expiry_plus_the_margin_rounded_up() {
         let margin = TIMEOUT_MARGIN_SECONDS as u32;
         for (timestamp_ms, expires_at_in_ms, expect) in [
@@ -1192,10 +1330,10 @@ mod tests {
     #[test]
     fn chain_outcomes() {
         use CreateTransferErrorKind as Kind;
-        assert_eq!(chain_outcome([None, None]), ChainOutcome::Created);
-        assert_eq!(chain_outcome([Some(Kind::Exists), Some(Kind::LinkedEventFailed)]), ChainOutcome::Exists);
+        assert_eq!(chain_outcome([None, None], 2), ChainOutcome::Created);
+        assert_eq!(chain_outcome([Some(Kind::Exists), Some(Kind::LinkedEventFailed)], 2), ChainOutcome::Exists);
         assert_eq!(
-            chain_outcome([Some(Kind::PendingTransferExpired), Some(Kind::LinkedEventFailed)]),
+            chain_outcome([Some(Kind::PendingTransferExpired), Some(Kind::LinkedEventFailed)], 2),
             ChainOutcome::PendingExpired
         );
         for results in [
@@ -1203,7 +1341,7 @@ mod tests {
             [Some(Kind::ExistsWithDifferentAmount), Some(Kind::LinkedEventFailed)],
             [Some(Kind::LinkedEventFailed), Some(Kind::OverflowsDebitsPending)],
         ] {
-            assert!(matches!(chain_outcome(results), ChainOutcome::Failed(_)), "{results:?}");
+            assert!(matches!(chain_outcome(results, 2), ChainOutcome::Failed(_)), "{results:?}");
         }
     }
 

@@ -63,6 +63,7 @@ pub struct AuditCounts {
     pub triggers: u64,
     pub claims_sent: u64,
     pub claims_received: u64,
+    pub corrections: u64,
 }
 
 pub struct Auditor {
@@ -141,6 +142,17 @@ impl Auditor {
                     "cumulative": recorded.claim.cumulative.to_string(),
                     "signature": "verified",
                 })))
+            }
+            (Event::SettlementCorrected(recorded), Some(Decision::Correct(derived))) => {
+                if *recorded != derived {
+                    return Err(diverge(format!("recorded {recorded:?}, but the journal before it gives {derived:?}")));
+                }
+                self.counts.corrections += 1;
+                Some(self.record(entry, &recorded.peer, json!({
+                    "channel": recorded.channel_id,
+                    "paid_on_chain": recorded.our_payout.to_string(),
+                    "expected_by_claims": recorded.expected_payout.to_string(),
+                }), json!({ "position_delta": recorded.delta.to_string() })))
             }
             (event, Some(derived)) if event.is_settlement_decision() => {
                 return Err(diverge(format!("recorded {}, but the journal before it gives {derived:?}", event.kind())));

@@ -117,6 +117,9 @@ pub struct ChannelLedger {
     /// An operator asked to close it on chain (not cooperatively): the close is retried until
     /// the chain shows it closed.
     pub close_requested: bool,
+    /// Set when the channel settles: (what the chain paid us, what the claims say); the
+    /// `SettlementCorrected` that books the difference clears it.
+    pub correction_due: Option<(u128, i128)>,
 }
 
 impl ChannelLedger {
@@ -163,6 +166,8 @@ impl ChannelLedger {
 /// A settlement event that must come next (see [`SettlementLedger::due`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
+    /// A settled channel paid differently from the claims: book the difference first.
+    Correct(crate::journal::SettlementCorrected),
     Trigger(SettlementTriggered),
     Claim { settlement_id: u64, peer: String, amount: u128, claim: UnsignedClaim },
 }
@@ -328,6 +333,14 @@ impl SettlementLedger {
                 }
                 None
             }
+            Event::SettlementCorrected(corrected) => {
+                if let Some(channel) = self.channels.get_mut(&corrected.channel_id) {
+                    channel.correction_due = None;
+                }
+                let ledger = self.peers.entry(corrected.peer.clone()).or_default();
+                ledger.correction_total = ledger.correction_total.saturating_add(corrected.delta);
+                Some((corrected.peer.clone(), corrected.delta))
+            }
             Event::ChainScanned(scanned) => {
                 self.scanned_block = self.scanned_block.max(Some(scanned.block_number));
                 None
@@ -429,17 +442,17 @@ impl SettlementLedger {
                 let we_are_first = is_ours(&channel.participant1);
                 let (ours, theirs) = if we_are_first { (*amount1, *amount2) } else { (*amount2, *amount1) };
                 channel.payout = Some((ours, theirs));
-                // We were paid `ours`; the claims say we should get `expected`. More than
-                // expected means the peer paid us more than booked: it owes us that much less.
-                let delta = channel.expected_payout().saturating_sub(amount_delta(ours));
+                let expected = channel.expected_payout();
+                if expected != amount_delta(ours) {
+                    channel.correction_due = Some((ours, expected));
+                }
                 let peer = channel.peer.clone();
                 self.end_claims_on(&peer, &observed.channel_id);
                 let ledger = self.peers.entry(peer.clone()).or_default();
                 if ledger.channel.as_deref() == Some(observed.channel_id.as_str()) {
                     ledger.channel = None;
                 }
-                ledger.correction_total = ledger.correction_total.saturating_add(delta);
-                (delta != 0).then_some((peer, delta))
+                None
             }
         }
     }
@@ -475,6 +488,7 @@ impl SettlementLedger {
                 payout: None,
                 closing: false,
                 close_requested: false,
+                correction_due: None,
             },
         );
         self.peers.entry(peer).or_default().channel = Some(observed.channel_id.clone());
@@ -497,6 +511,19 @@ impl SettlementLedger {
 
     /// The settlement event that must come next for `peer`, whose position is `position`, if any.
     pub fn due(&self, peer: &str, position: i128) -> Option<Decision> {
+        self.configured()?;
+        // We were paid `our_payout`; the claims say `expected`. More than expected means the peer
+        // paid us more than booked: it owes us that much less (delta < 0).
+        if let Some((channel_id, channel)) = self.channels.iter().find(|(_, channel)| channel.peer == peer && channel.correction_due.is_some()) {
+            let (our_payout, expected_payout) = channel.correction_due.expect("filtered");
+            return Some(Decision::Correct(crate::journal::SettlementCorrected {
+                peer: peer.to_owned(),
+                channel_id: channel_id.clone(),
+                our_payout,
+                expected_payout,
+                delta: expected_payout.saturating_sub(amount_delta(our_payout)),
+            }));
+        }
         let terms = self.terms(peer).filter(|terms| terms.pays_peer)?;
         let ledger = self.peers.get(peer)?;
         match &ledger.pending {
@@ -809,6 +836,7 @@ mod tests {
             while let Some(decision) = self.ledger.due("bob", self.position) {
                 made.push(decision.clone());
                 match decision {
+                    Decision::Correct(corrected) => self.apply(Event::SettlementCorrected(corrected)),
                     Decision::Trigger(triggered) => self.apply(Event::SettlementTriggered(triggered)),
                     Decision::Claim { settlement_id, peer, amount, claim } => {
                         let claim = Claim {
@@ -924,7 +952,10 @@ mod tests {
         fixture.observe(ChannelChange::Closed { closer: BOB.into(), nonce: 0, transferred: 0, settle_at_s: 700 });
         assert!(fixture.ledger.peer("bob").unwrap().pending.is_none(), "a close ends the settlement its claim was for");
         fixture.observe(ChannelChange::Settled { amount1: 1_000, amount2: 0, cooperative: false });
-        assert_eq!(fixture.position, -1_000);
+        assert_eq!(fixture.position, -100, "the settle itself moves nothing...");
+        let made = fixture.settle_due();
+        assert!(matches!(&made[0], Decision::Correct(c) if c.delta == -900 && c.our_payout == 1_000 && c.expected_payout == 100));
+        assert_eq!(fixture.position, -1_000, "...the correction it makes due does");
         assert_eq!(fixture.ledger.peer("bob").unwrap().channel, None);
         assert_eq!(fixture.ledger.peer("bob").unwrap().correction_total, -900);
     }

@@ -33,16 +33,22 @@ struct Pair {
     b: Connector,
     a: Connector,
     dir: tempfile::TempDir,
+    extra: Vec<(String, String)>,
 }
 
 impl Pair {
     fn start() -> Pair {
+        Pair::start_with(Vec::new())
+    }
+
+    /// With `extra` environment variables for both nodes (TIGERBEETLE_REPLICAS, say).
+    fn start_with(extra: Vec<(String, String)>) -> Pair {
         let anvil = Anvil::start();
         let deployment = anvil.deploy(&[(chain::address_of(chain::NODE_A_KEY), A_TOKENS)]);
         let dir = tempfile::Builder::new().prefix("m2m-it-settlement-").tempdir().unwrap();
-        let b = start_b(&anvil, &deployment, &dir.path().join("journal-b"));
-        let a = start_a(&anvil, &deployment, &dir.path().join("journal-a"), b.btp_port);
-        Pair { anvil, deployment, b, a, dir }
+        let b = start_b(&anvil, &deployment, &dir.path().join("journal-b"), &extra);
+        let a = start_a(&anvil, &deployment, &dir.path().join("journal-a"), b.btp_port, &extra);
+        Pair { anvil, deployment, b, a, dir, extra }
     }
 
     fn journal_a(&self) -> PathBuf {
@@ -54,7 +60,7 @@ impl Pair {
     }
 
     fn restart_a(&mut self) {
-        self.a = start_a(&self.anvil, &self.deployment, &self.journal_a(), self.b.btp_port);
+        self.a = start_a(&self.anvil, &self.deployment, &self.journal_a(), self.b.btp_port, &self.extra);
     }
 
     fn logs(&self) -> String {
@@ -103,7 +109,7 @@ dir = {journal:?}
 }
 
 /// B: bob is its child; A is a peer that pays B with claims (B never pays A).
-fn start_b(anvil: &Anvil, deployment: &Deployment, journal: &Path) -> Connector {
+fn start_b(anvil: &Anvil, deployment: &Deployment, journal: &Path, extra: &[(String, String)]) -> Connector {
     let a_address = chain::hex(chain::address_of(chain::NODE_A_KEY));
     let journal = journal.to_path_buf();
     let config = move |btp_port, health_port| {
@@ -134,11 +140,13 @@ direction = "receive"
 "#
             )
     };
-    Connector::start_with_env(config, &settlement_env(anvil, deployment, chain::NODE_B_KEY))
+    let mut env = settlement_env(anvil, deployment, chain::NODE_B_KEY);
+    env.extend_from_slice(extra);
+    Connector::start_with_env(config, &env)
 }
 
 /// A: alice is its child; B is a peer A pays with claims; everything under test.b goes to B.
-fn start_a(anvil: &Anvil, deployment: &Deployment, journal: &Path, b_btp_port: u16) -> Connector {
+fn start_a(anvil: &Anvil, deployment: &Deployment, journal: &Path, b_btp_port: u16, extra: &[(String, String)]) -> Connector {
     let b_address = chain::hex(chain::address_of(chain::NODE_B_KEY));
     let journal = journal.to_path_buf();
     let config = move |btp_port, health_port| {
@@ -181,7 +189,9 @@ peer = "b"
 "#
             )
     };
-    Connector::start_with_env(config, &settlement_env(anvil, deployment, chain::NODE_A_KEY))
+    let mut env = settlement_env(anvil, deployment, chain::NODE_A_KEY);
+    env.extend_from_slice(extra);
+    Connector::start_with_env(config, &env)
 }
 
 /// The sum of a metric's samples whose labels contain every `label="value"` in `labels`.
@@ -758,4 +768,29 @@ fn a_payer_closing_with_a_stale_proof_loses_to_the_payees_newest() {
     pair.restart_a();
     pair.anvil.travel(31);
     check_chain_matches_journals(pair, false);
+}
+
+/// Both nodes mirror their journals into one TigerBeetle cluster (distinct node addresses keep
+/// their ids apart): after settling, `ledger reconcile` finds every peer's accounts equal to the
+/// journal-derived positions, which include the claims, and the settlement accounts hold them.
+#[cfg(feature = "tigerbeetle")]
+#[test]
+fn tigerbeetle_mirrors_the_claims_and_reconciles_on_both_nodes() {
+    let server = crate::tigerbeetle::shared_server();
+    let replicas = vec![("TIGERBEETLE_REPLICAS".to_string(), format!("127.0.0.1:{}", server.port))];
+    let mut pair = Pair::start_with(replicas);
+    pay_and_settle(&pair, 3);
+    wait_until(&pair, Duration::from_secs(30), "both TigerBeetle projections caught up", |pair| {
+        metric(&pair.a.metrics(), "projection_lag_events", &["projection=\"tigerbeetle\""]) == 0.0
+            && metric(&pair.b.metrics(), "projection_lag_events", &["projection=\"tigerbeetle\""]) == 0.0
+    });
+    pair.a.stop(Duration::from_secs(30));
+    pair.b.stop(Duration::from_secs(30));
+    for (name, journal) in [("A", pair.journal_a()), ("B", pair.journal_b())] {
+        let output = crate::tigerbeetle::reconcile(&server, &journal);
+        assert!(output.success(), "ledger reconcile on {name}: {}", output.describe("reconcile"));
+    }
+    let (entries_a, _) = read_journal(&pair.journal_a());
+    let claims = entries_a.iter().filter(|entry| matches!(entry.event, Event::ClaimSent(_))).count();
+    assert!(claims >= 1, "A sent claims, which TigerBeetle mirrored");
 }

@@ -51,8 +51,8 @@ fn require_installed() {
 }
 
 /// A single-replica server on a free port with its own data directory; stopped when dropped.
-struct Server {
-    port: u16,
+pub(crate) struct Server {
+    pub(crate) port: u16,
     data: tempfile::TempDir,
     /// `--limit-request` (None: the `--development` default, 32 KiB: 253 transfers).
     limit_request: Option<&'static str>,
@@ -119,7 +119,7 @@ impl Drop for Server {
 
 /// One server shared by the tests that only add data (each uses its own node address and peer
 /// names, so their ids never meet); it stops when the last of them ends.
-fn shared_server() -> Arc<Server> {
+pub(crate) fn shared_server() -> Arc<Server> {
     static SHARED: Mutex<Weak<Server>> = Mutex::new(Weak::new());
     let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(server) = shared.upgrade() {
@@ -422,7 +422,7 @@ async fn wait_for(what: &str, health: &Health, timeout: Duration, done: impl Fn(
     }
 }
 
-fn reconcile(server: &Server, journal_dir: &std::path::Path) -> crate::support::CommandOutput {
+pub(crate) fn reconcile(server: &Server, journal_dir: &std::path::Path) -> crate::support::CommandOutput {
     let mut command = Command::new(env!("CARGO_BIN_EXE_m2m-connector"));
     command
         .env_clear()

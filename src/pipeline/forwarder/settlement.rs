@@ -132,6 +132,18 @@ impl Forwarder {
             let position = self.balances.position_of(peer);
             let Some(decision) = self.balances.settlement().due(peer, position) else { return };
             match decision {
+                Decision::Correct(corrected) => {
+                    tracing::warn!(
+                        peer,
+                        channel = %corrected.channel_id,
+                        paid = %corrected.our_payout,
+                        expected = %corrected.expected_payout,
+                        delta = %corrected.delta,
+                        "the channel settled differently from the claims on record; the position follows the chain"
+                    );
+                    self.append(Event::SettlementCorrected(corrected));
+                    self.publish_position(peer);
+                }
                 Decision::Trigger(triggered) => {
                     tracing::info!(
                         peer,
@@ -425,8 +437,9 @@ impl Forwarder {
         }
         let account = configured.account.clone();
         let global = metrics::global().settlement();
+        let our_deposit = matches!(&observed.change, ChannelChange::Deposit { participant, .. } if participant.eq_ignore_ascii_case(&account));
         match &observed.change {
-            ChannelChange::Deposit { participant, .. } if participant.eq_ignore_ascii_case(&account) => global.channel_funded(),
+            _ if our_deposit => global.channel_funded(),
             ChannelChange::Closed { .. } => global.channel_closed(),
             _ => {}
         }
@@ -444,8 +457,12 @@ impl Forwarder {
         if let Some(peer) = peer {
             // A settle moved the position; a deposit may make a claim due.
             self.publish_position(&peer);
-            if let Some(runtime) = self.settlement.as_mut() {
-                runtime.jobs.remove(&JobKey::Fund { peer: peer.clone() });
+            // Our deposit confirmed: what the last funding job did is in the ledger, so a new
+            // one may be asked for at once if a settlement still needs more.
+            if our_deposit {
+                if let Some(runtime) = self.settlement.as_mut() {
+                    runtime.jobs.remove(&JobKey::Fund { peer: peer.clone() });
+                }
             }
             self.settle_due(&peer);
         }

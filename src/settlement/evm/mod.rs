@@ -11,6 +11,7 @@ pub mod claim;
 pub mod contracts;
 pub mod cooperative;
 pub mod deploy;
+pub mod local_chain;
 pub mod executor;
 
 use alloy::primitives::{Address, B256};
