@@ -84,7 +84,14 @@ where
         return;
     }
     tracing::info!(peer = %peer_id, session, "BTP session up");
-    let mut reader = Reader { session, peer, context: context.clone(), replies: replies_tx, in_flight };
+    let mut reader = Reader {
+        session,
+        peer,
+        context: context.clone(),
+        replies: replies_tx,
+        in_flight,
+        settlement_budget: (Instant::now(), SETTLEMENT_MESSAGES_PER_SECOND_MAX),
+    };
     let reason = reader.read_loop(stream).await;
     tracing::info!(peer = %peer_id, session, reason, "BTP session down");
     let _ = send_input(&context.replies, Input::SessionDown { session }).await;
@@ -145,7 +152,14 @@ struct Reader {
     context: Arc<SessionContext>,
     replies: mpsc::Sender<Bytes>,
     in_flight: Arc<AtomicUsize>,
+    /// Settlement messages (claims, channel proposals) this session may still send in the
+    /// current second: each costs a signature recovery and a journal event.
+    settlement_budget: (Instant, u32),
 }
+
+/// Settlement messages one session may send per second; beyond it they are refused (T00) and
+/// not journaled. A payer sends one claim per settlement, far below this.
+const SETTLEMENT_MESSAGES_PER_SECOND_MAX: u32 = 50;
 
 impl Reader {
     async fn read_loop<S>(&mut self, mut stream: futures_util::stream::SplitStream<WebSocketStream<S>>) -> &'static str
@@ -223,6 +237,13 @@ impl Reader {
             }
             return;
         };
+        let settlement_message = &primary.protocol_name[..] == cooperative::PROTOCOL_NAME.as_bytes()
+            || &primary.protocol_name[..] == claim::PROTOCOL_NAME.as_bytes();
+        if settlement_message && is_message && !self.take_settlement_budget() {
+            metrics::global().settlement().claim_refused(crate::journal::ClaimRejection::RateLimited);
+            self.answer_error(request_id, btp::BtpErrorCode::T00_UNREACHABLE, "too many settlement messages; slow down").await;
+            return;
+        }
         if &primary.protocol_name[..] == cooperative::PROTOCOL_NAME.as_bytes() {
             if is_message {
                 self.handle_channel_message(request_id, primary.data).await;
@@ -318,6 +339,19 @@ impl Reader {
                 self.answer_ilp_reject(request_id, ErrorCode::T00_INTERNAL_ERROR, "connector stopping").await;
             }
         }
+    }
+
+    fn take_settlement_budget(&mut self) -> bool {
+        let (since, left) = &mut self.settlement_budget;
+        if since.elapsed() >= Duration::from_secs(1) {
+            *since = Instant::now();
+            *left = SETTLEMENT_MESSAGES_PER_SECOND_MAX;
+        }
+        if *left == 0 {
+            return false;
+        }
+        *left -= 1;
+        true
     }
 
     /// A payment-channel claim (an `m2m-claim` entry): decoded and its signer recovered here, off

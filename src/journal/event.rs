@@ -341,10 +341,13 @@ pub enum ClaimRejection {
     OverOwed,
     /// The claim's bytes do not decode (answered at the session, never journaled).
     Malformed,
+    /// The session sent more settlement messages than allowed per second (answered at the
+    /// session, never journaled).
+    RateLimited,
 }
 
 impl ClaimRejection {
-    pub const ALL: [ClaimRejection; 11] = [
+    pub const ALL: [ClaimRejection; 12] = [
         ClaimRejection::NotAccepted,
         ClaimRejection::NotReady,
         ClaimRejection::WrongChain,
@@ -356,6 +359,7 @@ impl ClaimRejection {
         ClaimRejection::OverDeposit,
         ClaimRejection::OverOwed,
         ClaimRejection::Malformed,
+        ClaimRejection::RateLimited,
     ];
 
     pub fn label(self) -> &'static str {
@@ -371,6 +375,7 @@ impl ClaimRejection {
             ClaimRejection::OverDeposit => "over_deposit",
             ClaimRejection::OverOwed => "over_owed",
             ClaimRejection::Malformed => "malformed",
+            ClaimRejection::RateLimited => "rate_limited",
         }
     }
 }
