@@ -794,3 +794,67 @@ fn tigerbeetle_mirrors_the_claims_and_reconciles_on_both_nodes() {
     let claims = entries_a.iter().filter(|entry| matches!(entry.event, Event::ClaimSent(_))).count();
     assert!(claims >= 1, "A sent claims, which TigerBeetle mirrored");
 }
+
+/// A deposit that a reorganisation removes before it is `SETTLEMENT_EVM_CONFIRMATIONS` deep
+/// never reaches the journal; the one that stays does, once.
+#[test]
+fn a_reorganisation_shallower_than_the_confirmation_depth_never_reaches_the_journal() {
+    let anvil = Anvil::start();
+    let b_account = chain::address_of(chain::NODE_B_KEY);
+    let deployment = anvil.deploy(&[(chain::address_of(chain::NODE_A_KEY), A_TOKENS), (b_account, 1_000_000)]);
+    let dir = tempfile::Builder::new().prefix("m2m-it-reorg-").tempdir().unwrap();
+    let journal = dir.path().join("journal-a");
+    let deep = [("SETTLEMENT_EVM_CONFIRMATIONS".to_string(), "5".to_string())];
+    // B's node is not needed: A opens and funds its channel to B's account on its own.
+    let mut a = start_a(&anvil, &deployment, &journal, crate::support::free_port(), &deep);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(&a.metrics(), "payment_channels_funded_total", &[]) < 1.0 {
+        assert!(Instant::now() < deadline, "A funded its channel\n{}", a.log_section());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let network = anvil.network(&deployment, chain::NODE_B_KEY);
+    let token = m2m_connector::settlement::evm::contracts::M2MToken::new(deployment.token, anvil.provider(chain::NODE_B_KEY));
+    // One runtime for every call: the providers' block watchers live on it.
+    let runtime = chain::runtime();
+    let channel = runtime.block_on(network.channelOf(b_account, chain::address_of(chain::NODE_A_KEY)).call().into_future()).unwrap();
+    let deposit_then_reorg = |total: u64, reorg: bool| {
+        runtime.block_on(async {
+            token.approve(deployment.token_network, alloy::primitives::U256::from(total)).send().await.unwrap().get_receipt().await.unwrap();
+            network.setTotalDeposit(channel, alloy::primitives::U256::from(total)).send().await.unwrap().get_receipt().await.unwrap();
+            if reorg {
+                use alloy::providers::Provider;
+                let provider = anvil.provider(chain::DEPLOYER_KEY);
+                let _: serde_json::Value = provider
+                    .raw_request("anvil_reorg".into(), (3u64, Vec::<serde_json::Value>::new()))
+                    .await
+                    .expect("anvil_reorg");
+            }
+        })
+    };
+    // B deposits 7, and a reorganisation of 3 blocks (under A's 5) takes it away.
+    deposit_then_reorg(7, true);
+    std::thread::sleep(Duration::from_secs(8));
+    // B deposits 5, and it stays.
+    deposit_then_reorg(5, false);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while log_count(&a, "change=\"deposit\"") < 2 {
+        assert!(Instant::now() < deadline, "A journaled B's deposit that stayed\n{}", a.log_section());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    a.stop(Duration::from_secs(30));
+    let (entries, balances) = read_journal(&journal);
+    let b_hex = chain::hex(b_account);
+    let b_deposits: Vec<u128> = entries
+        .iter()
+        .filter_map(|entry| match &entry.event {
+            Event::ChannelObserved(observed) => match &observed.change {
+                m2m_connector::journal::ChannelChange::Deposit { participant, total } if *participant == b_hex => Some(*total),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(b_deposits, vec![5], "only the deposit that survived is journaled");
+    let (_, channel) = balances.settlement().peer_channel("b").unwrap();
+    assert_eq!(channel.theirs.deposit, 5);
+}
