@@ -102,6 +102,9 @@ bind_host = "127.0.0.1"
 btp_port = {btp_port}
 health_port = {health_port}
 
+[explorer]
+enabled = false
+
 [journal]
 dir = {journal:?}
 "#
@@ -812,13 +815,21 @@ fn a_reorganisation_shallower_than_the_confirmation_depth_never_reaches_the_jour
         assert!(Instant::now() < deadline, "A funded its channel\n{}", a.log_section());
         std::thread::sleep(Duration::from_millis(200));
     }
-    let network = anvil.network(&deployment, chain::NODE_B_KEY);
-    let token = m2m_connector::settlement::evm::contracts::M2MToken::new(deployment.token, anvil.provider(chain::NODE_B_KEY));
-    // One runtime for every call: the providers' block watchers live on it.
+    // One runtime for every call, and the providers made inside it; each call bounded, so a
+    // chain that stops answering fails the test instead of hanging it.
     let runtime = chain::runtime();
-    let channel = runtime.block_on(network.channelOf(b_account, chain::address_of(chain::NODE_A_KEY)).call().into_future()).unwrap();
-    let deposit_then_reorg = |total: u64, reorg: bool| {
+    let bounded = |what: &str, future: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>>| {
         runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(60), future).await.unwrap_or_else(|_| panic!("{what}: no answer from anvil within 60 s"))
+        })
+    };
+    let a_account = chain::address_of(chain::NODE_A_KEY);
+    let deposit_then_reorg = |total: u64, reorg: bool| {
+        bounded("deposit", Box::pin(async {
+            // Fresh providers each time: a reorganisation takes B's transactions (and nonces) back.
+            let network = anvil.network(&deployment, chain::NODE_B_KEY);
+            let token = m2m_connector::settlement::evm::contracts::M2MToken::new(deployment.token, anvil.provider(chain::NODE_B_KEY));
+            let channel = network.channelOf(b_account, a_account).call().await.unwrap();
             token.approve(deployment.token_network, alloy::primitives::U256::from(total)).send().await.unwrap().get_receipt().await.unwrap();
             network.setTotalDeposit(channel, alloy::primitives::U256::from(total)).send().await.unwrap().get_receipt().await.unwrap();
             if reorg {
@@ -829,7 +840,7 @@ fn a_reorganisation_shallower_than_the_confirmation_depth_never_reaches_the_jour
                     .await
                     .expect("anvil_reorg");
             }
-        })
+        }))
     };
     // B deposits 7, and a reorganisation of 3 blocks (under A's 5) takes it away.
     deposit_then_reorg(7, true);
