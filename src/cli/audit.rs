@@ -186,7 +186,7 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) {
         out,
         "seq {:<9} {}  {:<19} peer={:<12} from: {}  recorded: {}  ok",
         record.seq,
-        super::journal::rfc3339(record.timestamp_ms),
+        crate::journal::json::rfc3339(record.timestamp_ms),
         record.kind,
         record.peer,
         fields(&record.inputs),
@@ -194,28 +194,9 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) {
     );
 }
 
-/// Unix milliseconds, or RFC 3339 in UTC (`2026-12-04T17:00:00Z`, fractions optional).
+/// `--since`: Unix milliseconds or RFC 3339 (see [`crate::journal::json::parse_time`]).
 fn parse_time(text: &str) -> Result<i64, String> {
-    if let Ok(ms) = text.parse::<i64>() {
-        return Ok(ms);
-    }
-    let invalid = || format!("--since {text:?}: expected Unix milliseconds or RFC 3339 such as 2026-12-04T17:00:00Z");
-    let body = text.strip_suffix('Z').ok_or_else(invalid)?;
-    let (seconds_part, fraction) = body.split_once('.').unwrap_or((body, ""));
-    let digits: String = seconds_part.chars().filter(|c| c.is_ascii_digit()).collect();
-    let separators = seconds_part.as_bytes().get(4..17).is_some_and(|middle| {
-        middle[0] == b'-' && middle[3] == b'-' && middle[6] == b'T' && middle[9] == b':' && middle[12] == b':'
-    });
-    let shape_ok = seconds_part.len() == 19
-        && separators
-        && digits.len() == 14
-        && fraction.len() <= 3
-        && fraction.chars().all(|c| c.is_ascii_digit());
-    if !shape_ok {
-        return Err(invalid());
-    }
-    let ilp = format!("{digits}{fraction:0<3}");
-    crate::ilp::timestamp::parse_timestamp(ilp.as_bytes()).map_err(|_| invalid())
+    crate::journal::json::parse_time(text).map_err(|reason| format!("--since {reason}"))
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use rustc_hash::FxHashSet;
 use serde_json::Value;
 
-use crate::ilp::format_timestamp;
+use crate::journal::json::{event_fields, json_line, rfc3339};
 use crate::journal::retention::{self, Frame};
 use crate::journal::{JournalEntry, JournalError, SledStore};
 use crate::projections::balances::Balances;
@@ -260,84 +260,6 @@ impl Filter {
     }
 }
 
-/// The event's own fields, made readable: conditions and fulfillments as hex, codes as their
-/// three characters, stages in lower case.
-fn event_fields(entry: &JournalEntry) -> serde_json::Map<String, Value> {
-    let value = serde_json::to_value(&entry.event).expect("events serialize to JSON");
-    // Externally tagged: {"Kind": {fields}} (or a bare "Kind" for an event without fields).
-    let inner = match value {
-        Value::Object(map) => map.into_iter().next().map_or(Value::Null, |(_, inner)| inner),
-        _ => Value::Null,
-    };
-    match inner {
-        Value::Object(fields) => fields.into_iter().map(|(key, value)| {
-            let value = readable(&key, value);
-            (key, value)
-        }).collect(),
-        Value::Null => serde_json::Map::new(),
-        other => serde_json::Map::from_iter([("value".to_string(), other)]),
-    }
-}
-
-fn readable(key: &str, value: Value) -> Value {
-    match value {
-        Value::Array(items) => match byte_array(&items) {
-            Some(bytes) if key == "code" => Value::String(String::from_utf8_lossy(&bytes).into_owned()),
-            Some(bytes) if bytes.len() == 32 || key == "condition" || key == "fulfillment" => {
-                Value::String(hex::encode(bytes))
-            }
-            _ => Value::Array(items.into_iter().map(|item| readable("", item)).collect()),
-        },
-        Value::Object(map) => Value::Object(map.into_iter().map(|(key, value)| {
-            let value = readable(&key, value);
-            (key, value)
-        }).collect()),
-        Value::String(text) if key == "stage" => Value::String(text.to_lowercase()),
-        other => other,
-    }
-}
-
-fn byte_array(items: &[Value]) -> Option<Vec<u8>> {
-    if items.is_empty() {
-        return None;
-    }
-    items.iter().map(|item| item.as_u64().and_then(|byte| u8::try_from(byte).ok())).collect()
-}
-
-/// `{"seq":..,"timestamp":..,"timestamp_ms":..,"type":..,<fields>}` on one line.
-fn json_line(entry: &JournalEntry, fields: &serde_json::Map<String, Value>) -> String {
-    let mut line = format!(
-        "{{\"seq\":{},\"timestamp\":\"{}\",\"timestamp_ms\":{},\"type\":\"{}\"",
-        entry.seq,
-        rfc3339(entry.timestamp_ms),
-        entry.timestamp_ms,
-        entry.event.kind()
-    );
-    for (key, value) in fields {
-        line.push(',');
-        line.push_str(&Value::String(key.clone()).to_string());
-        line.push(':');
-        line.push_str(&value.to_string());
-    }
-    line.push('}');
-    line
-}
-
-/// RFC 3339 in UTC with milliseconds, e.g. `2026-03-01T12:00:00.250Z`.
-pub(crate) fn rfc3339(timestamp_ms: i64) -> String {
-    let digits = format_timestamp(timestamp_ms);
-    let text = std::str::from_utf8(&digits).expect("timestamps are ASCII digits");
-    format!(
-        "{}-{}-{}T{}:{}:{}.{}Z",
-        &text[0..4],
-        &text[4..6],
-        &text[6..8],
-        &text[8..10],
-        &text[10..12],
-        &text[12..14],
-        &text[14..17]
-    )
-}
 
 // ---------------------------------------------------------------------------------------------
 // verify
@@ -747,7 +669,7 @@ mod tests {
         assert_eq!(json["code"], "F99");
         assert_eq!(json["stage"], "downstream");
         assert_eq!(json["from_peer"], "alice");
-        let fulfillment = readable("fulfillment", serde_json::to_value([0xabu8; 32]).unwrap());
+        let fulfillment = crate::journal::json::readable("fulfillment", serde_json::to_value([0xabu8; 32]).unwrap());
         assert_eq!(fulfillment, Value::String("ab".repeat(32)));
     }
 }

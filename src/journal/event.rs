@@ -282,9 +282,11 @@ pub struct SettlementTriggered {
     pub settlement_id: u64,
     pub peer: String,
     /// The peer's position when the decision was made (negative: we owe it).
+    #[serde(with = "crate::journal::wide::i128_text")]
     pub position: i128,
     pub threshold: u64,
     pub settle_to: u64,
+    #[serde(with = "crate::journal::wide::u128_text")]
     pub amount: u128,
 }
 
@@ -294,6 +296,7 @@ pub struct SettlementTriggered {
 pub struct ClaimSent {
     pub settlement_id: u64,
     pub peer: String,
+    #[serde(with = "crate::journal::wide::u128_text")]
     pub amount: u128,
     pub claim: Claim,
 }
@@ -311,7 +314,7 @@ pub struct ClaimReceived {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClaimVerdict {
     /// The peer's position fell by `increase`.
-    Accepted { increase: u128 },
+    Accepted { #[serde(with = "crate::journal::wide::u128_text")] increase: u128 },
     /// The position is unchanged; the peer got a BTP Error naming the reason.
     Rejected { reason: ClaimRejection, detail: String },
 }
@@ -397,14 +400,14 @@ pub struct ChannelObserved {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChannelChange {
     Opened { participant1: String, participant2: String, settle_timeout_s: u64 },
-    Deposit { participant: String, total: u128 },
-    Withdraw { participant: String, total: u128 },
+    Deposit { participant: String, #[serde(with = "crate::journal::wide::u128_text")] total: u128 },
+    Withdraw { participant: String, #[serde(with = "crate::journal::wide::u128_text")] total: u128 },
     /// `closer` submitted the other participant's proof (`nonce`, `transferred`); the challenge
     /// period ends at `settle_at_s` (chain time).
-    Closed { closer: String, nonce: u64, transferred: u128, settle_at_s: u64 },
+    Closed { closer: String, nonce: u64, #[serde(with = "crate::journal::wide::u128_text")] transferred: u128, settle_at_s: u64 },
     /// The non-closing participant submitted the closer's proof.
-    ProofUpdated { closer: String, nonce: u64, transferred: u128 },
-    Settled { amount1: u128, amount2: u128, cooperative: bool },
+    ProofUpdated { closer: String, nonce: u64, #[serde(with = "crate::journal::wide::u128_text")] transferred: u128 },
+    Settled { #[serde(with = "crate::journal::wide::u128_text")] amount1: u128, #[serde(with = "crate::journal::wide::u128_text")] amount2: u128, cooperative: bool },
 }
 
 impl ChannelChange {
@@ -493,7 +496,9 @@ pub struct ChannelCloseRequested {
 pub struct CooperativeSettleAgreed {
     pub peer: String,
     pub channel_id: String,
+    #[serde(with = "crate::journal::wide::u128_text")]
     pub our_balance: u128,
+    #[serde(with = "crate::journal::wide::u128_text")]
     pub their_balance: u128,
 }
 
@@ -505,7 +510,10 @@ pub struct CooperativeSettleAgreed {
 pub struct SettlementCorrected {
     pub peer: String,
     pub channel_id: String,
+    #[serde(with = "crate::journal::wide::u128_text")]
     pub our_payout: u128,
+    #[serde(with = "crate::journal::wide::i128_text")]
     pub expected_payout: i128,
+    #[serde(with = "crate::journal::wide::i128_text")]
     pub delta: i128,
 }

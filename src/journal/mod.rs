@@ -10,6 +10,8 @@
 pub mod commit_log;
 pub mod event;
 pub mod frame;
+pub mod json;
+pub mod wide;
 pub mod recovery;
 pub mod retention;
 pub mod store;

@@ -34,6 +34,7 @@ pub struct Claim {
     /// Grows with every claim on the channel; the newest claim is the one that counts.
     pub nonce: u64,
     /// What the signer has transferred on this channel in total, in token units.
+    #[serde(with = "crate::journal::wide::u128_text")]
     pub cumulative: u128,
     /// The signer's signature (65 bytes r‖s‖v on EVM).
     pub signature: Vec<u8>,
