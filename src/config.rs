@@ -42,6 +42,24 @@ pub struct Config {
     pub settlement: SettlementConfig,
     pub tigerbeetle: TigerBeetleConfig,
     pub journal: JournalConfig,
+    pub explorer: ExplorerConfig,
+}
+
+/// `[explorer]` and `EXPLORER_*`: the read-only Explorer (dashboard, history API, live stream).
+#[derive(Debug, Clone)]
+pub struct ExplorerConfig {
+    /// `EXPLORER_ENABLED` (default true).
+    pub enabled: bool,
+    /// `EXPLORER_BIND_HOST` and `EXPLORER_PORT` (default 127.0.0.1:5173: it has no password unless
+    /// `EXPLORER_TOKEN` is set, so it is not reachable from other hosts unless asked).
+    pub bind: SocketAddr,
+    /// `EXPLORER_TOKEN`: when set, every API route and the WebSocket need it (bearer, or
+    /// `?token=` for the WebSocket, which browsers cannot give headers). The UI's files are
+    /// served without it: they hold no data.
+    pub token: Option<Secret>,
+    /// `EXPLORER_INDEX_DIR`: the index projection's sled database (default
+    /// `<journal dir>/../explorer-index`); rebuilt from the journal when missing.
+    pub index_dir: std::path::PathBuf,
 }
 
 /// `[journal]`: where the event journal lives and how long it keeps frames.

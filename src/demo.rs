@@ -42,6 +42,9 @@ pub struct DemoArgs {
     /// Health and metrics port of the demo connector.
     #[arg(long, env = "HEALTH_PORT", default_value_t = 8080)]
     pub health_port: u16,
+    /// Port of the Explorer (the dashboard), on 127.0.0.1.
+    #[arg(long, env = "EXPLORER_PORT", default_value_t = 5173)]
+    pub explorer_port: u16,
     /// Also mirror the ledger into this TigerBeetle replica (host:port), e.g. one started with
     /// `scripts/tigerbeetle.sh start --port 3033`. Needs a build with `--features tigerbeetle`.
     /// Without it the demo runs on the journal-derived ledger alone.
@@ -140,7 +143,8 @@ pub fn main(args: DemoArgs) -> ExitCode {
         }
     };
     // A fresh journal per run, so the demo starts from zero balances every time.
-    let journal_dir = std::env::temp_dir().join(format!("m2m-demo-journal-{}", std::process::id()));
+    let run_dir = std::env::temp_dir().join(format!("m2m-demo-{}", std::process::id()));
+    let journal_dir = run_dir.join("journal");
     let mut text = DEMO_CONFIG.replace("BTP_PORT", &args.btp_port.to_string()).replace("HEALTH_PORT", &args.health_port.to_string());
     let mut env: Vec<(&str, String)> = Vec::new();
     if let Some(chain) = &chain {
@@ -148,6 +152,7 @@ pub fn main(args: DemoArgs) -> ExitCode {
         env.extend(chain.node_env());
     }
     text += &format!("\n[journal]\ndir = {:?}\n", journal_dir.display().to_string());
+    text += &format!("\n[explorer]\nport = {}\nbind_host = \"127.0.0.1\"\n", args.explorer_port);
     if let Some(replica) = &args.tigerbeetle {
         env.push(("TIGERBEETLE_REPLICAS", replica.clone()));
     }
@@ -217,6 +222,9 @@ async fn run(config: crate::config::Config, args: &DemoArgs, settling: bool) -> 
     let node = Node::start(config).await?;
     let url = format!("ws://{}", node.btp_address);
     println!("connector test.m2m listening: BTP {url}, health and metrics http://{}/health, /metrics", node.health_address);
+    if let Some(explorer) = node.explorer_address {
+        println!("Explorer (dashboard): http://{explorer}/");
+    }
     match &args.tigerbeetle {
         Some(replica) => println!("ledger: journal-derived balances, mirrored to TigerBeetle at {replica}"),
         None => println!("ledger: journal-derived balances (add --tigerbeetle HOST:PORT to mirror them into TigerBeetle)"),

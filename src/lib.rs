@@ -8,6 +8,7 @@ pub mod btp;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod explorer;
 pub mod http;
 pub mod ilp;
 pub mod journal;

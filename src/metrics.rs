@@ -357,10 +357,12 @@ pub enum ErrorKind {
     /// The TigerBeetle ledger disagreed with the journal: a transfer or account that exists
     /// with other fields, a post after its pending transfer expired, any unexpected result.
     Ledger,
+    /// An Explorer API request refused: bad parameters (400) or a missing token (401).
+    ExplorerRequest,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 9] = [
+    pub const ALL: [ErrorKind; 10] = [
         ErrorKind::Codec,
         ErrorKind::Auth,
         ErrorKind::BtpProtocol,
@@ -370,6 +372,7 @@ impl ErrorKind {
         ErrorKind::Journal,
         ErrorKind::Config,
         ErrorKind::Ledger,
+        ErrorKind::ExplorerRequest,
     ];
 
     /// The `type` label.
@@ -384,6 +387,7 @@ impl ErrorKind {
             ErrorKind::Journal => "journal",
             ErrorKind::Config => "config",
             ErrorKind::Ledger => "ledger",
+            ErrorKind::ExplorerRequest => "explorer_request",
         }
     }
 
@@ -393,7 +397,8 @@ impl ErrorKind {
             | ErrorKind::Auth
             | ErrorKind::BtpProtocol
             | ErrorKind::UnexpectedResponse
-            | ErrorKind::PeerUnreachable => Severity::Warning,
+            | ErrorKind::PeerUnreachable
+            | ErrorKind::ExplorerRequest => Severity::Warning,
             ErrorKind::Internal | ErrorKind::Ledger => Severity::Error,
             ErrorKind::Journal | ErrorKind::Config => Severity::Critical,
         }

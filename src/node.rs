@@ -24,6 +24,8 @@ use crate::pipeline::Pipeline;
 pub struct Node {
     pub btp_address: SocketAddr,
     pub health_address: SocketAddr,
+    /// Where the Explorer listens (None with `EXPLORER_ENABLED=false`).
+    pub explorer_address: Option<SocketAddr>,
     pub health: Arc<Health>,
     pub journal: SledStore,
     shutdown: watch::Sender<bool>,
@@ -119,7 +121,24 @@ impl Node {
         tasks.push(crate::journal::retention::spawn(journal.clone(), config.journal.retention, config.journal.archive_dir.clone(), shutdown_rx.clone()));
         health.set_component("journal", ComponentStatus::Ok);
         let projections_stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let projection_threads = start_projections(&config, &pipeline, &health, projections_stopping.clone())?;
+        let mut projection_threads = start_projections(&config, &pipeline, &health, projections_stopping.clone())?;
+        let explorer_address = if config.explorer.enabled {
+            let explorer = crate::explorer::start(
+                &config,
+                journal.clone(),
+                pipeline.journal_status.clone(),
+                health.clone(),
+                projections_stopping.clone(),
+                shutdown_rx.clone(),
+            )
+            .await
+            .context("Explorer")?;
+            tasks.extend(explorer.tasks);
+            projection_threads.push(explorer.index_thread);
+            Some(explorer.address)
+        } else {
+            None
+        };
         tracing::info!(
             node = %config.node.id,
             address = %config.node.ilp_address,
@@ -137,6 +156,7 @@ impl Node {
         Ok(Node {
             btp_address,
             health_address,
+            explorer_address,
             health,
             journal,
             shutdown,

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
 use super::{
-    Config, EvmSettlementConfig, JournalConfig, NodeConfig, Retention, OutgoingLink, PeerConfig, PeerSettlementConfig,
+    Config, EvmSettlementConfig, ExplorerConfig, JournalConfig, NodeConfig, Retention, OutgoingLink, PeerConfig, PeerSettlementConfig,
     RateConfig, Relation, RouteConfig, Secret, SettlementConfig, SettlementDirection, TigerBeetleConfig,
     EVM_CONFIRMATIONS_DEFAULT, EVM_POLL_INTERVAL_MS_DEFAULT, TIGERBEETLE_BATCH_MAX_DEFAULT,
 };
@@ -44,9 +44,14 @@ pub const ENV_KNOWN: &[&str] = &[
     "TIGERBEETLE_REPLICAS",
     "TIGERBEETLE_CLUSTER_ID",
     "TIGERBEETLE_BATCH_MAX",
+    "EXPLORER_ENABLED",
+    "EXPLORER_PORT",
+    "EXPLORER_BIND_HOST",
+    "EXPLORER_TOKEN",
+    "EXPLORER_INDEX_DIR",
 ];
 
-const ENV_CHECKED_PREFIXES: &[&str] = &["SETTLEMENT_", "TIGERBEETLE_", "EVM_"];
+const ENV_CHECKED_PREFIXES: &[&str] = &["SETTLEMENT_", "TIGERBEETLE_", "EVM_", "EXPLORER_"];
 
 /// The schemes of RFC 15. `peer` and `self` are valid addresses but never a node's own.
 const ILP_SCHEMES: &[&str] = &[
@@ -552,6 +557,8 @@ fn read_config(report: &mut Report, table: &Table, env: &Env) -> Config {
     let node = read_node(report, node_table, env);
     let journal_table = root.table(report, "journal").optional().unwrap_or(&empty);
     let journal = read_journal(report, journal_table, env);
+    let explorer_table = root.table(report, "explorer").optional().unwrap_or(&empty);
+    let explorer = read_explorer(report, explorer_table, env, &node, &journal);
     let peers: Vec<PeerConfig> = (root.tables(report, "peers").into_iter())
         .map(|(path, table)| read_peer(report, path, table, env))
         .collect();
@@ -581,6 +588,68 @@ fn read_config(report: &mut Report, table: &Table, env: &Env) -> Config {
         settlement,
         tigerbeetle,
         journal,
+        explorer,
+    }
+}
+
+fn read_explorer(report: &mut Report, table: &Table, env: &Env, node: &NodeConfig, journal: &JournalConfig) -> ExplorerConfig {
+    let r = report;
+    let mut f = Fields::new("explorer", table);
+    let enabled = f
+        .boolean(r, "enabled")
+        .overridden_by(r, env, "EXPLORER_ENABLED", env_bool)
+        .or(true);
+    let bind_host = f
+        .string(r, "bind_host", bind_host)
+        .overridden_by(r, env, "EXPLORER_BIND_HOST", bind_host)
+        .optional();
+    let port = f
+        .unsigned(r, "port", listen_port)
+        .overridden_by(r, env, "EXPLORER_PORT", env_port)
+        .or(5173);
+    let index_dir = f
+        .string(r, "index_dir", non_empty)
+        .overridden_by(r, env, "EXPLORER_INDEX_DIR", non_empty)
+        .optional();
+    f.finish(r);
+    let token = match env.get("EXPLORER_TOKEN") {
+        Some(token) if token.len() < 16 => {
+            r.error("env EXPLORER_TOKEN", "must be at least 16 characters (it guards the Explorer's API)");
+            None
+        }
+        Some(token) => Some(Secret::new(token)),
+        None => None,
+    };
+    let enabled = enabled.unwrap_or(true);
+    let bind = SocketAddr::new(bind_host.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)), port.unwrap_or(5173));
+    if enabled && bind.port() != 0 && (bind.port() == node.btp_bind.port() || bind.port() == node.health_bind.port()) {
+        r.error(
+            if env.get("EXPLORER_PORT").is_some() { "env EXPLORER_PORT" } else { "explorer.port" },
+            "must differ from the BTP and health ports",
+        );
+    }
+    if enabled && token.is_none() && !bind.ip().is_loopback() {
+        r.warning(
+            "explorer",
+            format!(
+                "the Explorer listens on {bind} with no EXPLORER_TOKEN: anyone who reaches it reads the \
+                 node's traffic and balances (no secrets). Set EXPLORER_TOKEN, bind it to 127.0.0.1 \
+                 (EXPLORER_BIND_HOST), or EXPLORER_ENABLED=false"
+            ),
+        );
+    }
+    let index_dir = match index_dir {
+        Some(dir) => PathBuf::from(dir),
+        None => journal.dir.parent().unwrap_or(Path::new(".")).join("explorer-index"),
+    };
+    ExplorerConfig { enabled, bind, token, index_dir }
+}
+
+fn env_bool(text: &str) -> Result<bool, String> {
+    match text {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("must be true or false".to_string()),
     }
 }
 
@@ -1900,7 +1969,7 @@ $ JOURNAL_COMMIT_LOG_MIB=lots
             r#"
 colour = 1
 @node
-=> colour: unknown key (expected one of: node, journal, peers, routes, rates)
+=> colour: unknown key (expected one of: node, journal, explorer, peers, routes, rates)
 ---
 @node btp_prot = 1
 => node.btp_prot: unknown key (did you mean `btp_port`?)

@@ -254,6 +254,32 @@ impl SledStore {
         lookup_error.map(Err).into_iter().chain(frames)
     }
 
+    /// The frame holding `seq`, decoded (None when no frame does: before the first, or after
+    /// the last event).
+    pub fn frame_containing(&self, seq: u64) -> Result<Option<StoredFrame>, JournalError> {
+        let Some(item) = self.frames.range(..=seq_key(seq)).next_back() else {
+            return Ok(None);
+        };
+        let (key, value) = item.map_err(|error| storage("finding the frame of a seq".into(), error))?;
+        let key = key_seq(&key);
+        let entries = frame::decode(key, &value).map_err(|reason| corrupt(&self.dir, key, reason))?;
+        if entries.last().is_none_or(|last| last.seq < seq) {
+            return Ok(None);
+        }
+        Ok(Some(StoredFrame { key, size: value.len(), entries }))
+    }
+
+    /// Frames holding events with seq ≤ `to_seq`, newest first, decoded and checked. The first
+    /// frame may end after `to_seq`; callers skip those entries.
+    pub fn frames_back_from(&self, to_seq: u64) -> impl Iterator<Item = Result<StoredFrame, JournalError>> + '_ {
+        self.frames.range(..=seq_key(to_seq)).rev().map(move |item| {
+            let (key, value) = item.map_err(|error| storage("reading a frame".into(), error))?;
+            let key = key_seq(&key);
+            let entries = frame::decode(key, &value).map_err(|reason| corrupt(&self.dir, key, reason))?;
+            Ok(StoredFrame { key, size: value.len(), entries })
+        })
+    }
+
     /// Events with seq ≥ `from_seq`, in order.
     pub fn entries_from(&self, from_seq: u64) -> impl Iterator<Item = Result<JournalEntry, JournalError>> + '_ {
         self.frames_from(from_seq).flat_map(move |frame| {

@@ -1,0 +1,477 @@
+//! What the Explorer knows of the present: recent per-second windows (packets, outcomes, reject
+//! codes, latency), totals since this run started, accounts, sessions, and the next frame of the
+//! live stream. All of it is derived from the events the index applies (journal time, never the
+//! wall clock); readers take a snapshot under a short lock.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, watch};
+
+use crate::journal::{Event, JournalEntry, PeerTerms};
+use crate::projections::balances::Balances;
+
+/// Seconds of per-second buckets kept (the longest stats window).
+pub const WINDOW_SECONDS_MAX: i64 = 300;
+
+/// Frames a WebSocket client may be behind before it skips ahead to the newest.
+pub const FRAME_BACKLOG: usize = 16;
+
+/// How often a frame is sent (at most 10 a second).
+pub const FRAME_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Events sampled into one frame; the rest are counted only.
+pub const FRAME_SAMPLE_MAX: usize = 32;
+
+/// Position points kept per peer (one per journal second in which it moved, at most).
+const POSITION_POINTS_MAX: usize = 600;
+
+/// Open packets remembered for latency and per-peer totals; beyond it (a journal full of
+/// packets that never ended) the oldest are forgotten and their latency is not measured.
+const OPEN_PACKETS_MAX: usize = 1 << 20;
+
+pub struct Live {
+    state: Mutex<LiveState>,
+}
+
+impl Live {
+    pub fn new(config: &crate::config::Config) -> Live {
+        let node = NodeInfo {
+            id: config.node.id.clone(),
+            address: config.node.ilp_address.clone(),
+            asset_code: config.node.asset_code.clone(),
+            asset_scale: config.node.asset_scale,
+        };
+        Live { state: Mutex::new(LiveState { node, ..LiveState::default() }) }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, LiveState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NodeInfo {
+    pub id: String,
+    pub address: String,
+    pub asset_code: String,
+    pub asset_scale: u8,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Outcomes {
+    pub prepared: u64,
+    pub fulfilled: u64,
+    pub rejected: u64,
+}
+
+struct Bucket {
+    second: i64,
+    outcomes: Outcomes,
+    codes: BTreeMap<[u8; 3], u64>,
+    latency_ms: Histogram<u64>,
+}
+
+impl Bucket {
+    fn new(second: i64) -> Bucket {
+        Bucket {
+            second,
+            outcomes: Outcomes::default(),
+            codes: BTreeMap::new(),
+            latency_ms: Histogram::new_with_bounds(1, 3_600_000, 2).expect("valid histogram bounds"),
+        }
+    }
+}
+
+struct OpenPacket {
+    prepared_ms: i64,
+    amount_in: u64,
+    amount_out: u64,
+}
+
+/// Per peer: what passed through it, since the index started.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PeerTotals {
+    /// Prepares from this peer that were fulfilled, and their amount (in its units).
+    pub incoming_fulfilled: u64,
+    pub incoming_amount: u128,
+    /// Prepares we forwarded to it that were fulfilled, and their amount (in its units).
+    pub outgoing_fulfilled: u64,
+    pub outgoing_amount: u128,
+    /// Prepares from this peer that were rejected (by us or downstream).
+    pub incoming_rejected: u64,
+}
+
+#[derive(Default)]
+pub struct LiveState {
+    pub node: NodeInfo,
+    position: u64,
+    last_timestamp_ms: i64,
+    buckets: VecDeque<Bucket>,
+    open: FxHashMap<u64, OpenPacket>,
+    /// Since the latest `ConfigurationApplied` (this run, once the index caught up).
+    since_start: Outcomes,
+    since_start_codes: BTreeMap<[u8; 3], u64>,
+    started_at_ms: i64,
+    terms: BTreeMap<String, PeerTerms>,
+    sessions: BTreeMap<String, Vec<u64>>,
+    peer_totals: BTreeMap<String, PeerTotals>,
+    positions: BTreeMap<String, VecDeque<(i64, String)>>,
+    accounts_second: i64,
+    accounts_balances: Option<BalancesView>,
+    accounts_dirty: bool,
+    frame: Frame,
+}
+
+/// What the next live frame carries.
+#[derive(Default)]
+struct Frame {
+    outcomes: Outcomes,
+    codes: BTreeMap<[u8; 3], u64>,
+    events: u64,
+    sample: Vec<JournalEntry>,
+    sample_peers: Vec<[Option<String>; 2]>,
+    accounts_changed: bool,
+    peers_changed: bool,
+}
+
+impl LiveState {
+    pub fn set_position(&mut self, position: u64) {
+        self.position = position;
+    }
+
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// One event, before the accounts have applied it (`balances` is the state before it).
+    pub fn apply(&mut self, entry: &JournalEntry, _balances: &Balances, peers: [Option<&str>; 2]) {
+        let second = entry.timestamp_ms.div_euclid(1000);
+        self.last_timestamp_ms = self.last_timestamp_ms.max(entry.timestamp_ms);
+        self.frame.events += 1;
+        let sampled = match &entry.event {
+            Event::ConfigurationApplied(configuration) => {
+                self.since_start = Outcomes::default();
+                self.since_start_codes.clear();
+                self.started_at_ms = entry.timestamp_ms;
+                self.terms = configuration.peers.iter().map(|terms| (terms.peer.clone(), terms.clone())).collect();
+                // A new run: sessions of the previous one are gone.
+                self.sessions.clear();
+                self.frame.peers_changed = true;
+                self.frame.accounts_changed = true;
+                true
+            }
+            Event::PeerConnected { peer, session } => {
+                self.sessions.entry(peer.clone()).or_default().push(*session);
+                self.frame.peers_changed = true;
+                true
+            }
+            Event::PeerDisconnected { peer, session } => {
+                if let Some(sessions) = self.sessions.get_mut(peer) {
+                    sessions.retain(|known| known != session);
+                }
+                self.frame.peers_changed = true;
+                true
+            }
+            Event::PacketPrepared(prepared) => {
+                if self.open.len() >= OPEN_PACKETS_MAX {
+                    self.open.clear();
+                }
+                let open = OpenPacket { prepared_ms: entry.timestamp_ms, amount_in: prepared.amount_in, amount_out: prepared.amount_out };
+                self.open.insert(prepared.packet_id, open);
+                self.bucket(second).outcomes.prepared += 1;
+                self.since_start.prepared += 1;
+                self.frame.outcomes.prepared += 1;
+                false
+            }
+            Event::PacketFulfilled(fulfilled) => {
+                let open = self.open.remove(&fulfilled.packet_id);
+                let bucket = self.bucket(second);
+                bucket.outcomes.fulfilled += 1;
+                if let Some(open) = &open {
+                    let latency = (entry.timestamp_ms - open.prepared_ms).max(1) as u64;
+                    let _ = bucket.latency_ms.record(latency.min(3_600_000));
+                }
+                self.since_start.fulfilled += 1;
+                self.frame.outcomes.fulfilled += 1;
+                if let (Some(open), [Some(from), Some(to)]) = (&open, peers) {
+                    let totals = self.peer_totals.entry(from.to_owned()).or_default();
+                    totals.incoming_fulfilled += 1;
+                    totals.incoming_amount += u128::from(open.amount_in);
+                    let totals = self.peer_totals.entry(to.to_owned()).or_default();
+                    totals.outgoing_fulfilled += 1;
+                    totals.outgoing_amount += u128::from(open.amount_out);
+                }
+                self.frame.accounts_changed = true;
+                false
+            }
+            Event::PacketRejected(rejected) => {
+                self.open.remove(&rejected.packet_id);
+                let bucket = self.bucket(second);
+                bucket.outcomes.rejected += 1;
+                *bucket.codes.entry(rejected.code).or_default() += 1;
+                self.since_start.rejected += 1;
+                *self.since_start_codes.entry(rejected.code).or_default() += 1;
+                self.frame.outcomes.rejected += 1;
+                *self.frame.codes.entry(rejected.code).or_default() += 1;
+                self.peer_totals.entry(rejected.from_peer.clone()).or_default().incoming_rejected += 1;
+                self.frame.accounts_changed |= rejected.prepared;
+                false
+            }
+            _ => {
+                self.frame.accounts_changed = true;
+                true
+            }
+        };
+        self.accounts_dirty |= self.frame.accounts_changed;
+        // A bounded sample: every event that is not a packet's (they are rare and each one
+        // matters), and packets until the frame's sample is full.
+        let room = if sampled { FRAME_SAMPLE_MAX * 2 } else { FRAME_SAMPLE_MAX };
+        if self.frame.sample.len() < room {
+            self.frame.sample.push(entry.clone());
+            self.frame.sample_peers.push([peers[0].map(str::to_owned), peers[1].map(str::to_owned)]);
+        }
+    }
+
+    /// After the accounts applied the event: a position point per peer per journal second.
+    pub fn after_balances(&mut self, entry: &JournalEntry, balances: &Balances) {
+        let second = entry.timestamp_ms.div_euclid(1000);
+        if second == self.accounts_second {
+            return;
+        }
+        self.accounts_second = second;
+        for (peer, balance) in balances.iter() {
+            let points = self.positions.entry(peer.to_owned()).or_default();
+            let position = balance.position.to_string();
+            if points.back().is_some_and(|(_, last)| *last == position) {
+                continue;
+            }
+            if points.len() >= POSITION_POINTS_MAX {
+                points.pop_front();
+            }
+            points.push_back((entry.timestamp_ms, position));
+        }
+    }
+
+    /// At the end of a batch: the accounts as of its last event, if it changed them.
+    pub fn refresh_accounts(&mut self, balances: &Balances) {
+        if self.accounts_dirty || self.accounts_balances.is_none() {
+            self.accounts_balances = Some(balances_view(balances));
+            self.accounts_dirty = false;
+        }
+    }
+
+    fn bucket(&mut self, second: i64) -> &mut Bucket {
+        let newest = self.buckets.back().map_or(i64::MIN, |bucket| bucket.second);
+        if second > newest {
+            self.buckets.push_back(Bucket::new(second));
+            while self.buckets.front().is_some_and(|bucket| bucket.second <= second - WINDOW_SECONDS_MAX) {
+                self.buckets.pop_front();
+            }
+            return self.buckets.back_mut().expect("just pushed");
+        }
+        // An older second (the clock stepped back): count it in the bucket it falls in, or the
+        // newest one if it is gone.
+        let index = self.buckets.iter().rposition(|bucket| bucket.second <= second).unwrap_or(self.buckets.len() - 1);
+        &mut self.buckets[index]
+    }
+
+    /// `/api/stats`: windows ending at `now_ms` (the wall clock of the request).
+    pub fn stats(&self, now_ms: i64) -> Value {
+        let now_second = now_ms.div_euclid(1000);
+        let windows: Vec<Value> = [10i64, 60, 300]
+            .into_iter()
+            .map(|seconds| {
+                let mut outcomes = Outcomes::default();
+                let mut codes: BTreeMap<String, u64> = BTreeMap::new();
+                let mut latency = Histogram::<u64>::new_with_bounds(1, 3_600_000, 2).expect("valid histogram bounds");
+                for bucket in self.buckets.iter().filter(|bucket| bucket.second > now_second - seconds && bucket.second <= now_second) {
+                    outcomes.prepared += bucket.outcomes.prepared;
+                    outcomes.fulfilled += bucket.outcomes.fulfilled;
+                    outcomes.rejected += bucket.outcomes.rejected;
+                    for (code, count) in &bucket.codes {
+                        *codes.entry(String::from_utf8_lossy(code).into_owned()).or_default() += count;
+                    }
+                    let _ = latency.add(&bucket.latency_ms);
+                }
+                let ended = outcomes.fulfilled + outcomes.rejected;
+                let quantile = |q: f64| (!latency.is_empty()).then(|| latency.value_at_quantile(q));
+                json!({
+                    "seconds": seconds,
+                    "packets_per_second": ended as f64 / seconds as f64,
+                    "prepared": outcomes.prepared,
+                    "fulfilled": outcomes.fulfilled,
+                    "rejected": outcomes.rejected,
+                    "success_rate": (ended > 0).then(|| outcomes.fulfilled as f64 / ended as f64),
+                    "reject_codes": codes,
+                    "latency_ms": {"p50": quantile(0.5), "p90": quantile(0.9), "p99": quantile(0.99), "max": (!latency.is_empty()).then(|| latency.max())},
+                })
+            })
+            .collect();
+        let series: Vec<Value> = self
+            .buckets
+            .iter()
+            .filter(|bucket| bucket.second > now_second - WINDOW_SECONDS_MAX)
+            .map(|bucket| {
+                let quantile = |q: f64| (!bucket.latency_ms.is_empty()).then(|| bucket.latency_ms.value_at_quantile(q));
+                json!([bucket.second, bucket.outcomes.fulfilled, bucket.outcomes.rejected, quantile(0.5), quantile(0.99)])
+            })
+            .collect();
+        json!({
+            "now_ms": now_ms,
+            "windows": windows,
+            "since_start": self.since_start_json(),
+            "series": {"columns": ["second", "fulfilled", "rejected", "latency_p50_ms", "latency_p99_ms"], "rows": series},
+            "index_position": self.position,
+            "last_event_ms": self.last_timestamp_ms,
+        })
+    }
+
+    fn since_start_json(&self) -> Value {
+        let codes: BTreeMap<String, u64> =
+            self.since_start_codes.iter().map(|(code, count)| (String::from_utf8_lossy(code).into_owned(), *count)).collect();
+        json!({
+            "started_at_ms": self.started_at_ms,
+            "prepared": self.since_start.prepared,
+            "fulfilled": self.since_start.fulfilled,
+            "rejected": self.since_start.rejected,
+            "reject_codes": codes,
+        })
+    }
+
+    /// `/api/accounts`.
+    pub fn accounts(&self) -> Value {
+        let Some(balances) = &self.accounts_balances else {
+            return json!({"accounts": []});
+        };
+        let accounts: Vec<Value> = balances
+            .iter()
+            .map(|(peer, view)| {
+                let terms = self.terms.get(peer);
+                json!({
+                    "peer": peer,
+                    "relation": terms.map(|terms| terms.relation.clone()),
+                    "asset_code": terms.map(|terms| terms.asset_code.clone()),
+                    "asset_scale": terms.map(|terms| terms.asset_scale),
+                    "position": view.position,
+                    "in_flight_amount": view.reserved,
+                    "credit_limit": terms.map(|terms| terms.credit_limit),
+                    "settlement_threshold": terms.and_then(|terms| terms.settlement_threshold),
+                    "settle_to": terms.and_then(|terms| terms.settle_to),
+                    "totals": self.peer_totals.get(peer).cloned().unwrap_or_default(),
+                    "settlement": view.settlement.clone(),
+                    "history": self.positions.get(peer).map(|points| points.iter().collect::<Vec<_>>()).unwrap_or_default(),
+                })
+            })
+            .collect();
+        json!({"accounts": accounts})
+    }
+
+    /// Sessions per peer, as the journal has them.
+    pub fn sessions(&self, peer: &str) -> Vec<u64> {
+        self.sessions.get(peer).cloned().unwrap_or_default()
+    }
+
+    pub fn terms(&self) -> &BTreeMap<String, PeerTerms> {
+        &self.terms
+    }
+
+    /// Takes the frame built since the last one; None when nothing happened.
+    pub fn take_frame(&mut self) -> Option<Value> {
+        if self.frame.events == 0 {
+            return None;
+        }
+        let frame = std::mem::take(&mut self.frame);
+        let codes: BTreeMap<String, u64> =
+            frame.codes.iter().map(|(code, count)| (String::from_utf8_lossy(code).into_owned(), *count)).collect();
+        let sample: Vec<Value> = frame
+            .sample
+            .iter()
+            .zip(&frame.sample_peers)
+            .map(|(entry, peers)| super::api::event_json(entry, [peers[0].as_deref(), peers[1].as_deref()]))
+            .collect();
+        let mut value = json!({
+            "type": "frame",
+            "position": self.position,
+            "last_event_ms": self.last_timestamp_ms,
+            "events": frame.events,
+            "outcomes": frame.outcomes,
+            "reject_codes": codes,
+            "sample": sample,
+            "sampled_all": frame.events as usize == frame.sample.len(),
+            "since_start": self.since_start_json(),
+        });
+        if frame.accounts_changed {
+            value["accounts"] = self.accounts()["accounts"].clone();
+        }
+        if frame.peers_changed {
+            let sessions: BTreeMap<&str, usize> = self.sessions.iter().map(|(peer, sessions)| (peer.as_str(), sessions.len())).collect();
+            value["sessions"] = json!(sessions);
+        }
+        Some(value)
+    }
+}
+
+/// What the accounts view shows of one peer, taken once per journal second.
+#[derive(Debug, Clone)]
+pub struct AccountView {
+    pub position: String,
+    pub reserved: String,
+    pub settlement: Value,
+}
+
+pub type BalancesView = Vec<(String, AccountView)>;
+
+fn balances_view(balances: &Balances) -> BalancesView {
+    let ledger = balances.settlement();
+    balances
+        .iter()
+        .map(|(peer, balance)| {
+            let channel = ledger.peer_channel(peer).map(|(id, channel)| {
+                json!({
+                    "channel_id": id,
+                    "state": format!("{:?}", channel.state).to_lowercase(),
+                    "closing": channel.closing,
+                    "our_deposit": channel.ours.deposit.to_string(),
+                    "their_deposit": channel.theirs.deposit.to_string(),
+                    "sent_nonce": channel.ours.nonce,
+                    "sent_cumulative": channel.ours.cumulative.to_string(),
+                    "received_nonce": channel.theirs.nonce,
+                    "received_cumulative": channel.theirs.cumulative.to_string(),
+                })
+            });
+            let pending = ledger.pending().find(|(name, _)| *name == peer).map(|(_, pending)| format!("{pending:?}"));
+            let settlement = json!({
+                "configured": ledger.terms(peer).is_some(),
+                "channel": channel,
+                "in_progress": pending,
+            });
+            let view = AccountView { position: balance.position.to_string(), reserved: balance.reserved.to_string(), settlement };
+            (peer.to_owned(), view)
+        })
+        .collect()
+}
+
+/// Sends the pending frame to every WebSocket client, at most every [`FRAME_INTERVAL`].
+pub async fn tick(live: Arc<Live>, frames: broadcast::Sender<Arc<str>>, mut shutdown: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(FRAME_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        // Build the frame even with nobody listening, so the next client starts fresh.
+        let frame = live.lock().take_frame();
+        if let Some(frame) = frame {
+            if frames.receiver_count() > 0 {
+                let _ = frames.send(Arc::from(frame.to_string()));
+            }
+        }
+    }
+}

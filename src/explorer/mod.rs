@@ -1,0 +1,115 @@
+//! The Explorer: a read-only dashboard, history API and live stream, and one more projection of
+//! the journal.
+//!
+//! ```text
+//!  journal (durable batches) ──► projections::runner ──► ExplorerIndex (thread "projection-explorer")
+//!                                                          │ sled trees beside the journal:
+//!                                                          │ by packet, peer, code, kind, second
+//!                                                          │ Live: recent windows, accounts
+//!                                                          │ (its own Balances), sessions, the
+//!                                                          │ next live frame (counts + sample)
+//!                                                          ▼
+//!  browser ◄── HTTP/WS (axum, EXPLORER_PORT) ◄── api: /api/* read the index and the journal;
+//!                                                 /ws gets at most 10 aggregated frames a second
+//! ```
+//!
+//! Nothing here is on the packet path: the index is fed by the projection runner like the
+//! TigerBeetle mirror, runs at the lowest CPU priority, and falls behind rather than slow the
+//! forwarder (its lag is the `projection_lag_events{projection="explorer"}` gauge and is in
+//! `/api/health`). The live stream is built from what the index applied, so a stuck browser
+//! costs one bounded broadcast slot, never the journal.
+
+pub mod api;
+pub mod assets;
+pub mod index;
+pub mod live;
+pub mod query;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::http::health::Health;
+use crate::journal::{JournalStatus, SledStore};
+
+/// What a running Explorer hands back to the node.
+pub struct Explorer {
+    pub address: SocketAddr,
+    pub tasks: Vec<JoinHandle<()>>,
+    pub index_thread: std::thread::JoinHandle<()>,
+}
+
+/// Opens (or rebuilds) the index, starts its projection thread, the frame ticker and the HTTP
+/// server. `start_seq` is the journal's durable head when this run started: counts "since
+/// start" cover the events after it, like the node's `/metrics`.
+pub async fn start(
+    config: &Config,
+    store: SledStore,
+    journal: Arc<JournalStatus>,
+    health: Arc<Health>,
+    stopping: Arc<AtomicBool>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Explorer> {
+    let settings = &config.explorer;
+    let listener = TcpListener::bind(settings.bind).await.with_context(|| {
+        format!(
+            "cannot listen for the Explorer on {} (EXPLORER_PORT, EXPLORER_BIND_HOST; EXPLORER_ENABLED=false turns it off)",
+            settings.bind
+        )
+    })?;
+    let address = listener.local_addr()?;
+    let live = Arc::new(live::Live::new(config));
+    let index = {
+        let (dir, store, live) = (settings.index_dir.clone(), store.clone(), live.clone());
+        tokio::task::spawn_blocking(move || index::ExplorerIndex::open(&dir, &store, live))
+            .await
+            .context("the Explorer index task failed")??
+    };
+    let reader = index.reader();
+    let checkpoint_every = config.journal.snapshot_every;
+    let handle = crate::projections::runner::spawn(
+        index,
+        store.clone(),
+        journal.clone(),
+        crate::projections::runner::RunnerConfig { checkpoint_every_events: checkpoint_every },
+        stopping,
+    )?;
+    let index_thread = std::thread::Builder::new().name("explorer-join".into()).spawn(move || {
+        if let Ok(index) = handle.join() {
+            index.close();
+        }
+    })?;
+    let (frames, _) = tokio::sync::broadcast::channel(live::FRAME_BACKLOG);
+    let state = api::ApiState {
+        live: live.clone(),
+        index: reader,
+        store,
+        journal,
+        health,
+        token: settings.token.clone(),
+        frames: frames.clone(),
+        node_id: config.node.id.clone(),
+        routes: api::configured_routes(config),
+        shutdown: shutdown.clone(),
+    };
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(live::tick(live, frames, shutdown.clone())));
+    let mut stopped = shutdown;
+    tasks.push(tokio::spawn(async move {
+        let router = api::router(state);
+        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let _ = stopped.changed().await;
+        });
+        if let Err(error) = serve.await {
+            tracing::error!(%error, "Explorer server failed");
+        }
+    }));
+    tracing::info!(url = %format!("http://{address}/"), index = %settings.index_dir.display(), "Explorer listening");
+    Ok(Explorer { address, tasks, index_thread })
+}
