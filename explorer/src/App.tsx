@@ -1,0 +1,156 @@
+import { useCallback, useEffect, useMemo, useRef, useState } from "react";
+import { get, setToken, Unauthorized, websocketUrl, type Account, type JournalEvent, type SinceStart, type Stats } from "./api";
+import { LiveSocket, type Frame, type LiveState } from "./live";
+import { mergeEvents } from "./merge";
+import { Dashboard } from "./views/Dashboard";
+import { Packets } from "./views/Packets";
+import { Accounts } from "./views/Accounts";
+import { Peers } from "./views/Peers";
+import { Routes } from "./views/Routes";
+
+const VIEWS = ["Dashboard", "Packets", "Accounts", "Peers", "Routes"] as const;
+type View = (typeof VIEWS)[number];
+
+/** Live events kept in memory for the live views. */
+export const LIVE_EVENTS_MAX = 5000;
+
+export type LiveData = {
+  state: LiveState;
+  sinceStart: SinceStart | null;
+  accounts: Account[];
+  events: JournalEvent[];
+  frames: number;
+  position: number;
+};
+
+export function App() {
+  const [view, setView] = useState<View>(() => viewFromPath());
+  const [needToken, setNeedToken] = useState(false);
+  const [live, setLive] = useState<LiveData>({ state: "connecting", sinceStart: null, accounts: [], events: [], frames: 0, position: 0 });
+  const [stats, setStats] = useState<Stats | null>(null);
+  const [health, setHealth] = useState<Record<string, unknown> | null>(null);
+  const searchRef = useRef<HTMLInputElement>(null);
+  const [packetQuery, setPacketQuery] = useState<string>("");
+
+  const go = useCallback((next: View) => {
+    setView(next);
+    history.replaceState(null, "", next === "Dashboard" ? "/" : `/${next.toLowerCase()}`);
+  }, []);
+
+  // The live stream.
+  useEffect(() => {
+    if (needToken) return;
+    const onFrame = (frame: Frame) => {
+      setLive((previous) => {
+        const next = { ...previous, frames: previous.frames + 1 };
+        if (typeof frame.position === "number") next.position = frame.position;
+        if (frame.since_start) next.sinceStart = frame.since_start as SinceStart;
+        if (frame.type === "hello") {
+          const stats = frame.stats as Stats | undefined;
+          if (stats) next.sinceStart = stats.since_start;
+        }
+        if (Array.isArray(frame.accounts)) next.accounts = frame.accounts as Account[];
+        if (Array.isArray(frame.sample)) next.events = mergeEvents(previous.events, frame.sample as JournalEvent[], LIVE_EVENTS_MAX);
+        return next;
+      });
+    };
+    const socket = new LiveSocket(() => new WebSocket(websocketUrl()), onFrame, (state) => setLive((previous) => ({ ...previous, state })));
+    socket.start();
+    return () => socket.stop();
+  }, [needToken]);
+
+  // Stats and health, polled.
+  useEffect(() => {
+    if (needToken) return;
+    let cancelled = false;
+    const poll = async () => {
+      try {
+        const [nextStats, nextHealth] = await Promise.all([get<Stats>("/api/stats"), get<Record<string, unknown>>("/api/health")]);
+        if (!cancelled) {
+          setStats(nextStats);
+          setHealth(nextHealth);
+        }
+      } catch (error) {
+        if (error instanceof Unauthorized) setNeedToken(true);
+      }
+    };
+    poll();
+    const timer = setInterval(poll, 1000);
+    return () => {
+      cancelled = true;
+      clearInterval(timer);
+    };
+  }, [needToken]);
+
+  // Keyboard: 1-5 switch views, "/" focuses the packet search.
+  useEffect(() => {
+    const onKey = (event: KeyboardEvent) => {
+      const target = event.target as HTMLElement | null;
+      const typing = target && (target.tagName === "INPUT" || target.tagName === "SELECT" || target.tagName === "TEXTAREA");
+      if (typing || event.metaKey || event.ctrlKey || event.altKey) return;
+      const index = Number(event.key) - 1;
+      if (index >= 0 && index < VIEWS.length) {
+        go(VIEWS[index]);
+        event.preventDefault();
+      } else if (event.key === "/") {
+        event.preventDefault();
+        go("Packets");
+        setTimeout(() => searchRef.current?.focus(), 0);
+      }
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, [go]);
+
+  const openPacket = useCallback((id: string) => {
+    setPacketQuery(id);
+    go("Packets");
+  }, [go]);
+
+  const status = useMemo(() => (health?.node_health as { status?: string } | undefined)?.status ?? "unknown", [health]);
+
+  if (needToken) return <TokenPrompt onToken={(value) => { setToken(value); setNeedToken(false); }} />;
+
+  return (
+    <div className="app">
+      <header>
+        <h1>M2M Explorer</h1>
+        <nav>
+          {VIEWS.map((name, index) => (
+            <button key={name} className={name === view ? "active" : ""} onClick={() => go(name)} data-testid={`nav-${name.toLowerCase()}`}>
+              <kbd>{index + 1}</kbd> {name}
+            </button>
+          ))}
+        </nav>
+        <div className="status">
+          <span className={`dot ${live.state}`} data-testid="ws-status" data-state={live.state}>{live.state}</span>
+          <span className={`health ${status}`} data-testid="node-status">{String(health?.node ?? "")} {status}</span>
+        </div>
+      </header>
+      <main>
+        {view === "Dashboard" && <Dashboard live={live} stats={stats} health={health} onPacket={openPacket} />}
+        {view === "Packets" && <Packets live={live} searchRef={searchRef} initialQuery={packetQuery} />}
+        {view === "Accounts" && <Accounts accounts={live.accounts} />}
+        {view === "Peers" && <Peers />}
+        {view === "Routes" && <Routes />}
+      </main>
+    </div>
+  );
+}
+
+function viewFromPath(): View {
+  const name = location.pathname.replace(/^\//, "");
+  return VIEWS.find((view) => view.toLowerCase() === name) ?? "Dashboard";
+}
+
+function TokenPrompt({ onToken }: { onToken: (token: string) => void }) {
+  const [value, setValue] = useState("");
+  return (
+    <form className="token" onSubmit={(event) => { event.preventDefault(); onToken(value); }}>
+      <h1>M2M Explorer</h1>
+      <p>This node's Explorer needs its token (EXPLORER_TOKEN).</p>
+      <input type="password" value={value} onChange={(event) => setValue(event.target.value)} data-testid="token-input" autoFocus />
+      <button type="submit">Open</button>
+    </form>
+  );
+}
