@@ -28,6 +28,9 @@ bind_host = "127.0.0.1"
 btp_port = 0
 health_port = 0
 log_level = "warn"
+[explorer]
+enabled = false
+
 [[peers]]
 id = "alice"
 relation = "child"

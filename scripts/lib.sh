@@ -73,7 +73,9 @@ start_connector() {
   mkdir -p "$dir"
   two_children_config "$node_id" "$btp" "$health" "$dir/journal" "$durable" >"$dir/config.toml"
   # The environment overrides the file: pin what matters so an inherited variable can't change it.
+  # The Explorer is off unless the caller asks (EXPLORER_ENABLED=true, with EXPLORER_PORT).
   (cd "$dir" && exec env BTP_PORT="$btp" HEALTH_PORT="$health" JOURNAL_DIR="$dir/journal" \
+    EXPLORER_ENABLED="${EXPLORER_ENABLED:-false}" EXPLORER_PORT="${EXPLORER_PORT:-0}" \
     LOG_LEVEL=warn "$bin" run --config "$dir/config.toml") >"$dir/connector.log" 2>&1 &
   connector_pid=$!
   for _ in $(seq $((ready_seconds * 10))); do

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of the M2M Connector: the payment-channel contracts (forge unit, fuzz and
-# invariant tests, slither, committed artifacts checked against a fresh compile), a short fuzz
+# invariant tests, slither, committed artifacts checked against a fresh compile), the Explorer
+# UI (its committed build reproduced from the lockfile, vitest), a short fuzz
 # smoke of every decoder, then unit, property, integration (real sockets), interop tests with the
 # JavaScript reference stack, the TigerBeetle ledger tests against a real TigerBeetle server, and
-# the settlement tests against a real Ethereum node (anvil).
+# the settlement tests against a real Ethereum node (anvil), and the Explorer in Debian's
+# chromium.
 # Installs what it needs idempotently (npm packages from lockfiles: the interop stack, solc-js,
 # anvil and forge; slither from PyPI; cargo-fuzz; Zig from PyPI; the TigerBeetle server built
 # from the source the client crate ships; libclang-dev), so it works on a fresh machine with
@@ -19,6 +21,10 @@ bash tests/interop/install.sh
 step "payment-channel contracts: artifacts, forge unit/fuzz/invariant tests, slither (scripts/contracts.sh)"
 # Also installs anvil, which the settlement integration tests run against.
 bash scripts/contracts.sh
+
+step "Explorer UI: npm ci, chromium, committed build reproduced, vitest (scripts/explorer.sh)"
+# Also installs what the browser tests (cargo test ... explorer::in_a_real_browser) drive.
+bash scripts/explorer.sh all
 
 step "TigerBeetle server and Zig (scripts/tigerbeetle.sh install)"
 bash scripts/tigerbeetle.sh install

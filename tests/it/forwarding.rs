@@ -35,6 +35,9 @@ btp_port = 0
 health_port = 0
 {extra_node}
 
+[explorer]
+enabled = false
+
 [[peers]]
 id = "alice"
 relation = "child"
@@ -471,6 +474,9 @@ asset_scale = 6
 bind_host = "127.0.0.1"
 btp_port = 0
 health_port = 0
+[explorer]
+enabled = false
+
 [[peers]]
 id = "up"
 relation = "peer"
@@ -498,6 +504,9 @@ asset_scale = 6
 bind_host = "127.0.0.1"
 btp_port = 0
 health_port = 0
+[explorer]
+enabled = false
+
 [[peers]]
 id = "alice"
 relation = "child"

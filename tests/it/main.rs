@@ -4,6 +4,7 @@
 mod chain;
 mod cli;
 mod crash;
+mod explorer;
 mod forwarding;
 mod interop;
 mod journal;

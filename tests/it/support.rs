@@ -8,7 +8,7 @@
 
 #![allow(dead_code)] // Each test module uses its own subset.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -40,6 +40,9 @@ asset_scale = 6
 bind_host = "127.0.0.1"
 btp_port = {btp_port}
 health_port = {health_port}
+
+[explorer]
+enabled = false
 "#
     );
     for (id, token) in [("alice", "alice-token"), ("bob", "bob-token")] {
@@ -68,6 +71,7 @@ pub struct Connector {
     log_path: PathBuf,
     pub btp_port: u16,
     pub health_port: u16,
+    env: Vec<(String, String)>,
 }
 
 impl Connector {
@@ -98,9 +102,23 @@ impl Connector {
         let config_path = dir.path().join("config.toml");
         fs::write(&config_path, make_config(btp_port, health_port)).expect("writing config.toml");
         let log_path = dir.path().join("connector.log");
-        let log = File::create(&log_path).expect("creating connector.log");
-        let log_for_stderr = log.try_clone().expect("duplicating the log file handle");
+        let mut connector = Connector {
+            child: None,
+            dir,
+            log_path,
+            btp_port,
+            health_port,
+            env: env.to_vec(),
+        };
+        connector.spawn();
+        connector.wait_ready();
+        connector
+    }
 
+    /// Starts the binary on this connector's directory and config (appending to its log).
+    fn spawn(&mut self) {
+        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log_path).expect("opening connector.log");
+        let log_for_stderr = log.try_clone().expect("duplicating the log file handle");
         // A clean environment: the connector reads overrides from it (BTP_PORT, HEALTH_PORT,
         // NODE_ID, <PEER>_INCOMING_TOKEN, SETTLEMENT_*, TIGERBEETLE_*...), and whatever the
         // test runner's shell has set must not change the config under test.
@@ -111,28 +129,27 @@ impl Connector {
                 command.env(passthrough, value);
             }
         }
-        command.envs(env.iter().map(|(name, value)| (name.as_str(), value.as_str())));
+        command.envs(self.env.iter().map(|(name, value)| (name.as_str(), value.as_str())));
         let child = command
             .arg("run")
             .arg("--config")
-            .arg(&config_path)
-            .current_dir(dir.path())
+            .arg(self.dir.path().join("config.toml"))
+            .current_dir(self.dir.path())
             .env("LOG_LEVEL", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_for_stderr))
             .spawn()
             .expect("spawning the m2m-connector binary");
+        self.child = Some(child);
+    }
 
-        let mut connector = Connector {
-            child: Some(child),
-            dir,
-            log_path,
-            btp_port,
-            health_port,
-        };
-        connector.wait_ready();
-        connector
+    /// Starts the connector again after [`Connector::stop`] or [`Connector::kill9`]: same
+    /// directory, config, ports and environment; waits until it is ready.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart needs a stopped connector");
+        self.spawn();
+        self.wait_ready();
     }
 
     fn wait_ready(&mut self) {
@@ -269,6 +286,11 @@ pub struct HttpResponse {
 
 /// `GET path` on 127.0.0.1:port with HTTP/1.1 and `Connection: close`, reading to the end.
 pub fn http_get(port: u16, path: &str, timeout: Duration) -> Result<HttpResponse, String> {
+    http_get_with_headers(port, path, &[], timeout)
+}
+
+/// [`http_get`] with extra request headers (`Authorization`, say).
+pub fn http_get_with_headers(port: u16, path: &str, headers: &[(&str, &str)], timeout: Duration) -> Result<HttpResponse, String> {
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream = TcpStream::connect_timeout(&address, timeout)
         .map_err(|e| format!("connect {address}: {e}"))?;
@@ -278,8 +300,9 @@ pub fn http_get(port: u16, path: &str, timeout: Duration) -> Result<HttpResponse
     stream
         .set_write_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
+    let extra: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nAccept: */*\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nAccept: */*\r\n{extra}\r\n"
     );
     stream
         .write_all(request.as_bytes())
