@@ -82,9 +82,14 @@ enum JournalCommand {
     Replay {
         #[command(flatten)]
         location: Location,
-        /// The projection to rebuild: balances.
+        /// The projection to rebuild: balances (printed), or explorer (the Explorer's index,
+        /// rewritten in --index-dir).
         #[arg(long, value_name = "NAME")]
         projection: String,
+        /// With --projection explorer: the index to rebuild [default: <dir>/../explorer-index,
+        /// where the node keeps it]. The node must be stopped.
+        #[arg(long, value_name = "DIR")]
+        index_dir: Option<PathBuf>,
         /// Start from the newest snapshot at or before SEQ instead of the beginning.
         #[arg(long, value_name = "SEQ")]
         from: Option<u64>,
@@ -133,7 +138,16 @@ pub fn run(args: JournalArgs) -> ExitCode {
             inspect(&location, from, limit, filter, kind, &mut stdout)
         }
         JournalCommand::Verify { location } => verify(&location, &mut stdout),
-        JournalCommand::Replay { location, projection, from, at } => {
+        JournalCommand::Replay { location, projection, from: None, at: None, index_dir } if projection == "explorer" => {
+            rebuild_explorer(&location, index_dir, &mut stdout)
+        }
+        JournalCommand::Replay { projection, index_dir: Some(_), .. } if projection != "explorer" => {
+            Err(Failure::Usage("--index-dir goes with --projection explorer".into()))
+        }
+        JournalCommand::Replay { projection, .. } if projection == "explorer" => {
+            Err(Failure::Usage("the explorer index is rebuilt from the beginning: drop --from and --at".into()))
+        }
+        JournalCommand::Replay { location, projection, from, at, .. } => {
             replay(&location, &projection, from, at, &mut stdout)
         }
         JournalCommand::Stats { location } => stats(&location, &mut stdout),
@@ -374,6 +388,38 @@ fn list(seqs: &[u64]) -> String {
 
 // ---------------------------------------------------------------------------------------------
 // replay
+
+/// `journal replay --projection explorer`: the Explorer's index, cleared and written again from
+/// every frame (archive included).
+fn rebuild_explorer(location: &Location, index_dir: Option<PathBuf>, out: &mut impl Write) -> Result<(), Failure> {
+    use crate::explorer::index::ExplorerIndex;
+    let started = Instant::now();
+    let index_dir = index_dir.unwrap_or_else(|| location.dir.parent().unwrap_or(std::path::Path::new(".")).join("explorer-index"));
+    let store = open(location)?;
+    let live = std::sync::Arc::new(crate::explorer::live::Live::detached());
+    let mut frames = frames(&store, location, 1)?.peekable();
+    let first_seq = match frames.peek() {
+        Some(Ok(frame)) => frame.entries.first().map_or(1, |entry| entry.seq),
+        _ => 1,
+    };
+    let mut index = ExplorerIndex::rebuild(&index_dir, &store, live, first_seq).map_err(|error| Failure::Journal(format!("{error:#}")))?;
+    for frame in frames {
+        let frame = frame?;
+        index.apply_batch(&frame.entries).map_err(|error| Failure::Journal(error.message))?;
+    }
+    let reader = index.reader();
+    let counts = reader.counts();
+    index.close();
+    let _ = writeln!(out, "projection   explorer");
+    let _ = writeln!(out, "index        {}", index_dir.display());
+    let _ = writeln!(out, "state at     seq {}", reader.position());
+    let _ = writeln!(out, "events       {} (packets {})", counts.events, counts.packets);
+    let _ = writeln!(out, "elapsed      {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
+    for (kind, count) in &counts.kinds {
+        let _ = writeln!(out, "  {kind:24} {count}");
+    }
+    Ok(())
+}
 
 /// A projection `journal replay` can rebuild. Add a row to [`PROJECTIONS`] for each new one
 /// (`tigerbeetle`, `explorer`).

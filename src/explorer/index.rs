@@ -117,6 +117,8 @@ pub struct ExplorerIndex {
     /// The accounts as the journal has them, for the live state and the peer of a packet's end.
     balances: Balances,
     live: Arc<Live>,
+    /// Whether this thread has been given the lowest CPU priority yet.
+    niced: bool,
 }
 
 impl ExplorerIndex {
@@ -149,6 +151,7 @@ impl ExplorerIndex {
             // An index from another journal (or a journal restored from an older copy).
             tracing::warn!(index = position, journal = journal_last, "the Explorer index is ahead of the journal; rebuilding it");
             for tree in [&reader.by_packet, &reader.by_condition, &reader.by_peer, &reader.by_code, &reader.by_kind, &reader.by_second, &reader.meta] {
+                // (The same seven trees as `trees()`; the index is not built yet here.)
                 tree.clear()?;
             }
             position = 0;
@@ -169,7 +172,26 @@ impl ExplorerIndex {
         if position > 0 {
             tracing::info!(position, "Explorer index resumes");
         }
-        Ok(ExplorerIndex { db, reader, position, counts, last_second, balances, live })
+        Ok(ExplorerIndex { db, reader, position, counts, last_second, balances, live, niced: false })
+    }
+
+    /// Opens the index in `dir` emptied, to be written again from the journal's first event
+    /// (`journal replay --projection explorer`). Fails if a node holds it.
+    pub fn rebuild(dir: &Path, store: &SledStore, live: Arc<Live>, first_seq: u64) -> anyhow::Result<ExplorerIndex> {
+        let mut index = ExplorerIndex::open(dir, store, live)?;
+        for tree in index.trees() {
+            tree.clear()?;
+        }
+        index.position = first_seq.saturating_sub(1);
+        index.counts = Counts { first_seq: index.position + 1, ..Counts::default() };
+        index.last_second = None;
+        index.balances = balances_at(store, index.position)?;
+        Ok(index)
+    }
+
+    fn trees(&self) -> [&sled::Tree; 7] {
+        let r = &self.reader;
+        [&r.by_packet, &r.by_condition, &r.by_peer, &r.by_code, &r.by_kind, &r.by_second, &r.meta]
     }
 
     pub fn reader(&self) -> IndexReader {
@@ -282,10 +304,32 @@ impl Projection for ExplorerIndex {
     }
 
     fn apply_batch(&mut self, entries: &[JournalEntry]) -> Result<(), ProjectionError> {
+        if !self.niced {
+            self.niced = true;
+            lowest_priority();
+        }
         let before = self.position;
         self.write(entries).map_err(|error| {
             ProjectionError { message: format!("Explorer index write failed after seq {before}: {error}") }
         })
+    }
+}
+
+/// Gives the calling thread (the index's runner) the lowest CPU priority (nice 19): on a busy
+/// node the index falls behind instead of taking CPU from the packet path, and catches up when
+/// there is room. Linux applies `setpriority` to one thread when given its thread id.
+fn lowest_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain syscalls with no pointers; failure (not permitted) only leaves the
+        // priority as it was.
+        let result = unsafe {
+            let thread = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, thread, 19)
+        };
+        if result != 0 {
+            tracing::debug!("could not lower the Explorer index thread's priority");
+        }
     }
 }
 

@@ -50,6 +50,11 @@ impl Live {
         Live { state: Mutex::new(LiveState { node, ..LiveState::default() }) }
     }
 
+    /// Live state for an offline rebuild of the index (nothing reads it).
+    pub fn detached() -> Live {
+        Live { state: Mutex::new(LiveState::default()) }
+    }
+
     pub fn lock(&self) -> MutexGuard<'_, LiveState> {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
