@@ -187,9 +187,8 @@ fn packet_id_of(id: &str, index: &IndexReader) -> Result<Option<u64>, String> {
 fn packet_story(packet_id: u64, index: &IndexReader, store: &SledStore) -> Result<Option<Value>, String> {
     let mut reader = EventReader::new(store);
     let mut entries: Vec<JournalEntry> = Vec::new();
-    for item in index.by_packet.scan_prefix(packet_id.to_be_bytes()) {
-        let (key, _) = item.map_err(|error| error.to_string())?;
-        if let Some(entry) = reader.get(super::index::seq_from(&key))? {
+    for seq in index.packet_seqs(packet_id) {
+        if let Some(entry) = reader.get(seq)? {
             entries.push(entry);
         }
     }

@@ -2,29 +2,32 @@
 //! queries without scanning the journal.
 //!
 //! Its own sled database (`EXPLORER_INDEX_DIR`, default `<journal dir>/../explorer-index`), so
-//! its writes never share a log, a cache or a flush with the journal. Every key ends with the
-//! event's seq in big-endian, so each tree iterates in journal order and a page is a range:
+//! its writes never share a log, a cache or a flush with the journal. sled pays several
+//! microseconds per key inserted, so the index writes few keys: posting lists in chunks rather
+//! than a key per event, packets 256 to a key, and one key per condition.
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | `by_packet` | packet id (8) + seq (8) | |
-//! | `by_condition` | condition (32) | packet id (8) |
-//! | `by_peer` | peer id + 0xff + seq (8) | |
-//! | `by_code` | reject code (3) + seq (8) | |
-//! | `by_kind` | kind (1) + seq (8), every kind but the three packet events | |
-//! | `by_second` | Unix second (8, offset) | first seq of that second (8) |
+//! | `postings` | dimension (`p` peer, `c` reject code, `k` event kind) + name + 0xff + first seq (8) | up to [`CHUNK_SEQS`] seqs (8 each), ascending |
+//! | `packets` | packet id / 256 (8) | 256 slots of (seq of the Prepare, seq of the end), 0 where none: 4 KiB |
+//! | `conditions` | condition (32) | packet id (8) |
+//! | `seconds` | Unix second (8, order-preserving) | first seq of that second (8) |
 //! | `meta` | `position`, `counts` | last applied seq; event counts per kind, peer, code |
 //!
-//! Written in one sled batch per tree per journal batch, then `meta`: sled recovers a prefix of
-//! its operations after a crash, so whatever `position` survived, every entry before it did
-//! too, and the counts saved with it are exact for that prefix. Entries after it are written
-//! again on resume (same keys, same values). Removing the directory rebuilds the index from the
-//! journal at the next start; `journal replay --projection explorer` rebuilds it offline.
+//! Event kinds are posted except the three packet events, which are most of the journal (a
+//! "types" filter on them reads the journal's frames, where they are dense). A chunk is written
+//! again after each batch that added to it; it closes at [`CHUNK_SEQS`] entries and the next
+//! starts at the next seq. All of it is written before `meta`, and sled recovers a prefix of its
+//! operations after a crash: whatever `position` survived, everything before it did too. On
+//! resume, a chunk's seqs past the position are dropped and written again, to the same keys,
+//! with the same content (chunks close at the same places). Removing the directory rebuilds the
+//! index at the next start; `journal replay --projection explorer` rebuilds it offline.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::live::Live;
@@ -35,8 +38,18 @@ use crate::projections::{Projection, ProjectionError};
 /// The projection's name: checkpoints, the lag gauge, `journal replay --projection`.
 pub const NAME: &str = "explorer";
 
-/// Kinds indexed in `by_kind`: the packet events are most of the journal and have their own
-/// trees (a "types" filter on them scans the journal, where they are dense).
+/// Seqs in one posting chunk (4 KiB).
+pub const CHUNK_SEQS: usize = 512;
+
+/// Packets per key of the `packets` tree, and the bytes of one.
+const PACKETS_PER_KEY: u64 = 256;
+const PACKET_SLOT: usize = 16;
+
+/// Packet chunks kept in memory between batches (the newest; an older one is read again when
+/// a late end arrives for it).
+const PACKET_CHUNKS_CACHED: usize = 64;
+
+/// The kind's index in [`Event::KINDS`].
 pub fn kind_byte(event: &Event) -> u8 {
     let kind = event.kind();
     Event::KINDS.iter().position(|name| *name == kind).unwrap_or(0) as u8
@@ -44,6 +57,37 @@ pub fn kind_byte(event: &Event) -> u8 {
 
 pub fn is_packet_kind(kind: &str) -> bool {
     matches!(kind, "PacketPrepared" | "PacketFulfilled" | "PacketRejected")
+}
+
+/// What a posting list is about.
+#[derive(Debug, Clone, Copy)]
+pub enum Dimension<'a> {
+    Peer(&'a str),
+    Code(&'a [u8; 3]),
+    Kind(u8),
+}
+
+impl Dimension<'_> {
+    /// The key prefix of its chunks: tag, name, 0xff (never in a name: peer ids are ASCII).
+    pub fn prefix(&self) -> Vec<u8> {
+        let mut key = Vec::with_capacity(16);
+        match self {
+            Dimension::Peer(peer) => {
+                key.push(b'p');
+                key.extend_from_slice(peer.as_bytes());
+            }
+            Dimension::Code(code) => {
+                key.push(b'c');
+                key.extend_from_slice(&code[..]);
+            }
+            Dimension::Kind(kind) => {
+                key.push(b'k');
+                key.push(*kind);
+            }
+        }
+        key.push(0xff);
+        key
+    }
 }
 
 /// Event counts the index keeps beside its position, for `total` in `/api/events`.
@@ -62,12 +106,10 @@ pub struct Counts {
 /// The sled trees, shared by the projection (writer) and the API (readers).
 #[derive(Clone)]
 pub struct IndexReader {
-    pub by_packet: sled::Tree,
-    pub by_condition: sled::Tree,
-    pub by_peer: sled::Tree,
-    pub by_code: sled::Tree,
-    pub by_kind: sled::Tree,
-    pub by_second: sled::Tree,
+    postings: sled::Tree,
+    packets: sled::Tree,
+    conditions: sled::Tree,
+    seconds: sled::Tree,
     meta: sled::Tree,
 }
 
@@ -77,35 +119,81 @@ impl IndexReader {
     }
 
     pub fn counts(&self) -> Counts {
-        self.meta
-            .get(b"counts")
-            .ok()
-            .flatten()
-            .and_then(|value| bincode::serde::decode_from_slice(&value, bincode::config::standard()).ok())
-            .map(|(counts, _)| counts)
-            .unwrap_or_default()
+        decode(self.meta.get(b"counts").ok().flatten().as_deref()).unwrap_or_default()
     }
 
     /// The packet id a condition (or, hashed, a fulfillment) belongs to.
     pub fn packet_of_condition(&self, condition: &[u8; 32]) -> Option<u64> {
-        self.by_condition.get(condition).ok().flatten().map(|value| seq_from(&value))
+        self.conditions.get(condition).ok().flatten().map(|value| seq_from(&value))
+    }
+
+    /// The seqs of a packet's events (its Prepare and its end), at or below the index's
+    /// position; empty for a packet the index does not hold.
+    pub fn packet_seqs(&self, packet_id: u64) -> Vec<u64> {
+        let position = self.position();
+        let slot = (packet_id % PACKETS_PER_KEY) as usize * PACKET_SLOT;
+        let Some(chunk) = self.packets.get((packet_id / PACKETS_PER_KEY).to_be_bytes()).ok().flatten() else {
+            return Vec::new();
+        };
+        let Some(pair) = chunk.get(slot..slot + PACKET_SLOT) else {
+            return Vec::new();
+        };
+        let mut seqs = vec![seq_from(&pair[..8]), seq_from(&pair[8..])];
+        seqs.retain(|seq| *seq != 0 && *seq <= position);
+        seqs
+    }
+
+    /// The seqs posted under `dimension` in `lower..=upper`, newest first.
+    pub fn postings_rev(&self, dimension: Dimension, lower: u64, upper: u64) -> impl Iterator<Item = u64> + use<> {
+        let prefix = dimension.prefix();
+        let mut high = prefix.clone();
+        high.extend_from_slice(&upper.to_be_bytes());
+        let chunks = self.postings.range(prefix.clone()..=high).rev();
+        let mut chunks = chunks.filter_map(|item| item.ok());
+        let mut current: Vec<u64> = Vec::new();
+        let mut done = false;
+        std::iter::from_fn(move || loop {
+            if let Some(seq) = current.pop() {
+                if seq > upper {
+                    continue;
+                }
+                if seq < lower {
+                    done = true;
+                    current.clear();
+                    return None;
+                }
+                return Some(seq);
+            }
+            if done {
+                return None;
+            }
+            let (_, value) = chunks.next()?;
+            current = value.chunks_exact(8).map(seq_from).collect();
+        })
     }
 
     /// The first seq at or after `ms`, from the per-second index (the journal's clock moves
     /// forward; a second the clock skipped back over resolves to where it first appeared).
     pub fn seq_at_or_after(&self, ms: i64) -> Option<u64> {
         let second = ms.div_euclid(1000);
-        let (_, value) = self.by_second.range(second_key(second)..).next()?.ok()?;
+        let (_, value) = self.seconds.range(second_key(second)..).next()?.ok()?;
         Some(seq_from(&value))
     }
 
-    /// The last seq before `ms` (its second's first seq minus one), or None when `ms` is past
-    /// every indexed second.
+    /// The last seq before `ms`'s next second (its first seq minus one), or None when `ms` is
+    /// past every indexed second.
     pub fn seq_before(&self, ms: i64) -> Option<u64> {
         let second = ms.div_euclid(1000) + 1;
-        let (_, value) = self.by_second.range(second_key(second)..).next()?.ok()?;
+        let (_, value) = self.seconds.range(second_key(second)..).next()?.ok()?;
         Some(seq_from(&value).saturating_sub(1))
     }
+}
+
+/// The open chunk of one posting list.
+struct Tail {
+    first: u64,
+    seqs: Vec<u64>,
+    dirty: bool,
 }
 
 pub struct ExplorerIndex {
@@ -114,7 +202,13 @@ pub struct ExplorerIndex {
     position: u64,
     counts: Counts,
     last_second: Option<i64>,
-    /// The accounts as the journal has them, for the live state and the peer of a packet's end.
+    /// The open chunk of each posting list touched since the start, by key prefix.
+    tails: FxHashMap<Vec<u8>, Tail>,
+    /// Chunks that filled during the current batch: written with it.
+    sealed: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Chunks of the `packets` tree in memory, and whether this batch changed them.
+    packet_chunks: BTreeMap<u64, (Vec<u8>, bool)>,
+    /// The accounts as the journal has them, for the live state and the peers of a packet's end.
     balances: Balances,
     live: Arc<Live>,
     /// Whether this thread has been given the lowest CPU priority yet.
@@ -136,62 +230,66 @@ impl ExplorerIndex {
             .with_context(|| format!("cannot open the Explorer index in {} (another node on it?)", dir.display()))?;
         let tree = |name: &str| db.open_tree(name).with_context(|| format!("Explorer index tree {name}"));
         let reader = IndexReader {
-            by_packet: tree("by_packet")?,
-            by_condition: tree("by_condition")?,
-            by_peer: tree("by_peer")?,
-            by_code: tree("by_code")?,
-            by_kind: tree("by_kind")?,
-            by_second: tree("by_second")?,
+            postings: tree("postings")?,
+            packets: tree("packets")?,
+            conditions: tree("conditions")?,
+            seconds: tree("seconds")?,
             meta: tree("meta")?,
         };
-        let mut position = reader.position();
-        let mut counts = reader.counts();
+        let mut index = ExplorerIndex {
+            position: reader.position(),
+            counts: reader.counts(),
+            last_second: reader.seconds.last()?.map(|(key, _)| second_from(&key)),
+            db,
+            reader,
+            tails: FxHashMap::default(),
+            sealed: Vec::new(),
+            packet_chunks: BTreeMap::new(),
+            balances: Balances::new(),
+            live,
+            niced: false,
+        };
         let journal_last = store.last_seq()?;
-        if position > journal_last {
+        if index.position > journal_last {
             // An index from another journal (or a journal restored from an older copy).
-            tracing::warn!(index = position, journal = journal_last, "the Explorer index is ahead of the journal; rebuilding it");
-            for tree in [&reader.by_packet, &reader.by_condition, &reader.by_peer, &reader.by_code, &reader.by_kind, &reader.by_second, &reader.meta] {
-                // (The same seven trees as `trees()`; the index is not built yet here.)
-                tree.clear()?;
-            }
-            position = 0;
-            counts = Counts::default();
+            tracing::warn!(index = index.position, journal = journal_last, "the Explorer index is ahead of the journal; rebuilding it");
+            index.clear(0)?;
         }
         let first_frame = store.first_frame_key()?.unwrap_or(1);
-        if position + 1 < first_frame {
+        if index.position + 1 < first_frame {
             // Retention removed what came before: the index starts where the journal does.
             tracing::info!(from = first_frame, "the Explorer index starts at the journal's first frame (older frames were removed by retention)");
-            position = first_frame - 1;
-            counts.first_seq = first_frame;
+            index.clear(first_frame)?;
         }
-        if counts.first_seq == 0 {
-            counts.first_seq = position + 1;
+        index.balances = balances_at(store, index.position)?;
+        if index.position > 0 {
+            tracing::info!(position = index.position, "Explorer index resumes");
         }
-        let balances = balances_at(store, position)?;
-        let last_second = reader.by_second.last()?.map(|(key, _)| second_from(&key));
-        if position > 0 {
-            tracing::info!(position, "Explorer index resumes");
-        }
-        Ok(ExplorerIndex { db, reader, position, counts, last_second, balances, live, niced: false })
+        Ok(index)
     }
 
-    /// Opens the index in `dir` emptied, to be written again from the journal's first event
+    /// Opens the index in `dir` emptied, to be written again from `first_seq` on
     /// (`journal replay --projection explorer`). Fails if a node holds it.
     pub fn rebuild(dir: &Path, store: &SledStore, live: Arc<Live>, first_seq: u64) -> anyhow::Result<ExplorerIndex> {
         let mut index = ExplorerIndex::open(dir, store, live)?;
-        for tree in index.trees() {
-            tree.clear()?;
-        }
-        index.position = first_seq.saturating_sub(1);
-        index.counts = Counts { first_seq: index.position + 1, ..Counts::default() };
-        index.last_second = None;
+        index.clear(first_seq)?;
         index.balances = balances_at(store, index.position)?;
         Ok(index)
     }
 
-    fn trees(&self) -> [&sled::Tree; 7] {
+    /// Empties every tree; the next event applied must be `first_seq` (or later).
+    fn clear(&mut self, first_seq: u64) -> Result<(), sled::Error> {
         let r = &self.reader;
-        [&r.by_packet, &r.by_condition, &r.by_peer, &r.by_code, &r.by_kind, &r.by_second, &r.meta]
+        for tree in [&r.postings, &r.packets, &r.conditions, &r.seconds, &r.meta] {
+            tree.clear()?;
+        }
+        self.position = first_seq.saturating_sub(1);
+        self.counts = Counts { first_seq: self.position + 1, ..Counts::default() };
+        self.last_second = None;
+        self.tails.clear();
+        self.sealed.clear();
+        self.packet_chunks.clear();
+        Ok(())
     }
 
     pub fn reader(&self) -> IndexReader {
@@ -205,37 +303,99 @@ impl ExplorerIndex {
         }
     }
 
+    /// Appends `seq` to a posting list, loading its open chunk on first use (and dropping what
+    /// it holds past the position: written by a batch whose `meta` did not make it).
+    fn post(&mut self, dimension: Dimension, seq: u64) -> Result<(), sled::Error> {
+        let prefix = dimension.prefix();
+        if !self.tails.contains_key(&prefix) {
+            let mut high = prefix.clone();
+            high.extend_from_slice(&self.position.to_be_bytes());
+            let tail = match self.reader.postings.range(prefix.clone()..=high).next_back() {
+                Some(item) => {
+                    let (key, value) = item?;
+                    let mut seqs: Vec<u64> = value.chunks_exact(8).map(seq_from).collect();
+                    seqs.retain(|known| *known <= self.position);
+                    Tail { first: seq_from(&key), seqs, dirty: false }
+                }
+                None => Tail { first: seq, seqs: Vec::new(), dirty: false },
+            };
+            self.tails.insert(prefix.clone(), tail);
+        }
+        let tail = self.tails.get_mut(&prefix).expect("just inserted");
+        if tail.seqs.len() >= CHUNK_SEQS {
+            // The chunk is full: written as it stands (if this batch added to it), and the
+            // next one starts here.
+            if tail.dirty {
+                self.sealed.push((chunk_key(&prefix, tail.first), chunk_value(&tail.seqs)));
+            }
+            *tail = Tail { first: seq, seqs: Vec::with_capacity(CHUNK_SEQS), dirty: false };
+        }
+        if tail.seqs.is_empty() {
+            tail.first = seq;
+        }
+        tail.seqs.push(seq);
+        tail.dirty = true;
+        Ok(())
+    }
+
+    /// Records one of a packet's seqs (`end`: its end, else its Prepare) in its chunk.
+    fn packet_seq(&mut self, packet_id: u64, end: bool, seq: u64) -> Result<(), sled::Error> {
+        let chunk_id = packet_id / PACKETS_PER_KEY;
+        if !self.packet_chunks.contains_key(&chunk_id) {
+            let mut chunk = self.reader.packets.get(chunk_id.to_be_bytes())?.map(|value| value.to_vec()).unwrap_or_default();
+            chunk.resize(PACKETS_PER_KEY as usize * PACKET_SLOT, 0);
+            self.packet_chunks.insert(chunk_id, (chunk, false));
+        }
+        let (chunk, dirty) = self.packet_chunks.get_mut(&chunk_id).expect("just inserted");
+        let at = (packet_id % PACKETS_PER_KEY) as usize * PACKET_SLOT + if end { 8 } else { 0 };
+        chunk[at..at + 8].copy_from_slice(&seq.to_be_bytes());
+        *dirty = true;
+        Ok(())
+    }
+
+    fn count_peer(&mut self, peer: &str) {
+        match self.counts.peers.get_mut(peer) {
+            Some(count) => *count += 1,
+            None => {
+                self.counts.peers.insert(peer.to_owned(), 1);
+            }
+        }
+    }
+
     fn write(&mut self, entries: &[JournalEntry]) -> Result<(), sled::Error> {
-        let mut packet = sled::Batch::default();
-        let mut condition = sled::Batch::default();
-        let mut peer = sled::Batch::default();
-        let mut code = sled::Batch::default();
-        let mut kind = sled::Batch::default();
-        let mut second = sled::Batch::default();
-        let mut live = self.live.lock();
+        let mut conditions = sled::Batch::default();
+        let mut seconds = sled::Batch::default();
+        let live = self.live.clone();
+        let mut live = live.lock();
         for entry in entries {
             if entry.seq <= self.position {
                 continue;
             }
-            let seq = entry.seq.to_be_bytes();
+            let seq = entry.seq;
             let mut peers: [Option<String>; 2] = [None, None];
             match &entry.event {
                 Event::PacketPrepared(prepared) => {
-                    packet.insert(&key2(&prepared.packet_id.to_be_bytes(), &seq)[..], &[]);
-                    condition.insert(&prepared.condition[..], &prepared.packet_id.to_be_bytes());
+                    self.packet_seq(prepared.packet_id, false, seq)?;
+                    conditions.insert(&prepared.condition[..], &prepared.packet_id.to_be_bytes());
                     peers = [Some(prepared.from_peer.clone()), Some(prepared.to_peer.clone())];
                     self.counts.packets += 1;
                 }
                 Event::PacketFulfilled(fulfilled) => {
-                    packet.insert(&key2(&fulfilled.packet_id.to_be_bytes(), &seq)[..], &[]);
+                    self.packet_seq(fulfilled.packet_id, true, seq)?;
                     if let Some((from, to)) = self.balances.open_packet_peers(fulfilled.packet_id) {
                         peers = [Some(from.to_owned()), Some(to.to_owned())];
                     }
                 }
                 Event::PacketRejected(rejected) => {
-                    packet.insert(&key2(&rejected.packet_id.to_be_bytes(), &seq)[..], &[]);
-                    code.insert(&key2(&rejected.code, &seq)[..], &[]);
-                    *self.counts.codes.entry(String::from_utf8_lossy(&rejected.code).into_owned()).or_default() += 1;
+                    self.packet_seq(rejected.packet_id, true, seq)?;
+                    self.post(Dimension::Code(&rejected.code), seq)?;
+                    let code = String::from_utf8_lossy(&rejected.code);
+                    match self.counts.codes.get_mut(&*code) {
+                        Some(count) => *count += 1,
+                        None => {
+                            self.counts.codes.insert(code.into_owned(), 1);
+                        }
+                    }
                     let to = match self.balances.open_packet_peers(rejected.packet_id) {
                         Some((_, to)) if rejected.prepared => Some(to.to_owned()),
                         _ => None,
@@ -246,7 +406,7 @@ impl ExplorerIndex {
                     peers = [Some(rejected.from_peer.clone()), to];
                 }
                 other => {
-                    kind.insert(&key2(&[kind_byte(other)], &seq)[..], &[]);
+                    self.post(Dimension::Kind(kind_byte(other)), seq)?;
                     peers[0] = event_peer(other, &self.balances).map(str::to_owned);
                 }
             }
@@ -254,15 +414,21 @@ impl ExplorerIndex {
                 peers[1] = None;
             }
             for name in peers.iter().flatten() {
-                peer.insert(peer_key(name, entry.seq), &[]);
-                *self.counts.peers.entry(name.clone()).or_default() += 1;
+                self.post(Dimension::Peer(name), seq)?;
+                self.count_peer(name);
             }
             let entry_second = entry.timestamp_ms.div_euclid(1000);
             if self.last_second.is_none_or(|last| entry_second > last) {
-                second.insert(&second_key(entry_second)[..], &seq);
+                seconds.insert(&second_key(entry_second)[..], &seq.to_be_bytes());
                 self.last_second = Some(entry_second);
             }
-            *self.counts.kinds.entry(entry.event.kind().to_owned()).or_default() += 1;
+            let kind = entry.event.kind();
+            match self.counts.kinds.get_mut(kind) {
+                Some(count) => *count += 1,
+                None => {
+                    self.counts.kinds.insert(kind.to_owned(), 1);
+                }
+            }
             self.counts.events += 1;
             live.apply(entry, &self.balances, [peers[0].as_deref(), peers[1].as_deref()]);
             if entry.seq > self.balances.position() {
@@ -274,15 +440,32 @@ impl ExplorerIndex {
         live.set_position(self.position);
         live.refresh_accounts(&self.balances);
         drop(live);
-        self.reader.by_packet.apply_batch(packet)?;
-        self.reader.by_condition.apply_batch(condition)?;
-        self.reader.by_peer.apply_batch(peer)?;
-        self.reader.by_code.apply_batch(code)?;
-        self.reader.by_kind.apply_batch(kind)?;
-        self.reader.by_second.apply_batch(second)?;
-        let counts = bincode::serde::encode_to_vec(&self.counts, bincode::config::standard()).unwrap_or_default();
+        let mut postings = sled::Batch::default();
+        for (key, value) in self.sealed.drain(..) {
+            postings.insert(key, value);
+        }
+        for (prefix, tail) in &mut self.tails {
+            if tail.dirty && !tail.seqs.is_empty() {
+                postings.insert(chunk_key(prefix, tail.first), chunk_value(&tail.seqs));
+                tail.dirty = false;
+            }
+        }
+        self.reader.postings.apply_batch(postings)?;
+        let mut packets = sled::Batch::default();
+        for (chunk_id, (chunk, dirty)) in &mut self.packet_chunks {
+            if *dirty {
+                packets.insert(&chunk_id.to_be_bytes(), &chunk[..]);
+                *dirty = false;
+            }
+        }
+        while self.packet_chunks.len() > PACKET_CHUNKS_CACHED {
+            self.packet_chunks.pop_first();
+        }
+        self.reader.packets.apply_batch(packets)?;
+        self.reader.conditions.apply_batch(conditions)?;
+        self.reader.seconds.apply_batch(seconds)?;
         let mut meta = sled::Batch::default();
-        meta.insert("counts", counts);
+        meta.insert("counts", encode(&self.counts));
         meta.insert("position", &self.position.to_be_bytes());
         self.reader.meta.apply_batch(meta)
     }
@@ -313,6 +496,25 @@ impl Projection for ExplorerIndex {
             ProjectionError { message: format!("Explorer index write failed after seq {before}: {error}") }
         })
     }
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap_or_default()
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: Option<&[u8]>) -> Option<T> {
+    bincode::serde::decode_from_slice(bytes?, bincode::config::standard()).ok().map(|(value, _)| value)
+}
+
+fn chunk_key(prefix: &[u8], first: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(prefix.len() + 8);
+    key.extend_from_slice(prefix);
+    key.extend_from_slice(&first.to_be_bytes());
+    key
+}
+
+fn chunk_value(seqs: &[u64]) -> Vec<u8> {
+    seqs.iter().flat_map(|seq| seq.to_be_bytes()).collect()
 }
 
 /// Gives the calling thread (the index's runner) the lowest CPU priority (nice 19): on a busy
@@ -375,27 +577,8 @@ fn balances_at(store: &SledStore, position: u64) -> anyhow::Result<Balances> {
     Ok(balances)
 }
 
-fn key2(prefix: &[u8], seq: &[u8; 8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(prefix.len() + 8);
-    key.extend_from_slice(prefix);
-    key.extend_from_slice(seq);
-    key
-}
 
-pub fn peer_key(peer: &str, seq: u64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(peer.len() + 9);
-    key.extend_from_slice(peer.as_bytes());
-    key.push(0xff);
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
-}
 
-/// The prefix of a peer's keys (peer ids never hold 0xff, which is not UTF-8).
-pub fn peer_prefix(peer: &str) -> Vec<u8> {
-    let mut key = peer.as_bytes().to_vec();
-    key.push(0xff);
-    key
-}
 
 /// Seconds as an order-preserving key (the sign bit flipped).
 fn second_key(second: i64) -> [u8; 8] {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
-use super::index::{self, IndexReader};
+use super::index::{self, Dimension, IndexReader};
 use crate::journal::store::StoredFrame;
 use crate::journal::{Event, JournalEntry, SledStore};
 
@@ -198,14 +198,16 @@ pub fn run(query: &EventQuery, index: &IndexReader, store: &SledStore) -> Result
         Ok(page.events.len() >= query.limit || examined >= EXAMINED_MAX)
     };
     let candidates: Option<Box<dyn Iterator<Item = u64>>> = if let Some(packet) = query.packet {
-        Some(Box::new(seqs_rev(&index.by_packet, &packet.to_be_bytes(), lower, upper)))
+        let mut seqs = index.packet_seqs(packet);
+        seqs.retain(|seq| (lower..=upper).contains(seq));
+        Some(Box::new(seqs.into_iter().rev()))
     } else if let Some(peer) = &query.peer {
-        Some(Box::new(seqs_rev(&index.by_peer, &index::peer_prefix(peer), lower, upper)))
+        Some(Box::new(index.postings_rev(Dimension::Peer(peer), lower, upper)))
     } else if let Some(codes) = &query.codes {
-        Some(merged(codes.iter().map(|code| seqs_rev(&index.by_code, code, lower, upper)).collect()))
+        Some(merged(codes.iter().map(|code| index.postings_rev(Dimension::Code(code), lower, upper)).collect()))
     } else if let Some(types) = query.types.as_ref().filter(|types| types.iter().all(|kind| !index::is_packet_kind(kind))) {
         let bytes: Vec<u8> = types.iter().map(|kind| Event::KINDS.iter().position(|known| known == kind).unwrap_or(0) as u8).collect();
-        Some(merged(bytes.iter().map(|byte| seqs_rev(&index.by_kind, &[*byte], lower, upper)).collect()))
+        Some(merged(bytes.iter().map(|byte| index.postings_rev(Dimension::Kind(*byte), lower, upper)).collect()))
     } else {
         None
     };
@@ -245,16 +247,6 @@ pub fn run(query: &EventQuery, index: &IndexReader, store: &SledStore) -> Result
         page.next_cursor = Some(last_examined);
     }
     Ok(page)
-}
-
-/// The seqs under `prefix` in `lower..=upper`, newest first.
-fn seqs_rev(tree: &sled::Tree, prefix: &[u8], lower: u64, upper: u64) -> impl Iterator<Item = u64> {
-    let key = |seq: u64| {
-        let mut key = prefix.to_vec();
-        key.extend_from_slice(&seq.to_be_bytes());
-        key
-    };
-    tree.range(key(lower)..=key(upper)).rev().filter_map(|item| item.ok()).map(|(key, _)| index::seq_from(&key))
 }
 
 /// Several newest-first seq streams as one, newest first.
@@ -358,7 +350,7 @@ pub fn peers_of(entry: &JournalEntry, index: &IndexReader, reader: &mut EventRea
             if matches!(&entry.event, Event::PacketRejected(rejected) if !rejected.prepared) {
                 return Ok([from, None]);
             }
-            let prepared_seq = seqs_rev(&index.by_packet, &id.to_be_bytes(), 0, entry.seq.saturating_sub(1)).last();
+            let prepared_seq = index.packet_seqs(id).into_iter().find(|seq| *seq < entry.seq);
             if let Some(seq) = prepared_seq {
                 if let Some(JournalEntry { event: Event::PacketPrepared(prepared), .. }) = reader.get(seq)? {
                     return Ok([Some(prepared.from_peer), Some(prepared.to_peer)]);
@@ -385,7 +377,7 @@ fn total(query: &EventQuery, index: &IndexReader) -> (u64, bool) {
         bounds.push(codes.iter().map(|code| counts.codes.get(&*String::from_utf8_lossy(code)).copied().unwrap_or(0)).sum());
     }
     if let Some(packet) = query.packet {
-        bounds.push(index.by_packet.scan_prefix(packet.to_be_bytes()).count() as u64);
+        bounds.push(index.packet_seqs(packet).len() as u64);
     }
     let others = query.since_ms.is_some() || query.until_ms.is_some() || query.direction.is_some() || query.destination.is_some() || query.cursor.is_some();
     match bounds.iter().min() {
