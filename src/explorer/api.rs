@@ -157,7 +157,7 @@ async fn events(State(state): State<ApiState>, uri: Uri) -> Response {
 
 async fn packet(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
     blocking(move || {
-        let packet_id = match packet_id_of(&id, &state.index) {
+        let packet_id = match packet_id_of(&id, &state.index, &state.store) {
             Ok(Some(packet_id)) => packet_id,
             Ok(None) => return error(StatusCode::NOT_FOUND, format!("no packet {id} in the index")),
             Err(message) => return error(StatusCode::BAD_REQUEST, message),
@@ -172,7 +172,7 @@ async fn packet(State(state): State<ApiState>, Path(id): Path<String>) -> Respon
 }
 
 /// A packet id: decimal, or 64 hex digits of its condition or of its fulfillment.
-fn packet_id_of(id: &str, index: &IndexReader) -> Result<Option<u64>, String> {
+fn packet_id_of(id: &str, index: &IndexReader, store: &SledStore) -> Result<Option<u64>, String> {
     if let Ok(packet_id) = id.parse::<u64>() {
         return Ok(Some(packet_id));
     }
@@ -180,7 +180,22 @@ fn packet_id_of(id: &str, index: &IndexReader) -> Result<Option<u64>, String> {
         .ok()
         .and_then(|bytes| bytes.try_into().ok())
         .ok_or_else(|| format!("{id:?} is neither a packet id (a whole number) nor a 32-byte condition or fulfillment in hex"))?;
-    Ok(index.packet_of_condition(&bytes).or_else(|| index.packet_of_condition(&Sha256::digest(bytes).into())))
+    // A condition, or a fulfillment (whose SHA-256 is the condition): the index holds the first
+    // 8 bytes of each condition, so every candidate is checked against its Prepare.
+    let hashed: [u8; 32] = Sha256::digest(bytes).into();
+    let mut reader = EventReader::new(store);
+    for condition in [bytes, hashed] {
+        for packet_id in index.packets_of_condition(&condition) {
+            let prepared = index.packet_seqs(packet_id).into_iter().filter_map(|seq| reader.get(seq).ok().flatten()).find_map(|entry| match entry.event {
+                Event::PacketPrepared(prepared) => Some(prepared),
+                _ => None,
+            });
+            if prepared.is_some_and(|prepared| prepared.condition == condition) {
+                return Ok(Some(packet_id));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// `/api/packets/{id}`: the packet's events and what they say.

@@ -4,15 +4,17 @@
 //! Its own sled database (`EXPLORER_INDEX_DIR`, default `<journal dir>/../explorer-index`), so
 //! its writes never share a log, a cache or a flush with the journal. sled pays several
 //! microseconds per key inserted, so the index writes few keys: posting lists in chunks rather
-//! than a key per event, packets 256 to a key, and one key per condition.
+//! than a key per event, packets 256 to a key, and conditions (random keys, the worst case for a
+//! B-tree) gathered in memory and written as sorted runs of 65,536 (an LSM's first level): a
+//! lookup binary-searches each run's block index and reads one block per run.
 //!
 //! | tree | key | value |
 //! |---|---|---|
 //! | `postings` | dimension (`p` peer, `c` reject code, `k` event kind) + name + 0xff + first seq (8) | up to [`CHUNK_SEQS`] seqs (8 each), ascending |
 //! | `packets` | packet id / 256 (8) | 256 slots of (seq of the Prepare, seq of the end), 0 where none: 4 KiB |
-//! | `conditions` | condition (32) | packet id (8) |
+//! | `conditions` | run (8) + block (4) | 256 (condition's first 8 bytes, packet id) pairs, sorted: 4 KiB |
 //! | `seconds` | Unix second (8, order-preserving) | first seq of that second (8) |
-//! | `meta` | `position`, `counts` | last applied seq; event counts per kind, peer, code |
+//! | `meta` | `position`, `counts`, `runs` | last applied seq; event counts per kind, peer, code; the condition runs (the first key of each block, the last seq each covers) |
 //!
 //! Event kinds are posted except the three packet events, which are most of the journal (a
 //! "types" filter on them reads the journal's frames, where they are dense). A chunk is written
@@ -44,6 +46,10 @@ pub const CHUNK_SEQS: usize = 512;
 /// Packets per key of the `packets` tree, and the bytes of one.
 const PACKETS_PER_KEY: u64 = 256;
 const PACKET_SLOT: usize = 16;
+
+/// Conditions gathered before they are written as one sorted run.
+const RUN_CONDITIONS: usize = 65_536;
+const RUN_BLOCK: usize = 256;
 
 /// Packet chunks kept in memory between batches (the newest; an older one is read again when
 /// a late end arrives for it).
@@ -111,6 +117,21 @@ pub struct IndexReader {
     conditions: sled::Tree,
     seconds: sled::Tree,
     meta: sled::Tree,
+    /// Conditions not yet in a run (shared with the writer): first 8 bytes → packet id.
+    pending: Arc<std::sync::Mutex<FxHashMap<[u8; 8], u64>>>,
+}
+
+/// The condition runs written so far.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Runs {
+    runs: Vec<RunIndex>,
+    /// Every condition of a Prepare at or below this seq is in a run.
+    through_seq: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct RunIndex {
+    first_keys: Vec<[u8; 8]>,
 }
 
 impl IndexReader {
@@ -122,9 +143,29 @@ impl IndexReader {
         decode(self.meta.get(b"counts").ok().flatten().as_deref()).unwrap_or_default()
     }
 
-    /// The packet id a condition (or, hashed, a fulfillment) belongs to.
-    pub fn packet_of_condition(&self, condition: &[u8; 32]) -> Option<u64> {
-        self.conditions.get(condition).ok().flatten().map(|value| seq_from(&value))
+    /// The packet ids whose condition starts as `condition` does (its first 8 bytes: the
+    /// caller checks the whole condition against the packet's Prepare), newest run first.
+    pub fn packets_of_condition(&self, condition: &[u8; 32]) -> Vec<u64> {
+        let prefix: [u8; 8] = condition[..8].try_into().expect("8 bytes");
+        let mut found: Vec<u64> = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&prefix).copied().into_iter().collect();
+        let runs: Runs = decode(self.meta.get(b"runs").ok().flatten().as_deref()).unwrap_or_default();
+        for (run, run_index) in runs.runs.iter().enumerate().rev() {
+            // The last block whose first key is at or below the prefix holds it, or (when it
+            // starts a block) the block before may end with it too.
+            let last = run_index.first_keys.partition_point(|first| *first <= prefix);
+            if last == 0 {
+                continue;
+            }
+            for block in (last.saturating_sub(2)..last).rev() {
+                let Some(value) = self.conditions.get(block_key(run as u64, block as u32)).ok().flatten() else { continue };
+                for pair in value.chunks_exact(16) {
+                    if pair[..8] == prefix {
+                        found.push(seq_from(&pair[8..]));
+                    }
+                }
+            }
+        }
+        found
     }
 
     /// The seqs of a packet's events (its Prepare and its end), at or below the index's
@@ -235,6 +276,7 @@ impl ExplorerIndex {
             conditions: tree("conditions")?,
             seconds: tree("seconds")?,
             meta: tree("meta")?,
+            pending: Arc::default(),
         };
         let mut index = ExplorerIndex {
             position: reader.position(),
@@ -262,6 +304,7 @@ impl ExplorerIndex {
             index.clear(first_frame)?;
         }
         index.balances = balances_at(store, index.position)?;
+        index.reload_pending(store)?;
         if index.position > 0 {
             tracing::info!(position = index.position, "Explorer index resumes");
         }
@@ -277,6 +320,51 @@ impl ExplorerIndex {
         Ok(index)
     }
 
+    /// The conditions of Prepares after the last run, up to the position, gathered again from
+    /// the journal (they were in memory only).
+    fn reload_pending(&mut self, store: &SledStore) -> anyhow::Result<()> {
+        let runs: Runs = decode(self.reader.meta.get(b"runs")?.as_deref()).unwrap_or_default();
+        let mut pending = self.reader.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        pending.clear();
+        if runs.through_seq < self.position {
+            for entry in store.entries_from(runs.through_seq + 1) {
+                let entry = entry?;
+                if entry.seq > self.position {
+                    break;
+                }
+                if let Event::PacketPrepared(prepared) = &entry.event {
+                    pending.insert(prepared.condition[..8].try_into().expect("8 bytes"), prepared.packet_id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the gathered conditions as the next sorted run, if there are enough of them.
+    fn write_run(&mut self, meta: &mut sled::Batch) -> Result<(), sled::Error> {
+        let mut pending = self.reader.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if pending.len() < RUN_CONDITIONS {
+            return Ok(());
+        }
+        let mut runs: Runs = decode(self.reader.meta.get(b"runs")?.as_deref()).unwrap_or_default();
+        let mut pairs: Vec<([u8; 8], u64)> = pending.iter().map(|(prefix, packet)| (*prefix, *packet)).collect();
+        pairs.sort_unstable();
+        let run = runs.runs.len() as u64;
+        let mut blocks = sled::Batch::default();
+        let mut first_keys = Vec::with_capacity(pairs.len() / RUN_BLOCK + 1);
+        for (number, block) in pairs.chunks(RUN_BLOCK).enumerate() {
+            first_keys.push(block[0].0);
+            let value: Vec<u8> = block.iter().flat_map(|(prefix, packet)| prefix.iter().copied().chain(packet.to_be_bytes())).collect();
+            blocks.insert(&block_key(run, number as u32)[..], value);
+        }
+        self.reader.conditions.apply_batch(blocks)?;
+        runs.runs.push(RunIndex { first_keys });
+        runs.through_seq = self.position;
+        meta.insert("runs", encode(&runs));
+        pending.clear();
+        Ok(())
+    }
+
     /// Empties every tree; the next event applied must be `first_seq` (or later).
     fn clear(&mut self, first_seq: u64) -> Result<(), sled::Error> {
         let r = &self.reader;
@@ -289,6 +377,7 @@ impl ExplorerIndex {
         self.tails.clear();
         self.sealed.clear();
         self.packet_chunks.clear();
+        self.reader.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
         Ok(())
     }
 
@@ -363,7 +452,8 @@ impl ExplorerIndex {
     }
 
     fn write(&mut self, entries: &[JournalEntry]) -> Result<(), sled::Error> {
-        let mut conditions = sled::Batch::default();
+        let pending = self.reader.pending.clone();
+        let mut pending = pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut seconds = sled::Batch::default();
         let live = self.live.clone();
         let mut live = live.lock();
@@ -376,7 +466,7 @@ impl ExplorerIndex {
             match &entry.event {
                 Event::PacketPrepared(prepared) => {
                     self.packet_seq(prepared.packet_id, false, seq)?;
-                    conditions.insert(&prepared.condition[..], &prepared.packet_id.to_be_bytes());
+                    pending.insert(prepared.condition[..8].try_into().expect("8 bytes"), prepared.packet_id);
                     peers = [Some(prepared.from_peer.clone()), Some(prepared.to_peer.clone())];
                     self.counts.packets += 1;
                 }
@@ -440,6 +530,7 @@ impl ExplorerIndex {
         live.set_position(self.position);
         live.refresh_accounts(&self.balances);
         drop(live);
+        drop(pending);
         let mut postings = sled::Batch::default();
         for (key, value) in self.sealed.drain(..) {
             postings.insert(key, value);
@@ -462,9 +553,9 @@ impl ExplorerIndex {
             self.packet_chunks.pop_first();
         }
         self.reader.packets.apply_batch(packets)?;
-        self.reader.conditions.apply_batch(conditions)?;
         self.reader.seconds.apply_batch(seconds)?;
         let mut meta = sled::Batch::default();
+        self.write_run(&mut meta)?;
         meta.insert("counts", encode(&self.counts));
         meta.insert("position", &self.position.to_be_bytes());
         self.reader.meta.apply_batch(meta)
@@ -504,6 +595,13 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 fn decode<T: for<'de> Deserialize<'de>>(bytes: Option<&[u8]>) -> Option<T> {
     bincode::serde::decode_from_slice(bytes?, bincode::config::standard()).ok().map(|(value, _)| value)
+}
+
+fn block_key(run: u64, block: u32) -> [u8; 12] {
+    let mut key = [0u8; 12];
+    key[..8].copy_from_slice(&run.to_be_bytes());
+    key[8..].copy_from_slice(&block.to_be_bytes());
+    key
 }
 
 fn chunk_key(prefix: &[u8], first: u64) -> Vec<u8> {
@@ -593,4 +691,150 @@ fn second_from(key: &[u8]) -> i64 {
 pub fn seq_from(bytes: &[u8]) -> u64 {
     let tail: [u8; 8] = bytes[bytes.len().saturating_sub(8)..].try_into().unwrap_or([0; 8]);
     u64::from_be_bytes(tail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{PacketFulfilled, PacketPrepared, PacketRejected, Stage, Store};
+
+    fn condition(packet_id: u64) -> [u8; 32] {
+        let mut condition = [0u8; 32];
+        condition[..8].copy_from_slice(&packet_id.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes());
+        condition[8] = 1;
+        condition
+    }
+
+    /// `packets` packets from alice to bob, every 10th refused (F02) and every 10th + 5 ended
+    /// with F99, the rest fulfilled; in frames of 4096 events.
+    fn journal(dir: &Path, packets: u64) -> SledStore {
+        let mut store = SledStore::open(dir).unwrap();
+        let mut seq = 0;
+        let mut frame = Vec::new();
+        let mut push = |event: Event, frame: &mut Vec<JournalEntry>, store: &mut SledStore| {
+            seq += 1;
+            frame.push(JournalEntry { seq, timestamp_ms: 1_800_000_000_000 + seq as i64, event });
+            if frame.len() == 4096 {
+                store.write_frame(frame).unwrap();
+                frame.clear();
+            }
+        };
+        for packet_id in 1..=packets {
+            if packet_id % 10 == 0 {
+                let rejected = PacketRejected {
+                    packet_id,
+                    prepared: false,
+                    from_peer: "alice".into(),
+                    amount_in: 1,
+                    destination: "test.a.nobody".into(),
+                    code: *b"F02",
+                    triggered_by: "test.a".into(),
+                    message: String::new(),
+                    stage: Stage::Routing,
+                };
+                push(Event::PacketRejected(rejected), &mut frame, &mut store);
+                continue;
+            }
+            let prepared = PacketPrepared {
+                packet_id,
+                from_peer: "alice".into(),
+                to_peer: "bob".into(),
+                amount_in: 1,
+                amount_out: 1,
+                expires_at_in_ms: i64::MAX / 2,
+                expires_at_out_ms: i64::MAX / 2,
+                condition: condition(packet_id),
+                destination: "test.a.bob".into(),
+            };
+            push(Event::PacketPrepared(prepared), &mut frame, &mut store);
+            let end = if packet_id % 10 == 5 {
+                Event::PacketRejected(PacketRejected {
+                    packet_id,
+                    prepared: true,
+                    from_peer: "alice".into(),
+                    amount_in: 1,
+                    destination: "test.a.bob".into(),
+                    code: *b"F99",
+                    triggered_by: "test.a.bob".into(),
+                    message: String::new(),
+                    stage: Stage::Downstream,
+                })
+            } else {
+                Event::PacketFulfilled(PacketFulfilled { packet_id, fulfillment: [0; 32] })
+            };
+            push(end, &mut frame, &mut store);
+        }
+        if !frame.is_empty() {
+            store.write_frame(&frame).unwrap();
+        }
+        store
+    }
+
+    fn index_all(index: &mut ExplorerIndex, store: &SledStore, from: u64) {
+        for frame in store.frames_from(from) {
+            let frame = frame.unwrap();
+            index.apply_batch(&frame.entries).unwrap();
+        }
+    }
+
+    #[test]
+    fn conditions_are_found_in_runs_and_in_memory_and_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let packets = (RUN_CONDITIONS as u64) * 10 / 9 * 2 + 5_000; // two runs and a remainder
+        let store = journal(&dir.path().join("journal"), packets);
+        let index_dir = dir.path().join("index");
+        let mut index = ExplorerIndex::open(&index_dir, &store, Arc::new(Live::detached())).unwrap();
+        index_all(&mut index, &store, 1);
+        let reader = index.reader();
+        let runs: Runs = decode(reader.meta.get(b"runs").unwrap().as_deref()).unwrap();
+        assert_eq!(runs.runs.len(), 2, "two runs written, the rest in memory");
+        let check = |reader: &IndexReader| {
+            for packet_id in [1, 2, 4_999, 70_001, 140_000, packets - 1, packets] {
+                let found = reader.packets_of_condition(&condition(packet_id));
+                if packet_id % 10 == 0 {
+                    assert!(!found.contains(&packet_id), "refused packets have no condition");
+                } else {
+                    assert_eq!(found, vec![packet_id], "packet {packet_id}");
+                }
+                let seqs = reader.packet_seqs(packet_id);
+                assert_eq!(seqs.len(), if packet_id % 10 == 0 { 1 } else { 2 }, "packet {packet_id}: {seqs:?}");
+            }
+            assert!(reader.packets_of_condition(&[0xee; 32]).is_empty());
+        };
+        check(&reader);
+        let position = index.position();
+        index.close();
+        drop(reader);
+
+        // A restart: what was in memory is gathered again from the journal.
+        let index = ExplorerIndex::open(&index_dir, &store, Arc::new(Live::detached())).unwrap();
+        assert_eq!(index.position(), position);
+        check(&index.reader());
+        let counts = index.reader().counts();
+        assert_eq!(counts.codes["F02"], packets / 10);
+        assert_eq!(counts.packets, packets);
+        let f99: Vec<u64> = index.reader().postings_rev(Dimension::Code(b"F99"), 1, position).collect();
+        assert_eq!(f99.len() as u64, (packets + 5) / 10);
+        assert!(f99.windows(2).all(|pair| pair[0] > pair[1]), "newest first");
+    }
+
+    #[test]
+    fn a_resume_after_a_lost_meta_writes_the_same_chunks_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = journal(&dir.path().join("journal"), 5_000);
+        let index_dir = dir.path().join("index");
+        let mut index = ExplorerIndex::open(&index_dir, &store, Arc::new(Live::detached())).unwrap();
+        index_all(&mut index, &store, 1);
+        let expected: Vec<u64> = index.reader().postings_rev(Dimension::Peer("bob"), 1, u64::MAX).collect();
+        // As if the last batches' `meta` had not reached the disk: the position goes back while
+        // the chunks written after it stay.
+        let back = index.position() - 3_000;
+        index.reader.meta.insert("position", &back.to_be_bytes()).unwrap();
+        index.close();
+        let mut index = ExplorerIndex::open(&index_dir, &store, Arc::new(Live::detached())).unwrap();
+        assert_eq!(index.position(), back);
+        index_all(&mut index, &store, back + 1);
+        let again: Vec<u64> = index.reader().postings_rev(Dimension::Peer("bob"), 1, u64::MAX).collect();
+        assert_eq!(again, expected, "no duplicates, nothing lost");
+    }
 }
