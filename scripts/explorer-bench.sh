@@ -20,7 +20,7 @@ cleanup() {
 trap cleanup EXIT
 
 cargo build --release --quiet --bin m2m-connector --example synthetic_traffic_journal
-bin=target/release/m2m-connector
+bin="$PWD/target/release/m2m-connector"
 echo "== writing $EVENTS events"
 target/release/examples/synthetic_traffic_journal "$work/journal" "$EVENTS"
 du -sh "$work/journal"
@@ -52,21 +52,21 @@ id = "alice"
 relation = "child"
 asset_code = "USD"
 asset_scale = 6
-credit_limit = 18446744073709551615
+credit_limit = 9000000000000000000
 
 [[peers]]
 id = "carol"
 relation = "child"
 asset_code = "USD"
 asset_scale = 6
-credit_limit = 18446744073709551615
+credit_limit = 9000000000000000000
 
 [[peers]]
 id = "dave"
 relation = "child"
 asset_code = "USD"
 asset_scale = 6
-credit_limit = 18446744073709551615
+credit_limit = 9000000000000000000
 
 [[peers]]
 id = "bob"
@@ -105,7 +105,8 @@ for _ in range(600):
     time.sleep(0.1)
 top = health["index_position"]
 _, first = get("/api/events?limit=1")
-packets = max(1, first["total"] * 10 // 19)
+_, newest = get("/api/events?limit=1&types=PacketPrepared")
+packets = newest["events"][0]["packet_id"]
 def condition(packet_id):
     fulfillment = hashlib.sha256(b"m2m-bench" + packet_id.to_bytes(8, "big")).digest()
     return hashlib.sha256(fulfillment).hexdigest()
@@ -123,6 +124,7 @@ kinds = [
     ("page, types=PacketRejected", lambda: f"/api/events?types=PacketRejected&limit=100&cursor={cursor()}"),
     ("page, one second (since/until)", lambda: (lambda t: f"/api/events?since={t}&until={t + 999}&limit=100")(start_ms + random.randint(0, packets) // 1000 * 1000)),
     ("page, destination prefix", lambda: f"/api/events?destination=test.a.bob.42&limit=100&cursor={cursor()}"),
+    ("page, destination matching nothing (partial)", lambda: f"/api/events?destination=test.a.carol&limit=100&cursor={cursor()}"),
     ("page, limit=1000, peer=bob", lambda: f"/api/events?peer=bob&limit=1000&cursor={cursor()}"),
 ]
 print(f"index position {top}, {first['total']} events, ~{packets} packets; {requests} requests of each kind, one keep-alive connection")

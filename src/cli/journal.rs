@@ -408,8 +408,8 @@ fn rebuild_explorer(location: &Location, index_dir: Option<PathBuf>, out: &mut i
         index.apply_batch(&frame.entries).map_err(|error| Failure::Journal(error.message))?;
     }
     let reader = index.reader();
-    let counts = reader.counts();
     index.close();
+    let counts = reader.counts();
     let _ = writeln!(out, "projection   explorer");
     let _ = writeln!(out, "index        {}", index_dir.display());
     let _ = writeln!(out, "state at     seq {}", reader.position());

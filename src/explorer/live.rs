@@ -205,10 +205,10 @@ impl LiveState {
                 self.since_start.fulfilled += 1;
                 self.frame.outcomes.fulfilled += 1;
                 if let (Some(open), [Some(from), Some(to)]) = (&open, peers) {
-                    let totals = self.peer_totals.entry(from.to_owned()).or_default();
+                    let totals = totals_of(&mut self.peer_totals, from);
                     totals.incoming_fulfilled += 1;
                     totals.incoming_amount += u128::from(open.amount_in);
-                    let totals = self.peer_totals.entry(to.to_owned()).or_default();
+                    let totals = totals_of(&mut self.peer_totals, to);
                     totals.outgoing_fulfilled += 1;
                     totals.outgoing_amount += u128::from(open.amount_out);
                 }
@@ -224,7 +224,7 @@ impl LiveState {
                 *self.since_start_codes.entry(rejected.code).or_default() += 1;
                 self.frame.outcomes.rejected += 1;
                 *self.frame.codes.entry(rejected.code).or_default() += 1;
-                self.peer_totals.entry(rejected.from_peer.clone()).or_default().incoming_rejected += 1;
+                totals_of(&mut self.peer_totals, &rejected.from_peer).incoming_rejected += 1;
                 self.frame.accounts_changed |= rejected.prepared;
                 false
             }
@@ -420,6 +420,14 @@ impl LiveState {
         }
         Some(value)
     }
+}
+
+/// A peer's totals, allocating its name only the first time.
+fn totals_of<'a>(totals: &'a mut BTreeMap<String, PeerTotals>, peer: &str) -> &'a mut PeerTotals {
+    if !totals.contains_key(peer) {
+        totals.insert(peer.to_owned(), PeerTotals::default());
+    }
+    totals.get_mut(peer).expect("just inserted")
 }
 
 /// What the accounts view shows of one peer, taken once per journal second.

@@ -2,10 +2,10 @@
 //!
 //! Pages go from the newest event to the oldest. A page holds events with seq below the cursor
 //! (at first, at or below the index's position when the request came), so events that arrive
-//! while a client pages never shift a page: no duplicates, no gaps. The most selective filter
-//! picks the index tree to walk (packet, then peer, then code, then kind); the others are checked
-//! on each event read. Without one of those, the journal's frames are read backwards. A request
-//! examines at most [`EXAMINED_MAX`] candidates: a sparse filter over a long history then
+//! while a client pages never shift a page: no duplicates, no gaps. The index's posting lists
+//! that apply (packet, peer, codes, kinds) are intersected, a merge of sorted seqs with no event
+//! read; the other filters are checked on each event read. Without any, the journal's frames
+//! are read backwards. A request examines at most [`EXAMINED_MAX`] candidates: a sparse filter over a long history then
 //! answers a short page with a cursor to go on from, instead of running long.
 
 use std::collections::HashMap;
@@ -20,7 +20,7 @@ pub const LIMIT_MAX: usize = 1000;
 pub const LIMIT_DEFAULT: usize = 100;
 
 /// Candidate events one request may read before it answers with what it found.
-pub const EXAMINED_MAX: usize = 100_000;
+pub const EXAMINED_MAX: usize = 20_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -197,20 +197,24 @@ pub fn run(query: &EventQuery, index: &IndexReader, store: &SledStore) -> Result
         }
         Ok(page.events.len() >= query.limit || examined >= EXAMINED_MAX)
     };
-    let candidates: Option<Box<dyn Iterator<Item = u64>>> = if let Some(packet) = query.packet {
+    // Every posting list that applies, intersected (they are sorted: a merge, no event read).
+    let mut streams: Vec<Box<dyn Iterator<Item = u64>>> = Vec::new();
+    if let Some(packet) = query.packet {
         let mut seqs = index.packet_seqs(packet);
         seqs.retain(|seq| (lower..=upper).contains(seq));
-        Some(Box::new(seqs.into_iter().rev()))
-    } else if let Some(peer) = &query.peer {
-        Some(Box::new(index.postings_rev(Dimension::Peer(peer), lower, upper)))
-    } else if let Some(codes) = &query.codes {
-        Some(merged(codes.iter().map(|code| index.postings_rev(Dimension::Code(code), lower, upper)).collect()))
-    } else if let Some(types) = query.types.as_ref().filter(|types| types.iter().all(|kind| !index::is_packet_kind(kind))) {
+        streams.push(Box::new(seqs.into_iter().rev()));
+    }
+    if let Some(peer) = &query.peer {
+        streams.push(Box::new(index.postings_rev(Dimension::Peer(peer), lower, upper)));
+    }
+    if let Some(codes) = &query.codes {
+        streams.push(merged(codes.iter().map(|code| index.postings_rev(Dimension::Code(code), lower, upper)).collect()));
+    }
+    if let Some(types) = query.types.as_ref().filter(|types| types.iter().all(|kind| !index::is_packet_kind(kind))) {
         let bytes: Vec<u8> = types.iter().map(|kind| Event::KINDS.iter().position(|known| known == kind).unwrap_or(0) as u8).collect();
-        Some(merged(bytes.iter().map(|byte| index.postings_rev(Dimension::Kind(*byte), lower, upper)).collect()))
-    } else {
-        None
-    };
+        streams.push(merged(bytes.iter().map(|byte| index.postings_rev(Dimension::Kind(*byte), lower, upper)).collect()));
+    }
+    let candidates: Option<Box<dyn Iterator<Item = u64>>> = streams.into_iter().reduce(|a, b| Box::new(intersected(a, b)));
     let mut done = false;
     match candidates {
         Some(candidates) => {
@@ -247,6 +251,27 @@ pub fn run(query: &EventQuery, index: &IndexReader, store: &SledStore) -> Result
         page.next_cursor = Some(last_examined);
     }
     Ok(page)
+}
+
+/// The seqs two newest-first streams have in common, newest first.
+fn intersected<'a>(a: impl Iterator<Item = u64> + 'a, b: impl Iterator<Item = u64> + 'a) -> impl Iterator<Item = u64> + 'a {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || loop {
+        let (x, y) = (*a.peek()?, *b.peek()?);
+        match x.cmp(&y) {
+            std::cmp::Ordering::Equal => {
+                a.next();
+                b.next();
+                return Some(x);
+            }
+            std::cmp::Ordering::Greater => {
+                a.next();
+            }
+            std::cmp::Ordering::Less => {
+                b.next();
+            }
+        }
+    })
 }
 
 /// Several newest-first seq streams as one, newest first.

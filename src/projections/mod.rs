@@ -40,4 +40,7 @@ pub trait Projection {
     fn checkpoint_state(&self) -> Vec<u8> {
         Vec::new()
     }
+    /// Called when the runner has applied everything durable and is about to wait: a
+    /// projection that defers its writes finishes them here.
+    fn on_idle(&mut self) {}
 }

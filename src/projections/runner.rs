@@ -66,6 +66,7 @@ pub fn spawn<P: Projection + Send + 'static>(
                 // Otherwise sleep a poll interval rather than wake for every batch: at W=1 a
                 // wake per packet on a third busy thread cost the packet path's p99.9.
                 if fed.is_none() {
+                    projection.on_idle();
                     std::thread::sleep(POLL_INTERVAL);
                     fed = next_after(&feed, position);
                 }

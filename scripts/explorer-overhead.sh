@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# What the Explorer costs the packet path (BENCHMARKS.md, "Explorer"): W=256 throughput of
+# `m2m-loadgen --role both` with the Explorer off, and with it on and BROWSERS (default 2)
+# headless chromium dashboards connected to its live stream, alternated ROUNDS times (default 3)
+# on fresh connectors, so both see the same machine. Prints one line per run and the medians.
+# The browsers run on the same cores as the connector and the load generator; their own CPU is
+# printed too. Needs `bash scripts/explorer.sh install` (playwright-core, chromium).
+#
+#   bash scripts/explorer-overhead.sh
+#   ROUNDS=5 RUN_SECONDS=10 BROWSERS=2 bash scripts/explorer-overhead.sh
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+ROUNDS="${ROUNDS:-3}"
+RUN_SECONDS="${RUN_SECONDS:-10}"
+BROWSERS="${BROWSERS:-2}"
+WINDOW="${WINDOW:-256}"
+cargo build --release --quiet --bin m2m-connector --bin m2m-loadgen
+connector="$PWD/target/release/m2m-connector"
+loadgen="$PWD/target/release/m2m-loadgen"
+work="$(mktemp -d -t m2m-explorer-overhead.XXXXXX)"
+connector_pid=""
+watch_pid=""
+cleanup() {
+  [[ -n "$watch_pid" ]] && kill "$watch_pid" 2>/dev/null || true
+  stop_pid "$connector_pid" 10
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+browser_ticks() { # every chromium process's utime+stime
+  local total=0
+  for pid in $(pgrep -f "chromium.*--headless" || true); do total=$((total + $(ticks "$pid"))); done
+  echo "$total"
+}
+run() { # run MODE ROUND: prints "mode packets_per_second connector_cpu_pct browsers_cpu_pct"
+  local mode="$1" round="$2" dir="$work/$1-$2"
+  two_free_ports
+  local explorer_port
+  explorer_port="$(free_port)"
+  EXPLORER_ENABLED="$([[ "$mode" == off ]] && echo false || echo true)" EXPLORER_PORT="$explorer_port" \
+    start_connector "$connector" overhead "$dir" true "$btp_port" "$health_port" 20 || exit 1
+  if [[ "$mode" == on && "$BROWSERS" -gt 0 ]]; then
+    mkfifo "$dir/watch.in"
+    (cd explorer && EXPLORER_URL="http://127.0.0.1:$explorer_port/" BROWSERS="$BROWSERS" SECONDS=$((RUN_SECONDS + 60)) \
+      exec node e2e/watch.mjs <"$dir/watch.in") >"$dir/watch.log" 2>&1 &
+    watch_pid=$!
+    exec 3>"$dir/watch.in"
+    for _ in $(seq 300); do grep -q watching "$dir/watch.log" 2>/dev/null && break; sleep 0.1; done
+    grep -q watching "$dir/watch.log" || { cat "$dir/watch.log"; exit 1; }
+    sleep 2
+  fi
+  local before_c before_b started line ended
+  before_c="$(ticks "$connector_pid")"
+  before_b="$(browser_ticks)"
+  started="$(date +%s.%N)"
+  line="$("$loadgen" --role both --url "ws://127.0.0.1:$btp_port" --window "$WINDOW" --seconds "$RUN_SECONDS" --expiry-ms 10000)"
+  ended="$(date +%s.%N)"
+  local after_c after_b
+  after_c="$(ticks "$connector_pid")"
+  after_b="$(browser_ticks)"
+  if [[ -n "$watch_pid" ]]; then
+    exec 3>&-
+    wait "$watch_pid" 2>/dev/null || true
+    watch_pid=""
+  fi
+  stop_pid "$connector_pid" 10
+  connector_pid=""
+  python3 - "$mode" "$round" "$line" "$before_c" "$after_c" "$before_b" "$after_b" "$started" "$ended" <<'PY'
+import json, os, sys
+mode, round_, line, bc, ac, bb, ab, started, ended = sys.argv[1:]
+hz = os.sysconf("SC_CLK_TCK")
+seconds = float(ended) - float(started)
+report = json.loads(line)
+print(f"{mode:4} round {round_}: {report['packets_per_second']:10.0f} packets/s, p99 {report['latency_us']['p99']} µs, "
+      f"connector {100 * (int(ac) - int(bc)) / hz / seconds:5.1f}% CPU, browsers {100 * (int(ab) - int(bb)) / hz / seconds:5.1f}% CPU")
+PY
+}
+echo "== W=$WINDOW, $RUN_SECONDS s per run, $ROUNDS rounds, Explorer off vs on with $BROWSERS browsers (load $(cut -d' ' -f1-3 /proc/loadavg))"
+for round in $(seq "$ROUNDS"); do
+  run off "$round" | tee -a "$work/results"
+  run on "$round" | tee -a "$work/results"
+done
+python3 - "$work/results" <<'PY'
+import re, statistics, sys
+runs = {"off": [], "on": []}
+for line in open(sys.argv[1]):
+    mode = line.split()[0]
+    runs[mode].append(float(re.search(r"([0-9.]+) packets/s", line).group(1)))
+off, on = statistics.median(runs["off"]), statistics.median(runs["on"])
+print(f"median: off {off:.0f} packets/s, on {on:.0f} packets/s: on/off = {on / off:.3f}")
+PY
