@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # What the Explorer costs the packet path (BENCHMARKS.md, "Explorer"): W=256 throughput of
 # `m2m-loadgen --role both` with the Explorer off, and with it on and BROWSERS (default 2)
-# headless chromium dashboards connected to its live stream, alternated ROUNDS times (default 3)
-# on fresh connectors, so both see the same machine. Prints one line per run and the medians.
-# The browsers run on the same cores as the connector and the load generator; their own CPU is
-# printed too. Needs `bash scripts/explorer.sh install` (playwright-core, chromium).
+# clients on its live stream, alternated ROUNDS times (default 3) on fresh connectors, so both
+# see the same machine. Prints one line per run and the medians.
+# CLIENTS=chromium (default): headless chromium dashboards, on the same 2 cores as the connector
+# and the load generator (their CPU is printed). CLIENTS=ws: WebSocket clients that parse every
+# frame without rendering, i.e. what browsers running elsewhere cost the node. BROWSERS=0: the
+# Explorer on with nobody watching. Needs `bash scripts/explorer.sh install`.
 #
 #   bash scripts/explorer-overhead.sh
-#   ROUNDS=5 RUN_SECONDS=10 BROWSERS=2 bash scripts/explorer-overhead.sh
+#   CLIENTS=ws ROUNDS=5 RUN_SECONDS=10 BROWSERS=2 bash scripts/explorer-overhead.sh
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -16,6 +18,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROUNDS="${ROUNDS:-3}"
 RUN_SECONDS="${RUN_SECONDS:-10}"
 BROWSERS="${BROWSERS:-2}"
+CLIENTS="${CLIENTS:-chromium}"
 WINDOW="${WINDOW:-256}"
 cargo build --release --quiet --bin m2m-connector --bin m2m-loadgen
 connector="$PWD/target/release/m2m-connector"
@@ -31,9 +34,9 @@ cleanup() {
 trap cleanup EXIT
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-browser_ticks() { # every chromium process's utime+stime
+browser_ticks() { # utime+stime of every chromium process (browser, renderers, GPU, utility)
   local total=0
-  for pid in $(pgrep -f "chromium.*--headless" || true); do total=$((total + $(ticks "$pid"))); done
+  for pid in $(pgrep -f "/usr/lib/chromium/" || true); do total=$((total + $(ticks "$pid"))); done
   echo "$total"
 }
 run() { # run MODE ROUND: prints "mode packets_per_second connector_cpu_pct browsers_cpu_pct"
@@ -45,8 +48,10 @@ run() { # run MODE ROUND: prints "mode packets_per_second connector_cpu_pct brow
     start_connector "$connector" overhead "$dir" true "$btp_port" "$health_port" 20 || exit 1
   if [[ "$mode" == on && "$BROWSERS" -gt 0 ]]; then
     mkfifo "$dir/watch.in"
-    (cd explorer && EXPLORER_URL="http://127.0.0.1:$explorer_port/" BROWSERS="$BROWSERS" SECONDS=$((RUN_SECONDS + 60)) \
-      exec node e2e/watch.mjs <"$dir/watch.in") >"$dir/watch.log" 2>&1 &
+    local script=(e2e/watch.mjs)
+    [[ "$CLIENTS" == ws ]] && script=(--experimental-websocket e2e/ws-clients.mjs)
+    (cd explorer && EXPLORER_URL="http://127.0.0.1:$explorer_port/" BROWSERS="$BROWSERS" CLIENTS="$BROWSERS" \
+      SECONDS=$((RUN_SECONDS + 60)) exec node "${script[@]}" <"$dir/watch.in") >"$dir/watch.log" 2>&1 &
     watch_pid=$!
     exec 3>"$dir/watch.in"
     for _ in $(seq 300); do grep -q watching "$dir/watch.log" 2>/dev/null && break; sleep 0.1; done
@@ -79,7 +84,7 @@ print(f"{mode:4} round {round_}: {report['packets_per_second']:10.0f} packets/s,
       f"connector {100 * (int(ac) - int(bc)) / hz / seconds:5.1f}% CPU, browsers {100 * (int(ab) - int(bb)) / hz / seconds:5.1f}% CPU")
 PY
 }
-echo "== W=$WINDOW, $RUN_SECONDS s per run, $ROUNDS rounds, Explorer off vs on with $BROWSERS browsers (load $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "== W=$WINDOW, $RUN_SECONDS s per run, $ROUNDS rounds, Explorer off vs on with $BROWSERS $CLIENTS clients (load $(cut -d' ' -f1-3 /proc/loadavg))"
 for round in $(seq "$ROUNDS"); do
   run off "$round" | tee -a "$work/results"
   run on "$round" | tee -a "$work/results"
