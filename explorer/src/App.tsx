@@ -1,7 +1,9 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
-import { get, setToken, Unauthorized, websocketUrl, type Account, type JournalEvent, type SinceStart, type Stats } from "./api";
-import { LiveSocket, type Frame, type LiveState } from "./live";
-import { mergeEvents } from "./merge";
+import { get, setToken, Unauthorized, websocketUrl, type Stats } from "./api";
+import { LiveSocket, type Frame } from "./live";
+
+export type { LiveData } from "./liveState";
+import { applyFrame, type LiveData } from "./liveState";
 import { Dashboard } from "./views/Dashboard";
 import { Packets } from "./views/Packets";
 import { Accounts } from "./views/Accounts";
@@ -11,17 +13,8 @@ import { Routes } from "./views/Routes";
 const VIEWS = ["Dashboard", "Packets", "Accounts", "Peers", "Routes"] as const;
 type View = (typeof VIEWS)[number];
 
-/** Live events kept in memory for the live views. */
-export const LIVE_EVENTS_MAX = 5000;
-
-export type LiveData = {
-  state: LiveState;
-  sinceStart: SinceStart | null;
-  accounts: Account[];
-  events: JournalEvent[];
-  frames: number;
-  position: number;
-};
+/** How often live frames reach the page's state. */
+const RENDER_INTERVAL_MS = 250;
 
 export function App() {
   const [view, setView] = useState<View>(() => viewFromPath());
@@ -37,26 +30,31 @@ export function App() {
     history.replaceState(null, "", next === "Dashboard" ? "/" : `/${next.toLowerCase()}`);
   }, []);
 
-  // The live stream.
+  // The live stream. Frames (at most 10 a second) are folded into one state update every
+  // RENDER_INTERVAL_MS, so a busy node does not make the page re-render at frame rate.
   useEffect(() => {
     if (needToken) return;
-    const onFrame = (frame: Frame) => {
-      setLive((previous) => {
-        const next = { ...previous, frames: previous.frames + 1 };
-        if (typeof frame.position === "number") next.position = frame.position;
-        if (frame.since_start) next.sinceStart = frame.since_start as SinceStart;
-        if (frame.type === "hello") {
-          const stats = frame.stats as Stats | undefined;
-          if (stats) next.sinceStart = stats.since_start;
-        }
-        if (Array.isArray(frame.accounts)) next.accounts = frame.accounts as Account[];
-        if (Array.isArray(frame.sample)) next.events = mergeEvents(previous.events, frame.sample as JournalEvent[], LIVE_EVENTS_MAX);
-        return next;
-      });
+    let queued: Frame[] = [];
+    const flush = () => {
+      if (queued.length === 0) return;
+      const frames = queued;
+      queued = [];
+      setLive((previous) => frames.reduce(applyFrame, previous));
     };
-    const socket = new LiveSocket(() => new WebSocket(websocketUrl()), onFrame, (state) => setLive((previous) => ({ ...previous, state })));
+    const timer = setInterval(flush, RENDER_INTERVAL_MS);
+    const socket = new LiveSocket(
+      () => new WebSocket(websocketUrl()),
+      (frame) => queued.push(frame),
+      (state) => {
+        flush();
+        setLive((previous) => ({ ...previous, state }));
+      },
+    );
     socket.start();
-    return () => socket.stop();
+    return () => {
+      clearInterval(timer);
+      socket.stop();
+    };
   }, [needToken]);
 
   // Stats and health, polled.
