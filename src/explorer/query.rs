@@ -172,11 +172,9 @@ pub fn run(query: &EventQuery, index: &IndexReader, store: &SledStore) -> Result
     if let Some(until) = query.until_ms {
         upper = upper.min(index.seq_before(until.saturating_add(1)).unwrap_or(position));
     }
+    // A `since` after every indexed second selects nothing.
     let lower = match query.since_ms {
-        Some(since) => match index.seq_at_or_after(since) {
-            Some(seq) => seq,
-            None => u64::MAX, // after every indexed second: nothing
-        },
+        Some(since) => index.seq_at_or_after(since).unwrap_or(u64::MAX),
         None => 1,
     };
     let (total, total_is_estimate) = total(query, index);

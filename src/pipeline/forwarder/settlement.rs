@@ -616,11 +616,10 @@ impl Forwarder {
                 tracing::warn!(channel = %channel_id, "the peer closed the channel with an older proof of its payments than ours: submitting ours");
             }
         }
-        match runtime.link.jobs.try_send(job) {
-            Ok(()) => state.not_before_ms = now_ms + JOB_TIMEOUT_MS,
-            // Full: the executor is busy; the next tick asks again. Closed: the executor stopped
-            // (node stopping).
-            Err(_) => {}
+        // Full: the executor is busy; the next tick asks again. Closed: the executor stopped
+        // (node stopping).
+        if runtime.link.jobs.try_send(job).is_ok() {
+            state.not_before_ms = now_ms + JOB_TIMEOUT_MS;
         }
     }
 }
