@@ -43,4 +43,8 @@ pub trait Projection {
     /// Called when the runner has applied everything durable and is about to wait: a
     /// projection that defers its writes finishes them here.
     fn on_idle(&mut self) {}
+    /// How long an idle runner waits before looking for new events (None: the runner's 2 ms).
+    fn poll_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
 }

@@ -67,7 +67,7 @@ pub fn spawn<P: Projection + Send + 'static>(
                 // wake per packet on a third busy thread cost the packet path's p99.9.
                 if fed.is_none() {
                     projection.on_idle();
-                    std::thread::sleep(POLL_INTERVAL);
+                    std::thread::sleep(projection.poll_interval().unwrap_or(POLL_INTERVAL));
                     fed = next_after(&feed, position);
                 }
                 continue;
