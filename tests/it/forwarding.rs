@@ -748,20 +748,36 @@ async fn a_btp_error_with_a_huge_name_becomes_a_bounded_t01() {
 async fn a_stop_waits_for_packets_in_flight_and_refuses_new_ones() {
     let node = start(&base_config("", "")).await;
     let url = url(&node);
-    // Bob answers after 800 ms, from a thread of his own.
-    let slow_bob: PrepareHandler = Arc::new(|prepare| {
-        std::thread::sleep(Duration::from_millis(800));
-        FulfillBuilder { fulfillment: fulfillment_for(prepare.data()), data: &[] }.build().unwrap()
-    });
+    // Bob answers after 3 s, from a thread of his own, and says when a Prepare reached him: the
+    // steps below wait for events, not for times, so a loaded machine cannot reorder them.
+    let reached_bob = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let slow_bob: PrepareHandler = {
+        let reached_bob = reached_bob.clone();
+        Arc::new(move |prepare| {
+            reached_bob.store(true, std::sync::atomic::Ordering::Release);
+            std::thread::sleep(Duration::from_millis(3000));
+            FulfillBuilder { fulfillment: fulfillment_for(prepare.data()), data: &[] }.build().unwrap()
+        })
+    };
     let _bob = Endpoint::connect(&url, "bob", "bob-token", Some(slow_bob)).await.unwrap();
     let alice = Arc::new(Endpoint::connect(&url, "alice", "alice-token", None).await.unwrap());
     let held = {
         let alice = alice.clone();
         tokio::spawn(async move { alice.send(&prepare(10, "test.m2m.bob", b"held", 20_000), TIMEOUT).await })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let until = |what: &'static str, done: Box<dyn Fn() -> bool + Send>| async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let flag = reached_bob.clone();
+    until("the held Prepare reached bob", Box::new(move || flag.load(std::sync::atomic::Ordering::Acquire))).await;
+    let health = node.health.clone();
     let stopping = tokio::spawn(async move { node.stop().await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Draining starts in the same step as the health turns unhealthy.
+    until("the node is stopping", Box::new(move || !health.status().is_serving())).await;
     let refused = alice.send(&prepare(10, "test.m2m.bob", b"late", 20_000), TIMEOUT).await.unwrap();
     expect_reject(&refused, ErrorCode::T00_INTERNAL_ERROR, "test.m2m");
     let reply = held.await.unwrap().unwrap();
