@@ -777,8 +777,15 @@ async fn a_stop_waits_for_packets_in_flight_and_refuses_new_ones() {
     let health = node.health.clone();
     let stopping = tokio::spawn(async move { node.stop().await });
     // Draining starts in the same step as the health turns unhealthy.
-    until("the node is stopping", Box::new(move || !health.status().is_serving())).await;
-    let refused = alice.send(&prepare(10, "test.m2m.bob", b"late", 20_000), TIMEOUT).await.unwrap();
+    let watched = health.clone();
+    until("the node is stopping", Box::new(move || !watched.status().is_serving())).await;
+    let refused = alice.send(&prepare(10, "test.m2m.bob", b"late", 20_000), TIMEOUT).await.unwrap_or_else(|error| {
+        panic!(
+            "the late Prepare got no answer ({error:?}); node {:?}, held packet answered: {}",
+            health.report(),
+            held.is_finished()
+        )
+    });
     expect_reject(&refused, ErrorCode::T00_INTERNAL_ERROR, "test.m2m");
     let reply = held.await.unwrap().unwrap();
     assert!(matches!(Packet::parse(reply).unwrap(), Packet::Fulfill(_)), "the held packet's Fulfill still arrives");
