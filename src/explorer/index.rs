@@ -129,7 +129,7 @@ pub struct IndexReader {
     seconds: sled::Tree,
     meta: sled::Tree,
     /// Conditions not yet in a run (shared with the writer): first 8 bytes → packet id.
-    pending: Arc<std::sync::Mutex<FxHashMap<[u8; 8], u64>>>,
+    pending: Arc<std::sync::Mutex<Vec<([u8; 8], u64)>>>,
 }
 
 /// The condition runs written so far.
@@ -158,7 +158,12 @@ impl IndexReader {
     /// caller checks the whole condition against the packet's Prepare), newest run first.
     pub fn packets_of_condition(&self, condition: &[u8; 32]) -> Vec<u64> {
         let prefix: [u8; 8] = condition[..8].try_into().expect("8 bytes");
-        let mut found: Vec<u64> = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&prefix).copied().into_iter().collect();
+        // Appended in journal order (a push per Prepare is cheaper than a map insert), so a
+        // lookup scans them: at most RUN_CONDITIONS pairs, well under a millisecond.
+        let mut found: Vec<u64> = {
+            let pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            pending.iter().rev().filter(|(known, _)| *known == prefix).map(|(_, packet)| *packet).collect()
+        };
         let runs: Runs = decode(self.meta.get(b"runs").ok().flatten().as_deref()).unwrap_or_default();
         for (run, run_index) in runs.runs.iter().enumerate().rev() {
             // The last block whose first key is at or below the prefix holds it, or (when it
@@ -355,7 +360,7 @@ impl ExplorerIndex {
                     break;
                 }
                 if let Event::PacketPrepared(prepared) = &entry.event {
-                    pending.insert(prepared.condition[..8].try_into().expect("8 bytes"), prepared.packet_id);
+                    pending.push((prepared.condition[..8].try_into().expect("8 bytes"), prepared.packet_id));
                 }
             }
         }
@@ -369,7 +374,7 @@ impl ExplorerIndex {
             return Ok(());
         }
         let mut runs: Runs = decode(self.reader.meta.get(b"runs")?.as_deref()).unwrap_or_default();
-        let mut pairs: Vec<([u8; 8], u64)> = pending.iter().map(|(prefix, packet)| (*prefix, *packet)).collect();
+        let mut pairs = std::mem::take(&mut *pending);
         pairs.sort_unstable();
         let run = runs.runs.len() as u64;
         let mut blocks = sled::Batch::default();
@@ -514,7 +519,7 @@ impl ExplorerIndex {
             match &entry.event {
                 Event::PacketPrepared(prepared) => {
                     self.packet_seq(prepared.packet_id, false, seq)?;
-                    pending.insert(prepared.condition[..8].try_into().expect("8 bytes"), prepared.packet_id);
+                    pending.push((prepared.condition[..8].try_into().expect("8 bytes"), prepared.packet_id));
                     from.push_str(&prepared.from_peer);
                     to.push_str(&prepared.to_peer);
                     self.counts.packets += 1;
@@ -582,7 +587,7 @@ impl ExplorerIndex {
             self.position = entry.seq;
         }
         live.set_position(self.position);
-        live.refresh_accounts(&self.balances);
+        live.refresh_accounts(&self.balances, false);
         drop(live);
         drop(pending);
         self.unpersisted += entries.len();
@@ -657,6 +662,7 @@ impl Projection for ExplorerIndex {
     }
 
     fn on_idle(&mut self) {
+        self.live.lock().refresh_accounts(&self.balances, true);
         if self.unpersisted > 0 && self.persisted_at.elapsed() >= PERSIST_INTERVAL {
             if let Err(error) = self.persist() {
                 tracing::warn!(%error, "Explorer index write failed; retried at the next batch");

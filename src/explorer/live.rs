@@ -31,6 +31,9 @@ pub const FRAME_SAMPLE_MAX: usize = 32;
 /// Position points kept per peer (one per journal second in which it moved, at most).
 const POSITION_POINTS_MAX: usize = 600;
 
+/// How stale `/api/accounts` may be while the index is busy (it is fresh once it catches up).
+const ACCOUNTS_REFRESH: Duration = Duration::from_millis(100);
+
 /// Open packets remembered for latency and per-peer totals; beyond it (a journal full of
 /// packets that never ended) the oldest are forgotten and their latency is not measured.
 const OPEN_PACKETS_MAX: usize = 1 << 20;
@@ -130,6 +133,7 @@ pub struct LiveState {
     accounts_second: i64,
     accounts_balances: Option<BalancesView>,
     accounts_dirty: bool,
+    accounts_refreshed: Option<std::time::Instant>,
     frame: Frame,
 }
 
@@ -263,11 +267,15 @@ impl LiveState {
         }
     }
 
-    /// At the end of a batch: the accounts as of its last event, if it changed them.
-    pub fn refresh_accounts(&mut self, balances: &Balances) {
-        if self.accounts_dirty || self.accounts_balances.is_none() {
+    /// At the end of a batch: the accounts as of its last event, if it changed them and the
+    /// view is older than [`ACCOUNTS_REFRESH`] (or `now`: the index caught up). Building the
+    /// view for every batch cost the index more than the batch at W=256.
+    pub fn refresh_accounts(&mut self, balances: &Balances, now: bool) {
+        let due = now || self.accounts_refreshed.is_none_or(|at| at.elapsed() >= ACCOUNTS_REFRESH);
+        if (self.accounts_dirty && due) || self.accounts_balances.is_none() {
             self.accounts_balances = Some(balances_view(balances));
             self.accounts_dirty = false;
+            self.accounts_refreshed = Some(std::time::Instant::now());
         }
     }
 
