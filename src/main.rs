@@ -10,6 +10,12 @@ use m2m_connector::config;
 use m2m_connector::demo;
 use m2m_connector::node::Node;
 
+/// mimalloc rather than glibc's malloc: journal batches are allocated by the BTP and journal
+/// threads and freed by whichever projection drops them last, and glibc's per-arena locks made
+/// those cross-thread frees contend with the packet path (BENCHMARKS.md, "Explorer").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// An Interledger (ILPv4) connector for machine-to-machine payments.
 ///
 /// Peers connect over BTP 2.0 WebSockets (BTP_PORT, default 4000); the connector routes ILP

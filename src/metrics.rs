@@ -359,10 +359,12 @@ pub enum ErrorKind {
     Ledger,
     /// An Explorer API request refused: bad parameters (400) or a missing token (401).
     ExplorerRequest,
+    /// An Explorer WebSocket client that did not take a frame within 5 s, disconnected.
+    ExplorerClientDropped,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 10] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::Codec,
         ErrorKind::Auth,
         ErrorKind::BtpProtocol,
@@ -373,6 +375,7 @@ impl ErrorKind {
         ErrorKind::Config,
         ErrorKind::Ledger,
         ErrorKind::ExplorerRequest,
+        ErrorKind::ExplorerClientDropped,
     ];
 
     /// The `type` label.
@@ -388,6 +391,7 @@ impl ErrorKind {
             ErrorKind::Config => "config",
             ErrorKind::Ledger => "ledger",
             ErrorKind::ExplorerRequest => "explorer_request",
+            ErrorKind::ExplorerClientDropped => "explorer_client_dropped",
         }
     }
 
@@ -398,7 +402,8 @@ impl ErrorKind {
             | ErrorKind::BtpProtocol
             | ErrorKind::UnexpectedResponse
             | ErrorKind::PeerUnreachable
-            | ErrorKind::ExplorerRequest => Severity::Warning,
+            | ErrorKind::ExplorerRequest
+            | ErrorKind::ExplorerClientDropped => Severity::Warning,
             ErrorKind::Internal | ErrorKind::Ledger => Severity::Error,
             ErrorKind::Journal | ErrorKind::Config => Severity::Critical,
         }

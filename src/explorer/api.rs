@@ -391,10 +391,32 @@ async fn stream(mut socket: WebSocket, state: ApiState) {
     }
 }
 
+/// Sends one message; a client that does not take it within [`SEND_TIMEOUT`] (its socket's
+/// buffers, bounded by [`SEND_BUFFER_BYTES`], stay full) is disconnected and counted in
+/// `connector_errors_total{type="explorer_client_dropped"}`.
 async fn send(socket: &mut WebSocket, text: axum::extract::ws::Utf8Bytes) -> Result<(), ()> {
     match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text))).await {
         Ok(Ok(())) => Ok(()),
-        _ => Err(()),
+        Ok(Err(_)) => Err(()),
+        Err(_) => {
+            metrics::global().count_error(ErrorKind::ExplorerClientDropped);
+            tracing::warn!(
+                timeout_s = SEND_TIMEOUT.as_secs(),
+                "an Explorer WebSocket client took no frame for 5 s (a stuck or overloaded browser); disconnected it"
+            );
+            Err(())
+        }
+    }
+}
+
+/// The kernel send buffer of each Explorer connection: a stuck browser holds at most this much
+/// (about a second of frames at full rate) before its sends stall and it is dropped.
+pub const SEND_BUFFER_BYTES: usize = 64 << 10;
+
+/// Bounds an accepted connection's kernel send buffer to [`SEND_BUFFER_BYTES`].
+pub fn bound_send_buffer(stream: &mut tokio::net::TcpStream) {
+    if let Err(error) = socket2::SockRef::from(&*stream).set_send_buffer_size(SEND_BUFFER_BYTES) {
+        tracing::debug!(%error, "cannot bound an Explorer connection's send buffer");
     }
 }
 

@@ -103,6 +103,8 @@ pub async fn start(
     let mut stopped = shutdown;
     tasks.push(tokio::spawn(async move {
         let router = api::router(state);
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(api::bound_send_buffer);
         let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
             let _ = stopped.changed().await;
         });

@@ -390,6 +390,101 @@ fn the_token_guards_every_route_and_no_secret_is_served() {
     });
 }
 
+/// A browser that stops reading (a frozen tab) while traffic flows: once its bounded buffers
+/// fill and a frame waits 5 s, the node disconnects it and counts it in
+/// `connector_errors_total{type="explorer_client_dropped"}`, and a healthy client beside it
+/// keeps getting its frames, before and after.
+#[test]
+fn a_stuck_websocket_client_is_dropped_while_a_healthy_one_keeps_its_frames() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let node = start(None);
+    let dropped = |node: &Node| -> u64 {
+        let prefix = "connector_errors_total{type=\"explorer_client_dropped\",severity=\"warning\"} ";
+        node.connector.metrics().lines().find_map(|line| line.strip_prefix(prefix)).and_then(|v| v.parse().ok()).expect("the counter")
+    };
+    assert_eq!(dropped(&node), 0);
+    let mut load = loadgen(&node, &["--role", "both", "--window", "16", "--seconds", "60"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+
+    // The stuck client: a 4 KiB receive buffer, the upgrade, then it never reads again.
+    let address: std::net::SocketAddr = format!("127.0.0.1:{}", node.explorer_port).parse().unwrap();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect_timeout(&address.into(), Duration::from_secs(5)).unwrap();
+    let mut stuck: std::net::TcpStream = socket.into();
+    stuck.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        stuck,
+        "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(std::io::Read::read(&mut stuck, &mut byte).unwrap(), 1, "the upgrade's answer");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+
+    // The healthy client, counting frames on its own thread.
+    let frames = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let healthy = {
+        let (frames, done) = (frames.clone(), done.clone());
+        let url = format!("ws://127.0.0.1:{}/ws", node.explorer_port);
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                use futures_util::StreamExt;
+                let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.expect("the healthy WebSocket");
+                while !done.load(Ordering::Relaxed) {
+                    match tokio::time::timeout(Duration::from_millis(500), socket.next()).await {
+                        Ok(Some(Ok(message))) => {
+                            if message.to_text().is_ok_and(|text| text.contains("\"type\":\"frame\"")) {
+                                frames.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Ok(_) => panic!("the healthy client was disconnected"),
+                        Err(_) => {}
+                    }
+                }
+            });
+        })
+    };
+
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while dropped(&node) == 0 {
+        assert!(Instant::now() < deadline, "the stuck client was never dropped; health: {}", node.ok("/api/health"));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(node.ok("/api/health")["websocket_clients"], 1, "only the healthy client is left");
+    let at_drop = frames.load(Ordering::Relaxed);
+    assert!(at_drop >= 10, "the healthy client got frames while the other was stuck ({at_drop})");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(frames.load(Ordering::Relaxed) > at_drop, "and keeps getting them after the drop");
+    done.store(true, Ordering::Relaxed);
+    healthy.join().expect("the healthy client");
+    let _ = load.kill();
+    let _ = load.wait();
+
+    // The stuck client finds its connection closed once it reads what was buffered: a bounded
+    // amount (the two socket buffers and one frame), then the end.
+    let mut buffered = 0usize;
+    let mut chunk = [0u8; 65536];
+    loop {
+        match std::io::Read::read(&mut stuck, &mut chunk) {
+            Ok(0) => break,
+            Ok(read) => buffered += read,
+            Err(error) if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                panic!("the stuck client's connection is still open 10 s after it was dropped ({buffered} bytes read)")
+            }
+            Err(_) => break, // reset: closed
+        }
+        assert!(buffered < 8 << 20, "more than 8 MiB was buffered for a stuck client");
+    }
+    assert!(dropped(&node) == 1, "counted once");
+}
+
 /// The UI in Debian's chromium, driven by `explorer/e2e/explorer.e2e.mjs` (playwright-core).
 /// Screenshots of each view go to `target/explorer-e2e/` (kept as CI artifacts).
 #[test]
