@@ -49,6 +49,9 @@ enum Command {
     Contracts(cli::contracts::ContractsArgs),
     /// Close a payment channel through a running node's admin API (`channel close`).
     Channel(cli::channel::ChannelArgs),
+    /// Ask a node on this host whether it is alive (or ready): exit 0 if so (a container's
+    /// HEALTHCHECK; no curl needed).
+    Health(cli::health::HealthArgs),
 }
 
 #[derive(clap::Args, Default)]
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => cli::audit::run(args),
         Command::Contracts(args) => cli::contracts::run(args),
         Command::Channel(args) => cli::channel::run(args),
+        Command::Health(args) => cli::health::run(args),
     }
 }
 

@@ -607,6 +607,8 @@ pub struct Metrics {
     journal_frame_size_bytes: Histogram,
     journal_frame_events: Histogram,
     journal_commit_log_restarts: Counter,
+    /// 1 when each batch is flushed before its Fulfills leave (journal.durable), 0 when not.
+    journal_fsync_enabled: Gauge,
     /// Projection name → events behind the journal head; registered once per projection.
     projection_lag: Mutex<Vec<(String, Arc<Gauge>)>>,
     process_start_time_seconds: f64,
@@ -647,6 +649,7 @@ impl Metrics {
             journal_flush_seconds: Histogram::new(&FLUSH_BOUNDS_NS, 1e9),
             journal_frame_size_bytes: Histogram::new(&FRAME_SIZE_BOUNDS, 1.0),
             journal_commit_log_restarts: Counter::new(),
+            journal_fsync_enabled: Gauge::new(),
             journal_frame_events: Histogram::new(&BATCH_SIZE_BOUNDS, 1.0),
             projection_lag: Mutex::new(Vec::new()),
             process_start_time_seconds,
@@ -676,6 +679,11 @@ impl Metrics {
     pub fn journal_flushed(&self, elapsed: Duration, frame_size: usize) {
         self.journal_flush_seconds.observe(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
         self.journal_frame_size_bytes.observe(frame_size as u64);
+    }
+
+    /// Whether the journal flushes each batch before its Fulfills leave (journal.durable).
+    pub fn set_journal_fsync_enabled(&self, durable: bool) {
+        self.journal_fsync_enabled.set(i64::from(durable));
     }
 
     /// The commit log was full: sled was flushed and the log started over.
@@ -1095,6 +1103,8 @@ impl Metrics {
         histogram(out, "journal_frame_events", &[], &self.journal_frame_events)?;
         header(out, "journal_commit_log_restarts_total", "counter", HELP_JOURNAL_COMMIT_LOG_RESTARTS)?;
         sample(out, "journal_commit_log_restarts_total", &[], self.journal_commit_log_restarts.get())?;
+        header(out, "journal_fsync_enabled", "gauge", HELP_JOURNAL_FSYNC_ENABLED)?;
+        sample(out, "journal_fsync_enabled", &[], self.journal_fsync_enabled.get())?;
         header(out, "projection_lag_events", "gauge", HELP_PROJECTION_LAG)?;
         for (name, gauge) in lock(&self.projection_lag).iter() {
             sample(out, "projection_lag_events", &[("projection", name)], gauge.get())?;
@@ -1265,6 +1275,8 @@ const HELP_PACKETS_OUT: &str = "ILP packets sent to the peer.";
 const HELP_QUEUE_DEPTH: &str = "Items waiting in the queue in front of each pipeline stage.";
 const HELP_BATCH_SIZE: &str = "Items per batch that each pipeline stage drained.";
 const HELP_JOURNAL_HEAD: &str = "Sequence number of the last event the forwarder appended to the journal.";
+const HELP_JOURNAL_FSYNC_ENABLED: &str =
+    "1 when each journal batch is flushed to disk before its Fulfills leave (journal.durable = true); 0 when a crash can lose acknowledged Fulfills.";
 const HELP_JOURNAL_DURABLE: &str = "Sequence number of the last event flushed to disk.";
 const HELP_JOURNAL_FLUSH: &str =
     "Time of one group commit: the write and fdatasync of the commit log (or, when it is full, a sled flush).";

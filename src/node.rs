@@ -120,6 +120,7 @@ impl Node {
         let journal = pipeline.journal_store.clone();
         tasks.push(crate::journal::retention::spawn(journal.clone(), config.journal.retention, config.journal.archive_dir.clone(), shutdown_rx.clone()));
         health.set_component("journal", ComponentStatus::Ok);
+        crate::metrics::global().set_journal_fsync_enabled(config.journal.durable);
         let projections_stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut projection_threads = start_projections(&config, &pipeline, &health, projections_stopping.clone())?;
         let explorer_address = if config.explorer.enabled {

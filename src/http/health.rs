@@ -182,6 +182,22 @@ impl Health {
         NodeStatus::Healthy
     }
 
+    /// Each registered component and its level for `/metrics`
+    /// (`connector_component_status`): 0 ok, 1 degraded, 2 failed.
+    pub fn component_levels(&self) -> Vec<(String, u8)> {
+        self.components()
+            .into_iter()
+            .map(|(name, status)| {
+                let level = match status {
+                    ComponentStatus::Ok => 0,
+                    ComponentStatus::Degraded(_) => 1,
+                    ComponentStatus::Failed(_) => 2,
+                };
+                (name, level)
+            })
+            .collect()
+    }
+
     /// The body of `GET /health`.
     pub fn report(&self) -> HealthReport {
         let components = self.components();
