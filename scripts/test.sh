@@ -5,10 +5,13 @@
 # smoke of every decoder, then unit, property, integration (real sockets), interop tests with the
 # JavaScript reference stack, the TigerBeetle ledger tests against a real TigerBeetle server, and
 # the settlement tests against a real Ethereum node (anvil), and the Explorer in Debian's
-# chromium.
+# chromium; the container image built with buildah and run, the Kubernetes manifests validated
+# offline, and the monitoring rules and dashboards.
 # Installs what it needs idempotently (npm packages from lockfiles: the interop stack, solc-js,
 # anvil and forge; slither from PyPI; cargo-fuzz; Zig from PyPI; the TigerBeetle server built
-# from the source the client crate ships; libclang-dev), so it works on a fresh machine with
+# from the source the client crate ships; libclang-dev; buildah, podman, debootstrap and
+# prometheus (promtool) from apt; kubernetes-validate and checkov from PyPI), so it works on a
+# fresh machine with
 # Rust, Node.js and Python. Every socket is on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -30,6 +33,16 @@ step "TigerBeetle server and Zig (scripts/tigerbeetle.sh install)"
 bash scripts/tigerbeetle.sh install
 ZIG_PATH="$(bash scripts/tigerbeetle.sh zig-path)"
 export ZIG_PATH
+
+step "container image: debootstrap base, buildah build of the runtime stage, run as user 1000 (scripts/image.sh)"
+# Also builds the release binaries (--features tigerbeetle) that the next two steps use.
+bash scripts/image.sh
+
+step "Kubernetes manifests: kustomize, Kubernetes 1.29 schemas, checkov, config validate (scripts/k8s.sh)"
+bash scripts/k8s.sh
+
+step "monitoring: promtool rule tests, dashboards, metric names against a real node (scripts/monitoring.sh)"
+bash scripts/monitoring.sh
 
 step "fuzz smoke: every decoder for ${FUZZ_SECONDS:-15} s"
 FUZZ_SECONDS="${FUZZ_SECONDS:-15}" bash scripts/fuzz-smoke.sh

@@ -496,6 +496,7 @@ pub struct PeerMetrics {
     peer_id: String,
     asset_code: String,
     balance_units: Gauge,
+    credit_limit_units: Gauge,
     connections: Gauge,
     reconnects: Counter,
     packets_in: Counter,
@@ -508,6 +509,7 @@ impl PeerMetrics {
             peer_id: peer_id.to_owned(),
             asset_code: asset_code.to_owned(),
             balance_units: Gauge::new(),
+            credit_limit_units: Gauge::new(),
             connections: Gauge::new(),
             reconnects: Counter::new(),
             packets_in: Counter::new(),
@@ -528,6 +530,12 @@ impl PeerMetrics {
     pub fn set_balance(&self, position_units: i128) {
         let clamped = position_units.clamp(i128::from(i64::MIN), i128::from(i64::MAX));
         self.balance_units.set(clamped as i64);
+    }
+
+    /// Sets `account_credit_limit_units`: how far the peer may be in debt to us (its
+    /// configured credit_limit), for alerts on `account_balance_units` nearing it.
+    pub fn set_credit_limit(&self, credit_limit_units: u64) {
+        self.credit_limit_units.set(i64::try_from(credit_limit_units).unwrap_or(i64::MAX));
     }
 
     /// An authenticated BTP session with this peer opened.
@@ -1013,6 +1021,11 @@ impl Metrics {
                 peer.balance_units.get(),
             )?;
         }
+        header(out, "account_credit_limit_units", "gauge", HELP_CREDIT_LIMIT)?;
+        for peer in &peers {
+            let labels = [("peer_id", peer.peer_id()), ("token_id", peer.asset_code())];
+            sample(out, "account_credit_limit_units", &labels, peer.credit_limit_units.get())?;
+        }
         let connections = |peer: &PeerMetrics| peer.connections.get();
         peer_family(
             out,
@@ -1268,6 +1281,8 @@ const HELP_BTP_FRAMES_INVERTED: &str = "ILP replies received in BTP Message fram
     in Response frames (as interledger-rs sends them), accepted.";
 const HELP_BALANCE: &str =
     "Position with the peer in its asset units: what the peer owes us minus what we owe it.";
+const HELP_CREDIT_LIMIT: &str =
+    "The peer's credit limit in its asset units: the position (plus packets in flight) it may not exceed.";
 const HELP_BTP_CONNECTIONS: &str = "Open authenticated BTP sessions, by peer.";
 const HELP_BTP_RECONNECTS: &str = "Times our BTP client re-dialed the peer after losing the link.";
 const HELP_PACKETS_IN: &str = "ILP packets received from the peer.";

@@ -193,7 +193,11 @@ impl Forwarder {
                 balance_index: balances.peer_index(&peer.id),
                 sessions: Vec::new(),
                 next_session: 0,
-                metrics: metrics::global().register_peer(&peer.id, &peer.asset_code),
+                metrics: {
+                    let metrics = metrics::global().register_peer(&peer.id, &peer.asset_code);
+                    metrics.set_credit_limit(peer.credit_limit);
+                    metrics
+                },
             })
             .collect();
         let conversions = conversion_matrix(&assets, config);
