@@ -51,7 +51,7 @@ step "cargo test: unit, property, integration, interop, TigerBeetle (and each be
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 # Bounded: a hung test fails the run instead of eating CI's time limit.
-timeout 2400 cargo test --locked --all-targets --features tigerbeetle 2>&1 | tee "$log"
+timeout 2400 cargo test --locked --all-targets --features tigerbeetle,fault-injection 2>&1 | tee "$log"
 
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "\n%d passed, %d failed\n", passed, failed }' "$log"

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod explorer;
+pub mod fault;
 pub mod http;
 pub mod ilp;
 pub mod journal;

@@ -93,6 +93,7 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     m2m_connector::init_logging(&loaded.config.node.log_level);
+    m2m_connector::fault::install_fail_stop();
     for warning in &loaded.warnings {
         tracing::warn!("config: {warning}");
     }

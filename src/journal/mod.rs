@@ -175,6 +175,9 @@ pub fn run_writer<S: Store, R: Release>(
                 Err(_) => break,
             }
         };
+        if first.is_some() {
+            crate::fault::hit("journal-writer");
+        }
         let timed_out = first.is_none();
         if let Some(first) = first {
             absorb(first, &mut entries, &mut releases, &mut snapshot);

@@ -252,6 +252,7 @@ impl Forwarder {
             self.now_ms = timestamp::now_ms();
             if let Some(input) = first {
                 self.handle(input);
+                crate::fault::hit("forwarder");
             }
             self.drain(&replies, &prepares);
             self.expire_due();

@@ -165,6 +165,8 @@ fn continuing(batch: &[JournalEntry], position: u64) -> Option<&[JournalEntry]> 
 
 fn apply_with_retry<P: Projection>(projection: &mut P, batch: &[JournalEntry], stopping: &AtomicBool) -> bool {
     let mut backoff = Duration::from_millis(10);
+    #[cfg(feature = "fault-injection")]
+    crate::fault::hit(&format!("projection-{}", projection.name()));
     loop {
         match projection.apply_batch(batch) {
             Ok(()) => return true,

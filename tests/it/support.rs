@@ -214,6 +214,28 @@ impl Connector {
         self.dir.path()
     }
 
+    /// Waits up to `timeout` for the process to exit by itself and reaps it; None if it is
+    /// still running then.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut().expect("the connector was started");
+            if let Some(status) = child.try_wait().expect("waiting for m2m-connector") {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Replaces the environment the next [`Connector::restart`] starts the process with.
+    pub fn set_env(&mut self, env: &[(String, String)]) {
+        self.env = env.to_vec();
+    }
+
     /// True while the process is running.
     pub fn is_running(&mut self) -> bool {
         matches!(
