@@ -10,7 +10,7 @@
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | `postings` | dimension (`p` peer, `c` reject code, `k` event kind) + name + 0xff + first seq (8) | up to [`CHUNK_SEQS`] seqs (8 each), ascending |
+//! | `postings` | dimension (`p` peer, `c` reject code, `k` event kind) + name + 0xff + first seq (8) | up to [`CHUNK_SEQS`] seqs, ascending: the first in 8 bytes, then varint deltas (`chunk_value`) |
 //! | `packets` | packet id / 256 (8) | 256 slots of (seq of the Prepare, seq of the end), 0 where none: 4 KiB |
 //! | `conditions` | run (8) + block (4) | 256 (condition's first 8 bytes, packet id) pairs, sorted: 4 KiB |
 //! | `seconds` | Unix second (8, order-preserving) | first seq of that second (8) |
@@ -32,7 +32,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use super::live::Live;
+use super::live::{Live, OpenPacket, PeerTotals};
 use crate::journal::{Event, JournalEntry, SledStore};
 use crate::projections::balances::Balances;
 use crate::projections::{Projection, ProjectionError};
@@ -54,6 +54,10 @@ const RUN_BLOCK: usize = 256;
 /// The index writes what changed every this many events, or this long after its last write
 /// once the runner is idle (queries see the index as of its last write).
 const PERSIST_EVENTS: usize = 65_536;
+
+/// The layout of the index's values; an index written with another is rebuilt at open.
+/// 2: posting chunks delta-encoded ([`chunk_value`]).
+const INDEX_FORMAT: u8 = 2;
 const PERSIST_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
 const POLL_MS: u64 = 10;
@@ -225,7 +229,7 @@ impl IndexReader {
                 return None;
             }
             let (_, value) = chunks.next()?;
-            current = value.chunks_exact(8).map(seq_from).collect();
+            current = chunk_seqs(&value);
         })
     }
 
@@ -246,6 +250,35 @@ impl IndexReader {
     }
 }
 
+/// A peer the index has seen (see `ExplorerIndex::peers`).
+struct PeerSlot {
+    name: String,
+    tail: usize,
+    count: u64,
+    totals: PeerTotals,
+}
+
+/// A prepared packet waiting for its end, in the `open` ring (`packet_id` 0: a free slot).
+#[derive(Clone, Copy)]
+struct OpenSlot {
+    packet_id: u64,
+    from: u32,
+    to: u32,
+    packet: OpenPacket,
+}
+
+impl OpenSlot {
+    const EMPTY: OpenSlot = OpenSlot { packet_id: 0, from: 0, to: 0, packet: OpenPacket { prepared_ms: 0, amount_in: 0, amount_out: 0 } };
+}
+
+/// Slots of the open-packet ring: far more than the packets a node has in flight (8,192 per
+/// pipeline by default), and 2.5 MiB.
+const OPEN_RING: usize = 1 << 16;
+
+/// Open packets kept beside the ring before they are forgotten (they only feed the live view's
+/// latency and totals; the journal has them all).
+const OPEN_OVERFLOW_MAX: usize = 1 << 20;
+
 /// The open chunk of one posting list.
 struct Tail {
     first: u64,
@@ -259,8 +292,22 @@ pub struct ExplorerIndex {
     position: u64,
     counts: Counts,
     last_second: Option<i64>,
-    /// The open chunk of each posting list touched since the start, by key prefix.
-    tails: FxHashMap<Vec<u8>, Tail>,
+    /// The open chunk of each posting list touched since the start, with its key prefix.
+    tails: Vec<(Vec<u8>, Tail)>,
+    /// Where each key prefix's tail is in `tails`.
+    tail_index: FxHashMap<Vec<u8>, usize>,
+    /// The peers seen, each with its posting list's place in `tails`, its events since the last
+    /// persist and its totals; `peer_slots` finds one by name (one map lookup per peer per
+    /// event instead of four, and none for a packet's end, whose peers come from `open`).
+    peers: Vec<PeerSlot>,
+    peer_slots: FxHashMap<String, usize>,
+    /// Packets prepared and not yet ended: a ring indexed by packet id (ids are consecutive, so
+    /// a packet's slot is free long before the id comes round again), and a map for the rare
+    /// packet still open when its slot is needed again.
+    open: Vec<OpenSlot>,
+    open_overflow: FxHashMap<u64, OpenSlot>,
+    /// Events per kind since the last persist (kinds are `&'static str`s: compared by address).
+    kind_counts: Vec<(&'static str, u64)>,
     /// Reused for posting keys (no allocation per event).
     key_buffer: Vec<u8>,
     /// Chunks that filled during the current batch: written with it.
@@ -307,7 +354,13 @@ impl ExplorerIndex {
             last_second: reader.seconds.last()?.map(|(key, _)| second_from(&key)),
             db,
             reader,
-            tails: FxHashMap::default(),
+            tails: Vec::new(),
+            tail_index: FxHashMap::default(),
+            peers: Vec::new(),
+            peer_slots: FxHashMap::default(),
+            open: vec![OpenSlot::EMPTY; OPEN_RING],
+            open_overflow: FxHashMap::default(),
+            kind_counts: Vec::new(),
             sealed: Vec::new(),
             key_buffer: Vec::new(),
             packet_chunks: BTreeMap::new(),
@@ -318,6 +371,14 @@ impl ExplorerIndex {
             live,
             niced: false,
         };
+        let format = index.reader.meta.get(b"format")?.map(|value| value.to_vec());
+        if format.as_deref() != Some(&[INDEX_FORMAT][..]) {
+            if index.position > 0 {
+                tracing::info!(format = INDEX_FORMAT, "the Explorer index was written by another version; rebuilding it");
+            }
+            index.clear(0)?;
+            index.reader.meta.insert("format", &[INDEX_FORMAT])?;
+        }
         let journal_last = store.last_seq()?;
         if index.position > journal_last {
             // An index from another journal (or a journal restored from an older copy).
@@ -398,10 +459,17 @@ impl ExplorerIndex {
         for tree in [&r.postings, &r.packets, &r.conditions, &r.seconds, &r.meta] {
             tree.clear()?;
         }
+        r.meta.insert("format", &[INDEX_FORMAT])?;
         self.position = first_seq.saturating_sub(1);
         self.counts = Counts { first_seq: self.position + 1, ..Counts::default() };
         self.last_second = None;
         self.tails.clear();
+        self.tail_index.clear();
+        self.peers.clear();
+        self.peer_slots.clear();
+        self.open.fill(OpenSlot::EMPTY);
+        self.open_overflow.clear();
+        self.kind_counts.clear();
         self.sealed.clear();
         self.packet_chunks.clear();
         self.seconds.clear();
@@ -433,40 +501,82 @@ impl ExplorerIndex {
         let mut key = std::mem::take(&mut self.key_buffer);
         key.clear();
         dimension.write_prefix(&mut key);
-        let result = self.post_key(&key, seq);
+        let at = self.tail_at(&key, seq);
         self.key_buffer = key;
-        result
+        self.post_at(at?, seq);
+        Ok(())
     }
 
-    fn post_key(&mut self, prefix: &[u8], seq: u64) -> Result<(), sled::Error> {
-        if let Some(tail) = self.tails.get_mut(prefix) {
-            if tail.seqs.len() < CHUNK_SEQS && !tail.seqs.is_empty() {
-                tail.seqs.push(seq);
-                tail.dirty = true;
-                return Ok(());
+    /// The slot of a peer, made on first sight.
+    fn peer_slot(&mut self, peer: &str, seq: u64) -> Result<usize, sled::Error> {
+        if let Some(&slot) = self.peer_slots.get(peer) {
+            return Ok(slot);
+        }
+        let tail = self.tail_at(&Dimension::Peer(peer).prefix(), seq)?;
+        let slot = self.peers.len();
+        self.peers.push(PeerSlot { name: peer.to_owned(), tail, count: 0, totals: PeerTotals::default() });
+        self.peer_slots.insert(peer.to_owned(), slot);
+        Ok(slot)
+    }
+
+    /// Posts `seq` under a peer and counts the event for it.
+    fn post_slot(&mut self, slot: usize, seq: u64) {
+        self.peers[slot].count += 1;
+        let tail = self.peers[slot].tail;
+        self.post_at(tail, seq);
+    }
+
+    fn open_insert(&mut self, open: OpenSlot) {
+        let at = (open.packet_id as usize) & (OPEN_RING - 1);
+        let previous = std::mem::replace(&mut self.open[at], open);
+        if previous.packet_id != 0 {
+            if self.open_overflow.len() >= OPEN_OVERFLOW_MAX {
+                // Packets that never ended (a journal cut short): forget them rather than grow.
+                self.open_overflow.clear();
             }
+            self.open_overflow.insert(previous.packet_id, previous);
+        }
+    }
+
+    fn open_take(&mut self, packet_id: u64) -> Option<OpenSlot> {
+        let at = (packet_id as usize) & (OPEN_RING - 1);
+        if self.open[at].packet_id == packet_id && packet_id != 0 {
+            return Some(std::mem::replace(&mut self.open[at], OpenSlot::EMPTY));
+        }
+        self.open_overflow.remove(&packet_id)
+    }
+
+    /// The place in `tails` of the posting list with this key prefix, its open chunk loaded
+    /// from the index on first use.
+    fn tail_at(&mut self, prefix: &[u8], seq: u64) -> Result<usize, sled::Error> {
+        if let Some(&at) = self.tail_index.get(prefix) {
+            return Ok(at);
         }
         let prefix = prefix.to_vec();
-        if !self.tails.contains_key(&prefix) {
-            let mut high = prefix.clone();
-            high.extend_from_slice(&self.position.to_be_bytes());
-            let tail = match self.reader.postings.range(prefix.clone()..=high).next_back() {
-                Some(item) => {
-                    let (key, value) = item?;
-                    let mut seqs: Vec<u64> = value.chunks_exact(8).map(seq_from).collect();
-                    seqs.retain(|known| *known <= self.position);
-                    Tail { first: seq_from(&key), seqs, dirty: false }
-                }
-                None => Tail { first: seq, seqs: Vec::new(), dirty: false },
-            };
-            self.tails.insert(prefix.clone(), tail);
-        }
-        let tail = self.tails.get_mut(&prefix).expect("just inserted");
+        let mut high = prefix.clone();
+        high.extend_from_slice(&self.position.to_be_bytes());
+        let tail = match self.reader.postings.range(prefix.clone()..=high).next_back() {
+            Some(item) => {
+                let (key, value) = item?;
+                let mut seqs: Vec<u64> = chunk_seqs(&value);
+                seqs.retain(|known| *known <= self.position);
+                Tail { first: seq_from(&key), seqs, dirty: false }
+            }
+            None => Tail { first: seq, seqs: Vec::new(), dirty: false },
+        };
+        let at = self.tails.len();
+        self.tails.push((prefix.clone(), tail));
+        self.tail_index.insert(prefix, at);
+        Ok(at)
+    }
+
+    fn post_at(&mut self, at: usize, seq: u64) {
+        let (prefix, tail) = &mut self.tails[at];
         if tail.seqs.len() >= CHUNK_SEQS {
             // The chunk is full: written as it stands (if this batch added to it), and the
             // next one starts here.
             if tail.dirty {
-                self.sealed.push((chunk_key(&prefix, tail.first), chunk_value(&tail.seqs)));
+                self.sealed.push((chunk_key(prefix, tail.first), chunk_value(&tail.seqs)));
             }
             *tail = Tail { first: seq, seqs: Vec::with_capacity(CHUNK_SEQS), dirty: false };
         }
@@ -475,7 +585,6 @@ impl ExplorerIndex {
         }
         tail.seqs.push(seq);
         tail.dirty = true;
-        Ok(())
     }
 
     /// Records one of a packet's seqs (`end`: its end, else its Prepare) in its chunk.
@@ -493,42 +602,56 @@ impl ExplorerIndex {
         Ok(())
     }
 
-    fn count_peer(&mut self, peer: &str) {
-        match self.counts.peers.get_mut(peer) {
-            Some(count) => *count += 1,
-            None => {
-                self.counts.peers.insert(peer.to_owned(), 1);
-            }
-        }
-    }
-
     fn write(&mut self, entries: &[JournalEntry]) -> Result<(), sled::Error> {
         let pending = self.reader.pending.clone();
         let mut pending = pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let live = self.live.clone();
         let mut live = live.lock();
-        // The packet's peers, in buffers reused from event to event (no allocation per event).
-        let (mut from, mut to) = (String::new(), String::new());
         for entry in entries {
             if entry.seq <= self.position {
                 continue;
             }
             let seq = entry.seq;
-            from.clear();
-            to.clear();
+            // The packet's (or event's) peers, by slot, and what is known of a packet that ends.
+            let (mut from, mut to): (Option<usize>, Option<usize>) = (None, None);
+            let mut ended: Option<OpenPacket> = None;
             match &entry.event {
                 Event::PacketPrepared(prepared) => {
                     self.packet_seq(prepared.packet_id, false, seq)?;
                     pending.push((prepared.condition[..8].try_into().expect("8 bytes"), prepared.packet_id));
-                    from.push_str(&prepared.from_peer);
-                    to.push_str(&prepared.to_peer);
+                    let sender = self.peer_slot(&prepared.from_peer, seq)?;
+                    let next_hop = self.peer_slot(&prepared.to_peer, seq)?;
+                    self.open_insert(OpenSlot {
+                        packet_id: prepared.packet_id,
+                        from: sender as u32,
+                        to: next_hop as u32,
+                        packet: OpenPacket { prepared_ms: entry.timestamp_ms, amount_in: prepared.amount_in, amount_out: prepared.amount_out },
+                    });
+                    (from, to) = (Some(sender), Some(next_hop));
                     self.counts.packets += 1;
                 }
                 Event::PacketFulfilled(fulfilled) => {
                     self.packet_seq(fulfilled.packet_id, true, seq)?;
-                    if let Some((sender, next_hop)) = self.balances.open_packet_peers(fulfilled.packet_id) {
-                        from.push_str(sender);
-                        to.push_str(next_hop);
+                    match self.open_take(fulfilled.packet_id) {
+                        Some(open) => {
+                            let (sender, next_hop) = (open.from as usize, open.to as usize);
+                            let totals = &mut self.peers[sender].totals;
+                            totals.incoming_fulfilled += 1;
+                            totals.incoming_amount += u128::from(open.packet.amount_in);
+                            let totals = &mut self.peers[next_hop].totals;
+                            totals.outgoing_fulfilled += 1;
+                            totals.outgoing_amount += u128::from(open.packet.amount_out);
+                            (from, to) = (Some(sender), Some(next_hop));
+                            ended = Some(open.packet);
+                        }
+                        // Prepared before this index's run began: the accounts know its peers.
+                        None => {
+                            if let Some((sender, next_hop)) = self.balances.open_packet_peers(fulfilled.packet_id) {
+                                let (sender, next_hop) = (sender.to_owned(), next_hop.to_owned());
+                                from = Some(self.peer_slot(&sender, seq)?);
+                                to = Some(self.peer_slot(&next_hop, seq)?);
+                            }
+                        }
                     }
                 }
                 Event::PacketRejected(rejected) => {
@@ -541,45 +664,50 @@ impl ExplorerIndex {
                             self.counts.codes.insert(code.into_owned(), 1);
                         }
                     }
-                    if let Some((_, next_hop)) = self.balances.open_packet_peers(rejected.packet_id).filter(|_| rejected.prepared) {
-                        to.push_str(next_hop);
-                    }
-                    if !rejected.prepared {
+                    if rejected.prepared {
+                        match self.open_take(rejected.packet_id) {
+                            Some(open) => to = Some(open.to as usize),
+                            None => {
+                                if let Some((_, next_hop)) = self.balances.open_packet_peers(rejected.packet_id) {
+                                    let next_hop = next_hop.to_owned();
+                                    to = Some(self.peer_slot(&next_hop, seq)?);
+                                }
+                            }
+                        }
+                    } else {
                         self.counts.packets += 1;
                     }
-                    from.push_str(&rejected.from_peer);
+                    let sender = self.peer_slot(&rejected.from_peer, seq)?;
+                    self.peers[sender].totals.incoming_rejected += 1;
+                    from = Some(sender);
                 }
                 other => {
                     self.post(Dimension::Kind(kind_byte(other)), seq)?;
                     if let Some(peer) = event_peer(other, &self.balances) {
-                        from.push_str(peer);
+                        let peer = peer.to_owned();
+                        from = Some(self.peer_slot(&peer, seq)?);
                     }
                 }
             }
             if from == to {
-                to.clear();
+                to = None;
             }
-            for name in [&from, &to] {
-                if !name.is_empty() {
-                    self.post(Dimension::Peer(name), seq)?;
-                    self.count_peer(name);
-                }
+            for slot in [from, to].into_iter().flatten() {
+                self.post_slot(slot, seq);
             }
-            let peers = [Some(from.as_str()).filter(|name| !name.is_empty()), Some(to.as_str()).filter(|name| !name.is_empty())];
             let entry_second = entry.timestamp_ms.div_euclid(1000);
             if self.last_second.is_none_or(|last| entry_second > last) {
                 self.seconds.push((entry_second, seq));
                 self.last_second = Some(entry_second);
             }
             let kind = entry.event.kind();
-            match self.counts.kinds.get_mut(kind) {
-                Some(count) => *count += 1,
-                None => {
-                    self.counts.kinds.insert(kind.to_owned(), 1);
-                }
+            match self.kind_counts.iter_mut().find(|(known, _)| std::ptr::eq(*known, kind)) {
+                Some((_, count)) => *count += 1,
+                None => self.kind_counts.push((kind, 1)),
             }
             self.counts.events += 1;
-            live.apply(entry, &self.balances, peers);
+            let name = |slot: Option<usize>| slot.map(|slot| self.peers[slot].name.as_str());
+            live.apply(entry, ended.as_ref(), [name(from), name(to)]);
             if entry.seq > self.balances.position() {
                 self.balances.apply(entry);
             }
@@ -587,7 +715,9 @@ impl ExplorerIndex {
             self.position = entry.seq;
         }
         live.set_position(self.position);
-        live.refresh_accounts(&self.balances, false);
+        if live.refresh_accounts(&self.balances, false) {
+            live.set_peer_totals(self.peers.iter().map(|peer| (peer.name.as_str(), &peer.totals)));
+        }
         drop(live);
         drop(pending);
         self.unpersisted += entries.len();
@@ -632,11 +762,30 @@ impl ExplorerIndex {
             seconds.insert(&second_key(second)[..], &seq.to_be_bytes());
         }
         self.reader.seconds.apply_batch(seconds)?;
+        self.fold_counts();
         let mut meta = sled::Batch::default();
         self.write_run(&mut meta)?;
         meta.insert("counts", encode(&self.counts));
         meta.insert("position", &self.position.to_be_bytes());
         self.reader.meta.apply_batch(meta)
+    }
+}
+
+impl ExplorerIndex {
+    /// Adds the per-peer and per-kind counts kept since the last persist into `counts`.
+    fn fold_counts(&mut self) {
+        for peer in &mut self.peers {
+            if peer.count > 0 {
+                *self.counts.peers.entry(peer.name.clone()).or_default() += peer.count;
+                peer.count = 0;
+            }
+        }
+        for (kind, count) in &mut self.kind_counts {
+            if *count > 0 {
+                *self.counts.kinds.entry((*kind).to_owned()).or_default() += *count;
+                *count = 0;
+            }
+        }
     }
 }
 
@@ -662,7 +811,11 @@ impl Projection for ExplorerIndex {
     }
 
     fn on_idle(&mut self) {
-        self.live.lock().refresh_accounts(&self.balances, true);
+        let mut live = self.live.lock();
+        if live.refresh_accounts(&self.balances, true) {
+            live.set_peer_totals(self.peers.iter().map(|peer| (peer.name.as_str(), &peer.totals)));
+        }
+        drop(live);
         if self.unpersisted > 0 && self.persisted_at.elapsed() >= PERSIST_INTERVAL {
             if let Err(error) = self.persist() {
                 tracing::warn!(%error, "Explorer index write failed; retried at the next batch");
@@ -705,8 +858,49 @@ fn chunk_key(prefix: &[u8], first: u64) -> Vec<u8> {
     key
 }
 
+/// A posting chunk: its first seq as 8 big-endian bytes, then each next seq as the LEB128
+/// varint of its distance from the one before (a list only grows). A busy peer's list then takes
+/// about a byte per event instead of eight: what the index writes is what it costs the node.
 fn chunk_value(seqs: &[u64]) -> Vec<u8> {
-    seqs.iter().flat_map(|seq| seq.to_be_bytes()).collect()
+    let mut value = Vec::with_capacity(8 + seqs.len() * 2);
+    let Some((first, rest)) = seqs.split_first() else { return value };
+    value.extend_from_slice(&first.to_be_bytes());
+    let mut previous = *first;
+    for &seq in rest {
+        let mut delta = seq - previous;
+        previous = seq;
+        while delta >= 0x80 {
+            value.push((delta as u8) | 0x80);
+            delta >>= 7;
+        }
+        value.push(delta as u8);
+    }
+    value
+}
+
+/// The seqs of a chunk written by [`chunk_value`] (a truncated or malformed tail is dropped).
+fn chunk_seqs(value: &[u8]) -> Vec<u64> {
+    let Some(first) = value.get(..8) else { return Vec::new() };
+    let mut seqs = Vec::with_capacity(value.len());
+    let mut seq = seq_from(first);
+    seqs.push(seq);
+    let mut delta = 0u64;
+    let mut shift = 0u32;
+    for &byte in &value[8..] {
+        if shift >= 64 {
+            break;
+        }
+        delta |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            seq = seq.saturating_add(delta);
+            seqs.push(seq);
+            delta = 0;
+            shift = 0;
+        } else {
+            shift += 7;
+        }
+    }
+    seqs
 }
 
 /// Gives the calling thread (the index's runner) the lowest CPU priority: SCHED_IDLE, so it runs
@@ -919,6 +1113,16 @@ mod tests {
         let f99: Vec<u64> = index.reader().postings_rev(Dimension::Code(b"F99"), 1, position).collect();
         assert_eq!(f99.len() as u64, (packets + 5) / 10);
         assert!(f99.windows(2).all(|pair| pair[0] > pair[1]), "newest first");
+    }
+
+    #[test]
+    fn posting_chunks_round_trip_with_any_gaps() {
+        let seqs = [1u64, 2, 3, 130, 131, 20_000, 20_001, 1 << 40, (1 << 40) + 1, u64::MAX];
+        for end in 0..=seqs.len() {
+            assert_eq!(chunk_seqs(&chunk_value(&seqs[..end])), &seqs[..end]);
+        }
+        assert_eq!(chunk_value(&[5, 6, 7, 8]).len(), 8 + 3, "a byte per close seq");
+        assert_eq!(chunk_seqs(&[0, 0, 0]), Vec::<u64>::new(), "a truncated first seq");
     }
 
     #[test]

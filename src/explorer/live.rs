@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use rustc_hash::FxHashMap;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
@@ -34,9 +33,6 @@ const POSITION_POINTS_MAX: usize = 600;
 /// How stale `/api/accounts` may be while the index is busy (it is fresh once it catches up).
 const ACCOUNTS_REFRESH: Duration = Duration::from_millis(100);
 
-/// Open packets remembered for latency and per-peer totals; beyond it (a journal full of
-/// packets that never ended) the oldest are forgotten and their latency is not measured.
-const OPEN_PACKETS_MAX: usize = 1 << 20;
 
 pub struct Live {
     state: Mutex<LiveState>,
@@ -96,10 +92,12 @@ impl Bucket {
     }
 }
 
-struct OpenPacket {
-    prepared_ms: i64,
-    amount_in: u64,
-    amount_out: u64,
+/// What the live view needs of a prepared packet when it ends (the index keeps them).
+#[derive(Debug, Clone, Copy)]
+pub struct OpenPacket {
+    pub prepared_ms: i64,
+    pub amount_in: u64,
+    pub amount_out: u64,
 }
 
 /// Per peer: what passed through it, since the index started.
@@ -121,7 +119,6 @@ pub struct LiveState {
     position: u64,
     last_timestamp_ms: i64,
     buckets: VecDeque<Bucket>,
-    open: FxHashMap<u64, OpenPacket>,
     /// Since the latest `ConfigurationApplied` (this run, once the index caught up).
     since_start: Outcomes,
     since_start_codes: BTreeMap<[u8; 3], u64>,
@@ -158,8 +155,9 @@ impl LiveState {
         self.position
     }
 
-    /// One event, before the accounts have applied it (`balances` is the state before it).
-    pub fn apply(&mut self, entry: &JournalEntry, _balances: &Balances, peers: [Option<&str>; 2]) {
+    /// One event, before the accounts have applied it; `ended` is what the index knew of the
+    /// packet this event ends (its Prepare's time and amounts), `peers` the event's peers.
+    pub fn apply(&mut self, entry: &JournalEntry, ended: Option<&OpenPacket>, peers: [Option<&str>; 2]) {
         let second = entry.timestamp_ms.div_euclid(1000);
         self.last_timestamp_ms = self.last_timestamp_ms.max(entry.timestamp_ms);
         self.frame.events += 1;
@@ -187,40 +185,25 @@ impl LiveState {
                 self.frame.peers_changed = true;
                 true
             }
-            Event::PacketPrepared(prepared) => {
-                if self.open.len() >= OPEN_PACKETS_MAX {
-                    self.open.clear();
-                }
-                let open = OpenPacket { prepared_ms: entry.timestamp_ms, amount_in: prepared.amount_in, amount_out: prepared.amount_out };
-                self.open.insert(prepared.packet_id, open);
+            Event::PacketPrepared(_) => {
                 self.bucket(second).outcomes.prepared += 1;
                 self.since_start.prepared += 1;
                 self.frame.outcomes.prepared += 1;
                 false
             }
-            Event::PacketFulfilled(fulfilled) => {
-                let open = self.open.remove(&fulfilled.packet_id);
+            Event::PacketFulfilled(_) => {
                 let bucket = self.bucket(second);
                 bucket.outcomes.fulfilled += 1;
-                if let Some(open) = &open {
+                if let Some(open) = ended {
                     let latency = (entry.timestamp_ms - open.prepared_ms).max(1) as u64;
                     let _ = bucket.latency_ms.record(latency.min(3_600_000));
                 }
                 self.since_start.fulfilled += 1;
                 self.frame.outcomes.fulfilled += 1;
-                if let (Some(open), [Some(from), Some(to)]) = (&open, peers) {
-                    let totals = totals_of(&mut self.peer_totals, from);
-                    totals.incoming_fulfilled += 1;
-                    totals.incoming_amount += u128::from(open.amount_in);
-                    let totals = totals_of(&mut self.peer_totals, to);
-                    totals.outgoing_fulfilled += 1;
-                    totals.outgoing_amount += u128::from(open.amount_out);
-                }
                 self.frame.accounts_changed = true;
                 false
             }
             Event::PacketRejected(rejected) => {
-                self.open.remove(&rejected.packet_id);
                 let bucket = self.bucket(second);
                 bucket.outcomes.rejected += 1;
                 *bucket.codes.entry(rejected.code).or_default() += 1;
@@ -228,7 +211,6 @@ impl LiveState {
                 *self.since_start_codes.entry(rejected.code).or_default() += 1;
                 self.frame.outcomes.rejected += 1;
                 *self.frame.codes.entry(rejected.code).or_default() += 1;
-                totals_of(&mut self.peer_totals, &rejected.from_peer).incoming_rejected += 1;
                 self.frame.accounts_changed |= rejected.prepared;
                 false
             }
@@ -270,12 +252,27 @@ impl LiveState {
     /// At the end of a batch: the accounts as of its last event, if it changed them and the
     /// view is older than [`ACCOUNTS_REFRESH`] (or `now`: the index caught up). Building the
     /// view for every batch cost the index more than the batch at W=256.
-    pub fn refresh_accounts(&mut self, balances: &Balances, now: bool) {
+    /// Returns whether it did (the index then hands over the peers' totals too).
+    pub fn refresh_accounts(&mut self, balances: &Balances, now: bool) -> bool {
         let due = now || self.accounts_refreshed.is_none_or(|at| at.elapsed() >= ACCOUNTS_REFRESH);
         if (self.accounts_dirty && due) || self.accounts_balances.is_none() {
             self.accounts_balances = Some(balances_view(balances));
             self.accounts_dirty = false;
             self.accounts_refreshed = Some(std::time::Instant::now());
+            return true;
+        }
+        false
+    }
+
+    /// Per peer, what passed through it since the index started (kept by the index).
+    pub fn set_peer_totals<'a>(&mut self, totals: impl Iterator<Item = (&'a str, &'a PeerTotals)>) {
+        for (peer, peer_totals) in totals {
+            match self.peer_totals.get_mut(peer) {
+                Some(known) => *known = peer_totals.clone(),
+                None => {
+                    self.peer_totals.insert(peer.to_owned(), peer_totals.clone());
+                }
+            }
         }
     }
 
@@ -430,13 +427,6 @@ impl LiveState {
     }
 }
 
-/// A peer's totals, allocating its name only the first time.
-fn totals_of<'a>(totals: &'a mut BTreeMap<String, PeerTotals>, peer: &str) -> &'a mut PeerTotals {
-    if !totals.contains_key(peer) {
-        totals.insert(peer.to_owned(), PeerTotals::default());
-    }
-    totals.get_mut(peer).expect("just inserted")
-}
 
 /// What the accounts view shows of one peer, taken once per journal second.
 #[derive(Debug, Clone)]
