@@ -9,7 +9,7 @@
 # Explorer on with nobody watching. Needs `bash scripts/explorer.sh install`.
 #
 #   bash scripts/explorer-overhead.sh
-#   CLIENTS=ws ROUNDS=5 RUN_SECONDS=10 BROWSERS=2 bash scripts/explorer-overhead.sh
+#   CLIENTS=ws ROUNDS=8 RUN_SECONDS=10 BROWSERS=2 bash scripts/explorer-overhead.sh
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -85,16 +85,20 @@ print(f"{mode:4} round {round_}: {report['packets_per_second']:10.0f} packets/s,
 PY
 }
 echo "== W=$WINDOW, $RUN_SECONDS s per run, $ROUNDS rounds, Explorer off vs on with $BROWSERS $CLIENTS clients (load $(cut -d' ' -f1-3 /proc/loadavg))"
+# ABBA order (off, on, then on, off): a drift over the run (page cache, the disk, the VM's
+# neighbours) then favours neither side.
 for round in $(seq "$ROUNDS"); do
-  run off "$round" | tee -a "$work/results"
-  run on "$round" | tee -a "$work/results"
+  if ((round % 2)); then order=(off on); else order=(on off); fi
+  for mode in "${order[@]}"; do run "$mode" "$round" | tee -a "$work/results"; done
 done
 python3 - "$work/results" <<'PY'
 import re, statistics, sys
-runs = {"off": [], "on": []}
+runs = {"off": {}, "on": {}}
 for line in open(sys.argv[1]):
-    mode = line.split()[0]
-    runs[mode].append(float(re.search(r"([0-9.]+) packets/s", line).group(1)))
-off, on = statistics.median(runs["off"]), statistics.median(runs["on"])
+    mode, _, round_ = line.split()[:3]
+    runs[mode][round_] = float(re.search(r"([0-9.]+) packets/s", line).group(1))
+off, on = statistics.median(runs["off"].values()), statistics.median(runs["on"].values())
+pairs = sorted(runs["on"][r] / runs["off"][r] for r in runs["off"] if r in runs["on"])
 print(f"median: off {off:.0f} packets/s, on {on:.0f} packets/s: on/off = {on / off:.3f}")
+print(f"per-round on/off: {', '.join(f'{ratio:.3f}' for ratio in pairs)} (median {statistics.median(pairs):.3f})")
 PY

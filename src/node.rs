@@ -102,6 +102,7 @@ impl Node {
             peers: incoming_peers(&config),
             auth_timeout: Duration::from_millis(config.node.btp_auth_timeout_ms),
             websocket,
+            max_sessions_per_peer: config.node.max_sessions_per_peer,
         });
         tasks.push(tokio::spawn(server::serve(btp_listener, server_config, context.clone())));
         health.set_btp_listening(true);
@@ -122,10 +123,13 @@ impl Node {
         health.set_component("journal", ComponentStatus::Ok);
         crate::metrics::global().set_journal_fsync_enabled(config.journal.durable);
         let projections_stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut projection_threads = start_projections(&config, &pipeline, &health, projections_stopping.clone())?;
-        let explorer_address = if config.explorer.enabled {
+        // The Explorer's live state: its accounts are kept by the `balances` projection.
+        let live = config.explorer.enabled.then(|| Arc::new(crate::explorer::live::Live::new(&config)));
+        let mut projection_threads = start_projections(&config, &pipeline, &health, live.clone(), projections_stopping.clone())?;
+        let explorer_address = if let Some(live) = live {
             let explorer = crate::explorer::start(
                 &config,
+                live,
                 journal.clone(),
                 pipeline.journal_status.clone(),
                 health.clone(),
@@ -230,6 +234,7 @@ fn start_projections(
     config: &Config,
     pipeline: &Pipeline,
     health: &Arc<Health>,
+    live: Option<Arc<crate::explorer::live::Live>>,
     stopping: Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
     use crate::projections::balances::Balances;
@@ -248,10 +253,23 @@ fn start_projections(
         _ => Balances::new(),
     };
     let runner_config = RunnerConfig { checkpoint_every_events: config.journal.snapshot_every };
-    let handle = runner::spawn(balances, store.clone(), pipeline.journal_status.clone(), runner_config, stopping.clone())?;
-    let thread = std::thread::Builder::new().name("projection-join".into()).spawn(move || {
-        let _ = handle.join();
-    })?;
+    let journal_status = pipeline.journal_status.clone();
+    let thread = match live {
+        // The Explorer's accounts view follows this projection (no replay of its own).
+        Some(live) => {
+            let watched = crate::projections::balances::Watched::new(balances, Box::new(crate::explorer::live::AccountsWatcher::new(live)));
+            let handle = runner::spawn(watched, store.clone(), journal_status, runner_config, stopping.clone())?;
+            std::thread::Builder::new().name("projection-join".into()).spawn(move || {
+                let _ = handle.join();
+            })?
+        }
+        None => {
+            let handle = runner::spawn(balances, store.clone(), journal_status, runner_config, stopping.clone())?;
+            std::thread::Builder::new().name("projection-join".into()).spawn(move || {
+                let _ = handle.join();
+            })?
+        }
+    };
     #[allow(unused_mut)] // only the tigerbeetle feature adds a thread
     let mut threads = vec![thread];
     // The TigerBeetle mirror (TIGERBEETLE_REPLICAS); `check_ledger_build` refused to start a

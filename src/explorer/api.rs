@@ -280,10 +280,7 @@ fn packet_story(packet_id: u64, index: &IndexReader, store: &SledStore) -> Resul
 }
 
 async fn accounts(State(state): State<ApiState>) -> Response {
-    let live = state.live.lock();
-    let mut value = live.accounts();
-    value["index_position"] = json!(live.position());
-    ok(value)
+    ok(state.live.accounts())
 }
 
 async fn peers(State(state): State<ApiState>) -> Response {
@@ -355,10 +352,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 async fn stream(mut socket: WebSocket, state: ApiState) {
     let mut frames = state.frames.subscribe();
     let mut shutdown = state.shutdown.clone();
-    let hello = {
-        let live = state.live.lock();
-        json!({"type": "hello", "node": live.node, "position": live.position(), "stats": live.stats(crate::ilp::now_ms()), "accounts": live.accounts()["accounts"]})
-    };
+    let hello = state.live.hello(crate::ilp::now_ms());
     if send(&mut socket, hello.to_string().into()).await.is_err() {
         return;
     }

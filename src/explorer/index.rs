@@ -62,6 +62,13 @@ const PERSIST_INTERVAL: std::time::Duration = std::time::Duration::from_millis(2
 
 const POLL_MS: u64 = 10;
 
+/// How often the peers' totals are handed to the live state while events flow.
+const TOTALS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+fn is_packet_event(event: &Event) -> bool {
+    matches!(event, Event::PacketPrepared(_) | Event::PacketFulfilled(_) | Event::PacketRejected(_))
+}
+
 /// Packet chunks kept in memory between batches (the newest; an older one is read again when
 /// a late end arrives for it).
 const PACKET_CHUNKS_CACHED: usize = 64;
@@ -319,8 +326,14 @@ pub struct ExplorerIndex {
     persisted_at: std::time::Instant,
     /// Chunks of the `packets` tree in memory, and whether this batch changed them.
     packet_chunks: BTreeMap<u64, (Vec<u8>, bool)>,
-    /// The accounts as the journal has them, for the live state and the peers of a packet's end.
+    /// Every chunk of the `packets` tree that was ever written is below this id.
+    packet_chunks_written_below: u64,
+    /// The accounts as of the index's start, then its settlement events: the peers of a packet
+    /// prepared before the start, and of a channel (the live accounts view is kept by the
+    /// `balances` projection, see [`super::live::AccountsWatcher`]).
     balances: Balances,
+    /// When the peers' totals were last handed to the live state.
+    totals_published: std::time::Instant,
     live: Arc<Live>,
     /// Whether this thread has been given the lowest CPU priority yet.
     niced: bool,
@@ -364,10 +377,12 @@ impl ExplorerIndex {
             sealed: Vec::new(),
             key_buffer: Vec::new(),
             packet_chunks: BTreeMap::new(),
+            packet_chunks_written_below: 0,
             seconds: Vec::new(),
             unpersisted: 0,
             persisted_at: std::time::Instant::now(),
             balances: Balances::new(),
+            totals_published: std::time::Instant::now(),
             live,
             niced: false,
         };
@@ -392,6 +407,7 @@ impl ExplorerIndex {
             index.clear(first_frame)?;
         }
         index.balances = balances_at(store, index.position)?;
+        index.packet_chunks_written_below = index.reader.packets.last()?.map_or(0, |(key, _)| seq_from(&key) + 1);
         index.reload_pending(store)?;
         if index.position > 0 {
             tracing::info!(position = index.position, "Explorer index resumes");
@@ -435,7 +451,9 @@ impl ExplorerIndex {
             return Ok(());
         }
         let mut runs: Runs = decode(self.reader.meta.get(b"runs")?.as_deref()).unwrap_or_default();
-        let mut pairs = std::mem::take(&mut *pending);
+        // Sorted in place and cleared below: the buffer keeps its capacity (growing a new one to
+        // RUN_CONDITIONS pairs took fresh pages from the OS every run).
+        let pairs = &mut *pending;
         pairs.sort_unstable();
         let run = runs.runs.len() as u64;
         let mut blocks = sled::Batch::default();
@@ -472,6 +490,7 @@ impl ExplorerIndex {
         self.kind_counts.clear();
         self.sealed.clear();
         self.packet_chunks.clear();
+        self.packet_chunks_written_below = 0;
         self.seconds.clear();
         self.unpersisted = 0;
         self.reader.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
@@ -590,12 +609,18 @@ impl ExplorerIndex {
     /// Records one of a packet's seqs (`end`: its end, else its Prepare) in its chunk.
     fn packet_seq(&mut self, packet_id: u64, end: bool, seq: u64) -> Result<(), sled::Error> {
         let chunk_id = packet_id / PACKETS_PER_KEY;
-        if !self.packet_chunks.contains_key(&chunk_id) {
-            let mut chunk = self.reader.packets.get(chunk_id.to_be_bytes())?.map(|value| value.to_vec()).unwrap_or_default();
-            chunk.resize(PACKETS_PER_KEY as usize * PACKET_SLOT, 0);
-            self.packet_chunks.insert(chunk_id, (chunk, false));
-        }
-        let (chunk, dirty) = self.packet_chunks.get_mut(&chunk_id).expect("just inserted");
+        let (chunk, dirty) = match self.packet_chunks.entry(chunk_id) {
+            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                // A chunk past the newest one written is new (no read); an older one is read
+                // again for a late end.
+                let written = chunk_id < self.packet_chunks_written_below;
+                let mut chunk = if written { self.reader.packets.get(chunk_id.to_be_bytes())?.map(|value| value.to_vec()) } else { None }
+                    .unwrap_or_default();
+                chunk.resize(PACKETS_PER_KEY as usize * PACKET_SLOT, 0);
+                entry.insert((chunk, false))
+            }
+        };
         let at = (packet_id % PACKETS_PER_KEY) as usize * PACKET_SLOT + if end { 8 } else { 0 };
         chunk[at..at + 8].copy_from_slice(&seq.to_be_bytes());
         *dirty = true;
@@ -708,15 +733,18 @@ impl ExplorerIndex {
             self.counts.events += 1;
             let name = |slot: Option<usize>| slot.map(|slot| self.peers[slot].name.as_str());
             live.apply(entry, ended.as_ref(), [name(from), name(to)]);
-            if entry.seq > self.balances.position() {
+            // Only what names a packet's or a channel's peers is needed here (the accounts view
+            // comes from the `balances` projection): packets are skipped, settlement events
+            // (rare) are applied.
+            if !is_packet_event(&entry.event) && entry.seq > self.balances.position() {
                 self.balances.apply(entry);
             }
-            live.after_balances(entry, &self.balances);
             self.position = entry.seq;
         }
         live.set_position(self.position);
-        if live.refresh_accounts(&self.balances, false) {
+        if self.totals_published.elapsed() >= TOTALS_INTERVAL {
             live.set_peer_totals(self.peers.iter().map(|peer| (peer.name.as_str(), &peer.totals)));
+            self.totals_published = std::time::Instant::now();
         }
         drop(live);
         drop(pending);
@@ -749,6 +777,7 @@ impl ExplorerIndex {
         let mut packets = sled::Batch::default();
         for (chunk_id, (chunk, dirty)) in &mut self.packet_chunks {
             if *dirty {
+                self.packet_chunks_written_below = self.packet_chunks_written_below.max(chunk_id + 1);
                 packets.insert(&chunk_id.to_be_bytes(), &chunk[..]);
                 *dirty = false;
             }
@@ -811,11 +840,8 @@ impl Projection for ExplorerIndex {
     }
 
     fn on_idle(&mut self) {
-        let mut live = self.live.lock();
-        if live.refresh_accounts(&self.balances, true) {
-            live.set_peer_totals(self.peers.iter().map(|peer| (peer.name.as_str(), &peer.totals)));
-        }
-        drop(live);
+        self.live.lock().set_peer_totals(self.peers.iter().map(|peer| (peer.name.as_str(), &peer.totals)));
+        self.totals_published = std::time::Instant::now();
         if self.unpersisted > 0 && self.persisted_at.elapsed() >= PERSIST_INTERVAL {
             if let Err(error) = self.persist() {
                 tracing::warn!(%error, "Explorer index write failed; retried at the next batch");

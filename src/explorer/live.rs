@@ -36,6 +36,10 @@ const ACCOUNTS_REFRESH: Duration = Duration::from_millis(100);
 
 pub struct Live {
     state: Mutex<LiveState>,
+    /// The accounts, kept by the `balances` projection's thread ([`AccountsWatcher`]) under
+    /// their own lock: that thread never waits for the index (which runs at the lowest CPU
+    /// priority and holds `state` for a whole batch). Lock order: `state`, then `accounts`.
+    accounts: Mutex<AccountsState>,
 }
 
 impl Live {
@@ -46,16 +50,113 @@ impl Live {
             asset_code: config.node.asset_code.clone(),
             asset_scale: config.node.asset_scale,
         };
-        Live { state: Mutex::new(LiveState { node, ..LiveState::default() }) }
+        Live { state: Mutex::new(LiveState { node, ..LiveState::default() }), accounts: Mutex::default() }
     }
 
     /// Live state for an offline rebuild of the index (nothing reads it).
     pub fn detached() -> Live {
-        Live { state: Mutex::new(LiveState::default()) }
+        Live { state: Mutex::new(LiveState::default()), accounts: Mutex::default() }
     }
 
     pub fn lock(&self) -> MutexGuard<'_, LiveState> {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock_accounts(&self) -> MutexGuard<'_, AccountsState> {
+        self.accounts.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `/api/accounts` (and the accounts of a frame).
+    pub fn accounts(&self) -> Value {
+        let state = self.lock();
+        let accounts = self.lock_accounts();
+        let mut value = state.accounts(&accounts);
+        value["index_position"] = json!(state.position);
+        value["accounts_position"] = json!(accounts.position);
+        value
+    }
+
+    /// Takes the frame built since the last one; None when nothing happened.
+    pub fn take_frame(&self) -> Option<Value> {
+        let mut state = self.lock();
+        let mut frame = state.take_frame()?;
+        if frame.1 {
+            frame.0["accounts"] = state.accounts(&self.lock_accounts())["accounts"].take();
+        }
+        Some(frame.0)
+    }
+
+    /// What a new WebSocket client gets first.
+    pub fn hello(&self, now_ms: i64) -> Value {
+        let state = self.lock();
+        let accounts = state.accounts(&self.lock_accounts())["accounts"].take();
+        json!({"type": "hello", "node": state.node, "position": state.position, "stats": state.stats(now_ms), "accounts": accounts})
+    }
+}
+
+/// The accounts as the `balances` projection has them: a view rebuilt at most every
+/// [`ACCOUNTS_REFRESH`] while events flow, and a position point per peer per journal second.
+#[derive(Default)]
+pub struct AccountsState {
+    view: Option<BalancesView>,
+    positions: BTreeMap<String, VecDeque<(i64, String)>>,
+    /// The `balances` projection's position when the view was taken.
+    position: u64,
+}
+
+/// Keeps [`AccountsState`] from the `balances` projection's thread (see
+/// [`crate::projections::balances::Watcher`]); the index then replays no accounts of its own.
+pub struct AccountsWatcher {
+    live: Arc<Live>,
+    second: i64,
+    dirty: bool,
+    refreshed: Option<std::time::Instant>,
+}
+
+impl AccountsWatcher {
+    pub fn new(live: Arc<Live>) -> AccountsWatcher {
+        AccountsWatcher { live, second: i64::MIN, dirty: true, refreshed: None }
+    }
+}
+
+impl crate::projections::balances::Watcher for AccountsWatcher {
+    fn applied(&mut self, entry: &JournalEntry, balances: &Balances) {
+        self.dirty = true;
+        let second = entry.timestamp_ms.div_euclid(1000);
+        if second == self.second {
+            return;
+        }
+        self.second = second;
+        let mut accounts = self.live.lock_accounts();
+        for (peer, balance) in balances.iter() {
+            let position = balance.position.to_string();
+            let points = match accounts.positions.get_mut(peer) {
+                Some(points) => points,
+                None => accounts.positions.entry(peer.to_owned()).or_default(),
+            };
+            if points.back().is_some_and(|(_, last)| *last == position) {
+                continue;
+            }
+            if points.len() >= POSITION_POINTS_MAX {
+                points.pop_front();
+            }
+            points.push_back((entry.timestamp_ms, position));
+        }
+    }
+
+    fn batch_done(&mut self, balances: &Balances, idle: bool) {
+        let due = idle || self.refreshed.is_none_or(|at| at.elapsed() >= ACCOUNTS_REFRESH);
+        if !(self.dirty && due) {
+            return;
+        }
+        // Built outside the lock; readers wait only for the swap.
+        let view = balances_view(balances);
+        let mut accounts = self.live.lock_accounts();
+        accounts.view = Some(view);
+        accounts.position = crate::projections::Projection::position(balances);
+        drop(accounts);
+        self.dirty = false;
+        self.refreshed = Some(std::time::Instant::now());
     }
 }
 
@@ -126,11 +227,6 @@ pub struct LiveState {
     terms: BTreeMap<String, PeerTerms>,
     sessions: BTreeMap<String, Vec<u64>>,
     peer_totals: BTreeMap<String, PeerTotals>,
-    positions: BTreeMap<String, VecDeque<(i64, String)>>,
-    accounts_second: i64,
-    accounts_balances: Option<BalancesView>,
-    accounts_dirty: bool,
-    accounts_refreshed: Option<std::time::Instant>,
     frame: Frame,
 }
 
@@ -219,7 +315,6 @@ impl LiveState {
                 true
             }
         };
-        self.accounts_dirty |= self.frame.accounts_changed;
         // A bounded sample: every event that is not a packet's (they are rare and each one
         // matters), and packets until the frame's sample is full.
         let room = if sampled { FRAME_SAMPLE_MAX * 2 } else { FRAME_SAMPLE_MAX };
@@ -227,41 +322,6 @@ impl LiveState {
             self.frame.sample.push(entry.clone());
             self.frame.sample_peers.push([peers[0].map(str::to_owned), peers[1].map(str::to_owned)]);
         }
-    }
-
-    /// After the accounts applied the event: a position point per peer per journal second.
-    pub fn after_balances(&mut self, entry: &JournalEntry, balances: &Balances) {
-        let second = entry.timestamp_ms.div_euclid(1000);
-        if second == self.accounts_second {
-            return;
-        }
-        self.accounts_second = second;
-        for (peer, balance) in balances.iter() {
-            let points = self.positions.entry(peer.to_owned()).or_default();
-            let position = balance.position.to_string();
-            if points.back().is_some_and(|(_, last)| *last == position) {
-                continue;
-            }
-            if points.len() >= POSITION_POINTS_MAX {
-                points.pop_front();
-            }
-            points.push_back((entry.timestamp_ms, position));
-        }
-    }
-
-    /// At the end of a batch: the accounts as of its last event, if it changed them and the
-    /// view is older than [`ACCOUNTS_REFRESH`] (or `now`: the index caught up). Building the
-    /// view for every batch cost the index more than the batch at W=256.
-    /// Returns whether it did (the index then hands over the peers' totals too).
-    pub fn refresh_accounts(&mut self, balances: &Balances, now: bool) -> bool {
-        let due = now || self.accounts_refreshed.is_none_or(|at| at.elapsed() >= ACCOUNTS_REFRESH);
-        if (self.accounts_dirty && due) || self.accounts_balances.is_none() {
-            self.accounts_balances = Some(balances_view(balances));
-            self.accounts_dirty = false;
-            self.accounts_refreshed = Some(std::time::Instant::now());
-            return true;
-        }
-        false
     }
 
     /// Per peer, what passed through it since the index started (kept by the index).
@@ -354,9 +414,9 @@ impl LiveState {
         })
     }
 
-    /// `/api/accounts`.
-    pub fn accounts(&self) -> Value {
-        let Some(balances) = &self.accounts_balances else {
+    /// `/api/accounts`, from the accounts kept beside this state.
+    fn accounts(&self, accounts: &AccountsState) -> Value {
+        let Some(balances) = &accounts.view else {
             return json!({"accounts": []});
         };
         let accounts: Vec<Value> = balances
@@ -375,7 +435,7 @@ impl LiveState {
                     "settle_to": terms.and_then(|terms| terms.settle_to),
                     "totals": self.peer_totals.get(peer).cloned().unwrap_or_default(),
                     "settlement": view.settlement.clone(),
-                    "history": self.positions.get(peer).map(|points| points.iter().collect::<Vec<_>>()).unwrap_or_default(),
+                    "history": accounts.positions.get(peer).map(|points| points.iter().collect::<Vec<_>>()).unwrap_or_default(),
                 })
             })
             .collect();
@@ -391,8 +451,9 @@ impl LiveState {
         &self.terms
     }
 
-    /// Takes the frame built since the last one; None when nothing happened.
-    pub fn take_frame(&mut self) -> Option<Value> {
+    /// Takes the frame built since the last one (and whether it should carry the accounts);
+    /// None when nothing happened.
+    fn take_frame(&mut self) -> Option<(Value, bool)> {
         if self.frame.events == 0 {
             return None;
         }
@@ -416,14 +477,11 @@ impl LiveState {
             "sampled_all": frame.events as usize == frame.sample.len(),
             "since_start": self.since_start_json(),
         });
-        if frame.accounts_changed {
-            value["accounts"] = self.accounts()["accounts"].clone();
-        }
         if frame.peers_changed {
             let sessions: BTreeMap<&str, usize> = self.sessions.iter().map(|(peer, sessions)| (peer.as_str(), sessions.len())).collect();
             value["sessions"] = json!(sessions);
         }
-        Some(value)
+        Some((value, frame.accounts_changed))
     }
 }
 
@@ -478,7 +536,7 @@ pub async fn tick(live: Arc<Live>, frames: broadcast::Sender<Arc<str>>, mut shut
             _ = shutdown.changed() => return,
         }
         // Build the frame even with nobody listening, so the next client starts fresh.
-        let frame = live.lock().take_frame();
+        let frame = live.take_frame();
         if let Some(frame) = frame {
             if frames.receiver_count() > 0 {
                 let _ = frames.send(Arc::from(frame.to_string()));

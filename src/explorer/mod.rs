@@ -5,9 +5,11 @@
 //!  journal (durable batches) ──► projections::runner ──► ExplorerIndex (thread "projection-explorer")
 //!                                                          │ sled trees beside the journal:
 //!                                                          │ by packet, peer, code, kind, second
-//!                                                          │ Live: recent windows, accounts
-//!                                                          │ (its own Balances), sessions, the
-//!                                                          │ next live frame (counts + sample)
+//!                                                          │ Live: recent windows, sessions,
+//!                                                          │ the next live frame (counts +
+//!                                                          │ sample); its accounts view is
+//!                                                          │ kept by the `balances` projection
+//!                                                          │ (live::AccountsWatcher)
 //!                                                          ▼
 //!  browser ◄── HTTP/WS (axum, EXPLORER_PORT) ◄── api: /api/* read the index and the journal;
 //!                                                 /ws gets at most 10 aggregated frames a second
@@ -50,6 +52,7 @@ pub struct Explorer {
 /// start" cover the events after it, like the node's `/metrics`.
 pub async fn start(
     config: &Config,
+    live: Arc<live::Live>,
     store: SledStore,
     journal: Arc<JournalStatus>,
     health: Arc<Health>,
@@ -64,7 +67,6 @@ pub async fn start(
         )
     })?;
     let address = listener.local_addr()?;
-    let live = Arc::new(live::Live::new(config));
     let index = {
         let (dir, store, live) = (settings.index_dir.clone(), store.clone(), live.clone());
         tokio::task::spawn_blocking(move || index::ExplorerIndex::open(&dir, &store, live))

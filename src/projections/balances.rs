@@ -281,6 +281,59 @@ impl Projection for Balances {
     }
 }
 
+/// Something that follows the accounts as the `balances` projection applies the journal (the
+/// Explorer's accounts view), so that it needs no replay of its own. Called on the projection's
+/// thread: it must not block.
+pub trait Watcher: Send {
+    /// After `balances` applied `entry`.
+    fn applied(&mut self, entry: &JournalEntry, balances: &Balances);
+    /// After a batch (`idle`: the projection caught up with the journal and is about to wait).
+    fn batch_done(&mut self, balances: &Balances, idle: bool);
+}
+
+/// The `balances` projection with a [`Watcher`]: the same name, position and checkpoints.
+pub struct Watched {
+    pub balances: Balances,
+    watcher: Box<dyn Watcher>,
+}
+
+impl Watched {
+    pub fn new(balances: Balances, watcher: Box<dyn Watcher>) -> Watched {
+        Watched { balances, watcher }
+    }
+}
+
+impl Projection for Watched {
+    fn name(&self) -> &'static str {
+        self.balances.name()
+    }
+
+    fn apply(&mut self, entry: &JournalEntry) {
+        self.balances.apply(entry);
+        self.watcher.applied(entry, &self.balances);
+    }
+
+    fn position(&self) -> u64 {
+        self.balances.position()
+    }
+
+    fn apply_batch(&mut self, entries: &[JournalEntry]) -> Result<(), super::ProjectionError> {
+        for entry in entries {
+            self.apply(entry);
+        }
+        self.watcher.batch_done(&self.balances, false);
+        Ok(())
+    }
+
+    fn checkpoint_state(&self) -> Vec<u8> {
+        self.balances.checkpoint_state()
+    }
+
+    fn on_idle(&mut self) {
+        self.watcher.batch_done(&self.balances, true);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
