@@ -39,6 +39,11 @@ asset_scale = 6
 incoming_token = "bob-token"
 credit_limit = 0
 EOF
+  # EXTRA_CHILDREN="carol dave": more children like bob (token <id>-token).
+  local child
+  for child in ${EXTRA_CHILDREN:-}; do
+    printf '\n[[peers]]\nid = "%s"\nrelation = "child"\nasset_code = "USD"\nasset_scale = 6\nincoming_token = "%s-token"\ncredit_limit = 0\n' "$child" "$child"
+  done
 }
 
 # Sets btp_port and health_port to two distinct ports that were free a moment ago.

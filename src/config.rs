@@ -124,6 +124,9 @@ pub struct NodeConfig {
     pub btp_session_in_flight_max: usize,
     /// Capacity of the pipeline's input queue (default 8192); when full, T03.
     pub pipeline_queue_max: usize,
+    /// Authenticated BTP sessions one peer may hold at once (default 8); the next is refused
+    /// at auth with a BTP error.
+    pub max_sessions_per_peer: usize,
     /// `/health/ready` needs at least this many peers connected (default 0).
     pub ready_peers_min: usize,
     /// `ADMIN_TOKEN`: enables the admin API on the health port (bearer token). None: off.

@@ -94,6 +94,7 @@ fn run(args: RunArgs) -> ExitCode {
     };
     m2m_connector::init_logging(&loaded.config.node.log_level);
     m2m_connector::fault::install_fail_stop();
+    raise_open_files_limit();
     for warning in &loaded.warnings {
         tracing::warn!("config: {warning}");
     }
@@ -117,4 +118,27 @@ fn run(args: RunArgs) -> ExitCode {
         node.stop().await;
         ExitCode::SUCCESS
     })
+}
+
+/// Raises the soft limit of open files to the hard one: every BTP session, unauthenticated
+/// connection and Explorer client is a descriptor, and a soft limit of 1024 (a common default)
+/// would refuse connections long before the listener's own bounds do.
+fn raise_open_files_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit/setrlimit with a pointer to a local, initialised struct.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max {
+                return;
+            }
+            let soft = limit.rlim_cur;
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                tracing::debug!(from = soft, to = limit.rlim_max, "raised the open files limit");
+            } else {
+                tracing::warn!(soft, "could not raise the open files limit; connections beyond it are refused");
+            }
+        }
+    }
 }

@@ -428,20 +428,48 @@ impl FrameDirection {
     }
 }
 
+/// The `reason` label of `btp_connections_refused_total`: BTP connections closed by the
+/// listener's bounds rather than by a failed auth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionRefusal {
+    /// Its source address already had the most unauthenticated connections allowed.
+    SourceLimit,
+    /// The oldest unauthenticated connection, closed to make room for a new one.
+    Evicted,
+    /// Authenticated as a peer that already had `max_sessions_per_peer` sessions.
+    SessionLimit,
+}
+
+impl ConnectionRefusal {
+    pub const ALL: [ConnectionRefusal; 3] = [ConnectionRefusal::SourceLimit, ConnectionRefusal::Evicted, ConnectionRefusal::SessionLimit];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnectionRefusal::SourceLimit => "source_limit",
+            ConnectionRefusal::Evicted => "evicted",
+            ConnectionRefusal::SessionLimit => "session_limit",
+        }
+    }
+}
+
 /// The `reason` label of `btp_frames_dropped_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameDropReason {
     Undecodable,
     UnknownType,
+    /// A reply that matched a request of ours but came after the forwarder gave up on it.
     UnexpectedResponse,
+    /// A reply to no request this session sent (made up, or repeated): dropped by the session.
+    UnmatchedReply,
     Oversized,
 }
 
 impl FrameDropReason {
-    pub const ALL: [FrameDropReason; 4] = [
+    pub const ALL: [FrameDropReason; 5] = [
         FrameDropReason::Undecodable,
         FrameDropReason::UnknownType,
         FrameDropReason::UnexpectedResponse,
+        FrameDropReason::UnmatchedReply,
         FrameDropReason::Oversized,
     ];
 
@@ -450,6 +478,7 @@ impl FrameDropReason {
             FrameDropReason::Undecodable => "undecodable",
             FrameDropReason::UnknownType => "unknown_type",
             FrameDropReason::UnexpectedResponse => "unexpected_response",
+            FrameDropReason::UnmatchedReply => "unmatched_reply",
             FrameDropReason::Oversized => "oversized",
         }
     }
@@ -603,6 +632,7 @@ pub struct Metrics {
     errors: [Counter; ErrorKind::ALL.len()],
     btp_connections_accepted: Counter,
     btp_auth_failures: Counter,
+    btp_connections_refused: [Counter; ConnectionRefusal::ALL.len()],
     btp_frames: [Counter; 2],
     btp_frames_dropped: [Counter; FrameDropReason::ALL.len()],
     btp_frames_inverted: Counter,
@@ -646,6 +676,7 @@ impl Metrics {
             errors: Default::default(),
             btp_connections_accepted: Counter::new(),
             btp_auth_failures: Counter::new(),
+            btp_connections_refused: Default::default(),
             btp_frames: Default::default(),
             btp_frames_dropped: Default::default(),
             btp_frames_inverted: Counter::new(),
@@ -797,6 +828,10 @@ impl Metrics {
 
     pub fn btp_auth_failure(&self) {
         self.btp_auth_failures.inc();
+    }
+
+    pub fn btp_connection_refused(&self, reason: ConnectionRefusal) {
+        self.btp_connections_refused[reason as usize].inc();
     }
 
     /// Counts `count` BTP frames; a writer task counts a whole burst at once.
@@ -975,6 +1010,12 @@ impl Metrics {
                 &[("direction", direction.label())],
                 value,
             )?;
+        }
+
+        header(out, "btp_connections_refused_total", "counter", HELP_BTP_CONNECTIONS_REFUSED)?;
+        for reason in ConnectionRefusal::ALL {
+            let value = self.btp_connections_refused[reason as usize].get();
+            sample(out, "btp_connections_refused_total", &[("reason", reason.label())], value)?;
         }
 
         header(
@@ -1276,6 +1317,8 @@ const HELP_ERRORS: &str = "Operating errors, by type and severity.";
 const HELP_BTP_ACCEPTED: &str = "Incoming BTP WebSocket connections accepted.";
 const HELP_BTP_AUTH_FAILURES: &str = "BTP sessions that failed authentication.";
 const HELP_BTP_FRAMES: &str = "BTP frames received (in) and sent (out).";
+const HELP_BTP_CONNECTIONS_REFUSED: &str =
+    "BTP connections closed by the listener's bounds (per-source and global limits on unauthenticated connections, sessions per peer), by reason.";
 const HELP_BTP_FRAMES_DROPPED: &str = "Received BTP frames dropped, by reason.";
 const HELP_BTP_FRAMES_INVERTED: &str = "ILP replies received in BTP Message frames or Prepares \
     in Response frames (as interledger-rs sends them), accepted.";
@@ -1534,6 +1577,7 @@ mod tests {
             "btp_connections",
             "btp_connections_accepted_total",
             "btp_auth_failures_total",
+            "btp_connections_refused_total",
             "btp_frames_total",
             "btp_frames_dropped_total",
             "btp_frames_inverted_total",

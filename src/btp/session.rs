@@ -3,9 +3,10 @@
 //! The reader decodes each WebSocket message as a BTP frame and hands ILP packets to the
 //! pipeline: Prepares (requests) to the forwarder's bounded Prepare queue, answering T03 at once
 //! when it is full; Fulfills, Rejects and BTP Errors (replies to our requests) to the reply
-//! queue. Replies are matched by request id and ILP packet type, not by BTP frame type:
-//! interledger-rs 1.0 sends Prepares in Response frames and replies in Message frames, which we
-//! accept and count. Unreadable frames are dropped without an answer (RFC 23), and counted.
+//! queue, only if they answer a request this session sent and has not seen answered (others are
+//! dropped and counted here). Replies are matched by request id and ILP packet type, not by BTP
+//! frame type: interledger-rs 1.0 sends Prepares in Response frames and replies in Message
+//! frames, which we accept and count. Unreadable frames are dropped without an answer (RFC 23), and counted.
 //!
 //! The writer drains the session's two queues (replies first) and flushes once per burst:
 //! measured here, a flush per message costs 5–8× on loopback WebSockets.
@@ -76,7 +77,8 @@ where
     let (requests_tx, requests_rx) = mpsc::channel(REQUEST_QUEUE_MAX);
     let (replies_tx, replies_rx) = mpsc::channel(context.in_flight_max + 16);
     let in_flight = Arc::new(AtomicUsize::new(0));
-    let writer = tokio::spawn(write_loop(sink, replies_rx, requests_rx, in_flight.clone()));
+    let outstanding = Arc::new(Outstanding::default());
+    let writer = tokio::spawn(write_loop(sink, replies_rx, requests_rx, in_flight.clone(), outstanding.clone()));
 
     let link = LinkHandle { session, peer, requests: requests_tx };
     if send_input(&context.replies, Input::SessionUp(link)).await.is_err() {
@@ -90,6 +92,7 @@ where
         context: context.clone(),
         replies: replies_tx,
         in_flight,
+        outstanding,
         settlement_budget: (Instant::now(), SETTLEMENT_MESSAGES_PER_SECOND_MAX),
     };
     let reason = reader.read_loop(stream).await;
@@ -109,6 +112,7 @@ async fn write_loop<S>(
     mut replies: mpsc::Receiver<Bytes>,
     mut requests: mpsc::Receiver<Bytes>,
     in_flight: Arc<AtomicUsize>,
+    outstanding: Arc<Outstanding>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -125,6 +129,9 @@ async fn write_loop<S>(
         while let Some((frame, is_reply)) = next.take() {
             if is_reply {
                 in_flight.fetch_sub(1, Ordering::Relaxed);
+            } else if let Some(id) = frame.get(1..5) {
+                // Registered before the frame can reach the peer, so its answer always finds it.
+                outstanding.sent(u32::from_be_bytes(id.try_into().expect("4 bytes")));
             }
             if sink.feed(Message::Binary(frame)).await.is_err() {
                 return;
@@ -146,12 +153,43 @@ async fn write_loop<S>(
     let _ = sink.close().await;
 }
 
+/// The request ids this session sent to its peer (forwarded Prepares, claims, channel messages)
+/// and has not seen answered. Bounded by what the forwarder has outstanding on the session,
+/// plus requests never answered, which are forgotten after [`OUTSTANDING_TTL`].
+#[derive(Default)]
+struct Outstanding {
+    ids: std::sync::Mutex<rustc_hash::FxHashMap<u32, Instant>>,
+}
+
+/// Past the longest time a request of ours can wait for its answer (a Prepare's hold time is at
+/// most a minute); an answer later than this is dropped as answering nothing.
+const OUTSTANDING_TTL: Duration = Duration::from_secs(300);
+/// Above this many ids, the ones older than [`OUTSTANDING_TTL`] are forgotten.
+const OUTSTANDING_PURGE_ABOVE: usize = 65_536;
+
+impl Outstanding {
+    fn sent(&self, request_id: u32) {
+        let now = Instant::now();
+        let mut ids = self.ids.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if ids.len() >= OUTSTANDING_PURGE_ABOVE {
+            ids.retain(|_, sent| now.duration_since(*sent) < OUTSTANDING_TTL);
+        }
+        ids.insert(request_id, now);
+    }
+
+    /// Whether `request_id` was outstanding (it no longer is).
+    fn answered(&self, request_id: u32) -> bool {
+        self.ids.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&request_id).is_some()
+    }
+}
+
 struct Reader {
     session: SessionId,
     peer: PeerIndex,
     context: Arc<SessionContext>,
     replies: mpsc::Sender<Bytes>,
     in_flight: Arc<AtomicUsize>,
+    outstanding: Arc<Outstanding>,
     /// Settlement messages (claims, channel proposals) this session may still send in the
     /// current second: each costs a signature recovery and a journal event.
     settlement_budget: (Instant, u32),
@@ -215,8 +253,7 @@ impl Reader {
             }
             BtpPacket::Error { request_id, code, name, data, .. } => {
                 let message = btp::error_text(&code, &name, &data);
-                self.to_forwarder(Input::Reply { session: self.session, request_id, reply: Reply::LinkError { message } })
-                    .await;
+                self.reply(request_id, Reply::LinkError { message }).await;
             }
             BtpPacket::Transfer { request_id, .. } => {
                 // Settlement over BTP Transfer is not supported: say so instead of silently
@@ -233,7 +270,7 @@ impl Reader {
             } else {
                 // A Response without protocol data acknowledges a request of ours that carried
                 // no ILP packet: a claim (the forwarder drops it if it matches none).
-                self.to_forwarder(Input::Reply { session: self.session, request_id, reply: Reply::Ack }).await;
+                self.reply(request_id, Reply::Ack).await;
             }
             return;
         };
@@ -249,7 +286,7 @@ impl Reader {
                 self.handle_channel_message(request_id, primary.data).await;
             } else {
                 let reply = Reply::Channel(primary.data);
-                self.to_forwarder(Input::Reply { session: self.session, request_id, reply }).await;
+                self.reply(request_id, reply).await;
             }
             return;
         }
@@ -257,7 +294,7 @@ impl Reader {
             if is_message {
                 self.handle_claim(request_id, &primary.data).await;
             } else {
-                self.to_forwarder(Input::Reply { session: self.session, request_id, reply: Reply::Ack }).await;
+                self.reply(request_id, Reply::Ack).await;
             }
             return;
         }
@@ -288,7 +325,7 @@ impl Reader {
                     metrics::global().btp_frame_inverted();
                 }
                 let reply = parse_reply(packet_type, data, &self.context.parse_options);
-                self.to_forwarder(Input::Reply { session: self.session, request_id, reply }).await;
+                self.reply(request_id, reply).await;
             }
             None if is_message => {
                 let message = "invalid ILP packet: unknown packet type";
@@ -418,6 +455,19 @@ impl Reader {
     async fn answer_error(&mut self, request_id: u32, code: btp::BtpErrorCode, message: &str) {
         let frame = code.packet(request_id, message.as_bytes()).encode();
         self.answer(frame).await;
+    }
+
+    /// A reply to one of our requests: passed to the forwarder only if this session sent that
+    /// request and has not seen it answered. Anything else (made-up or repeated request ids) is
+    /// dropped and counted here, so a peer cannot fill the forwarder's shared reply queue, which
+    /// every session's answers go through, with frames that answer nothing.
+    async fn reply(&self, request_id: u32, reply: Reply) {
+        if !self.outstanding.answered(request_id) {
+            metrics::global().btp_frame_dropped(FrameDropReason::UnmatchedReply);
+            tracing::trace!(session = self.session, request_id, "reply to no request of ours on this session; dropped");
+            return;
+        }
+        self.to_forwarder(Input::Reply { session: self.session, request_id, reply }).await;
     }
 
     /// Sends to the forwarder's reply queue, waiting (without blocking the worker) while it is

@@ -758,6 +758,7 @@ fn read_node(report: &mut Report, table: &Table, env: &Env) -> NodeConfig {
         .unsigned(r, "btp_session_in_flight_max", positive_usize)
         .or(4096);
     let pipeline_queue_max = f.unsigned(r, "pipeline_queue_max", positive_usize).or(8192);
+    let max_sessions_per_peer = f.unsigned(r, "max_sessions_per_peer", positive_usize).or(8);
     let ready_peers_min = f.unsigned(r, "ready_peers_min", any_usize).or(0);
 
     f.finish(r);
@@ -779,6 +780,7 @@ fn read_node(report: &mut Report, table: &Table, env: &Env) -> NodeConfig {
         btp_auth_timeout_ms: btp_auth_timeout_ms.unwrap_or_default(),
         btp_session_in_flight_max: btp_session_in_flight_max.unwrap_or_default(),
         pipeline_queue_max: pipeline_queue_max.unwrap_or_default(),
+        max_sessions_per_peer: max_sessions_per_peer.unwrap_or_default(),
         ready_peers_min: ready_peers_min.unwrap_or_default(),
         admin_token: admin_token(r, env),
     }
@@ -1930,6 +1932,9 @@ $ JOURNAL_COMMIT_LOG_MIB=lots
 => node.btp_auth_timeout_ms: greater than 0
 => node.btp_session_in_flight_max: greater than 0
 => node.pipeline_queue_max: greater than 0
+---
+@node max_sessions_per_peer = 0
+=> node.max_sessions_per_peer: greater than 0
 ---
 @node btp_message_size_max = 32855
 => warning: node.btp_message_size_max: below 32856

@@ -4,7 +4,8 @@
 //! Roles: `sender` keeps a window of Prepares in flight as one account and checks every reply;
 //! `fulfiller` answers Prepares as another account; `both` runs the two in one process (two
 //! connections); `echo` is a trivial BTP server that fulfills everything itself, to measure the
-//! generator alone (`--echo` starts one in-process for a sender).
+//! generator alone (`--echo` starts one in-process for a sender); `flood-replies` is a
+//! misbehaving peer that sends replies to requests never made (the fairness test).
 //!
 //! Output: one JSON line on stdout at the end; progress (`--progress`) and failures on stderr.
 //! Exit status: 0 the run completed; 1 a connection failed or was lost; 2 bad arguments; 3
@@ -13,6 +14,7 @@
 //! Modules: [`payload`] (data, fulfillment and condition), [`sender`], [`fulfiller`], [`echo`].
 
 pub mod echo;
+pub mod flood;
 pub mod fulfiller;
 pub mod payload;
 pub mod sender;
@@ -50,6 +52,7 @@ pub enum Role {
     Fulfiller,
     Both,
     Echo,
+    FloodReplies,
 }
 
 impl Role {
@@ -59,6 +62,7 @@ impl Role {
             Role::Fulfiller => "fulfiller",
             Role::Both => "both",
             Role::Echo => "echo",
+            Role::FloodReplies => "flood-replies",
         }
     }
 }
@@ -73,7 +77,9 @@ impl Role {
 #[command(name = "m2m-loadgen", version)]
 pub struct Args {
     /// sender: send Prepares; fulfiller: answer them; both: one of each (two connections);
-    /// echo: a trivial BTP server on --listen that fulfills everything itself.
+    /// echo: a trivial BTP server on --listen that fulfills everything itself; flood-replies:
+    /// authenticate as --username (default carol) and send Fulfills, Rejects and BTP Errors
+    /// with random request ids as fast as the connector takes them, for --seconds.
     #[arg(long, value_enum, default_value_t = Role::Sender)]
     pub role: Role,
     /// The connector's BTP WebSocket URL.
@@ -189,11 +195,21 @@ pub struct Outcome {
     pub role: Role,
     pub sender: Option<SenderReport>,
     pub fulfiller: Option<FulfillerReport>,
+    pub flood: Option<flood::FloodReport>,
 }
 
 impl Outcome {
     /// The one JSON line printed at the end.
     pub fn json_line(&self) -> String {
+        if let Some(report) = &self.flood {
+            #[derive(Serialize)]
+            struct FloodJson<'a> {
+                role: &'static str,
+                #[serde(flatten)]
+                report: &'a flood::FloodReport,
+            }
+            return serde_json::to_string(&FloodJson { role: self.role.name(), report }).expect("the report serializes");
+        }
         let fulfiller = self.fulfiller.as_ref().map(fulfiller_json);
         let line = match &self.sender {
             Some(report) => serde_json::to_string(&SenderJson::new(self.role, report, fulfiller)),
@@ -207,6 +223,9 @@ impl Outcome {
 
     /// Why the run did not complete (a link was lost), if it did not.
     pub fn link_error(&self) -> Option<String> {
+        if let Some(error) = self.flood.as_ref().and_then(|report| report.error.clone()) {
+            return Some(format!("flood: {error}"));
+        }
         let sender = self.sender.as_ref().and_then(|report| report.error.clone());
         let fulfiller = self.fulfiller.as_ref().and_then(|report| {
             report
@@ -361,6 +380,7 @@ fn round(value: f64, scale: f64) -> f64 {
 /// The checked plan of a run.
 struct Plan {
     sender: Option<SenderOptions>,
+    flood: Option<flood::FloodOptions>,
     fulfiller: Option<FulfillerOptions>,
     /// How long a fulfiller or echo runs at most (a sender has its own bounds).
     duration: Duration,
@@ -440,8 +460,12 @@ fn plan(args: &Args) -> Result<Plan, RunError> {
             reject_share: args.reject_share,
             address: address.clone(),
         }),
-        Role::Sender | Role::Echo => None,
+        Role::Sender | Role::Echo | Role::FloodReplies => None,
     };
+    let flood = (args.role == Role::FloodReplies).then(|| {
+        let username = args.username.clone().unwrap_or_else(|| "carol".into());
+        flood::FloodOptions { url: url.clone(), token: token_of(&args.token, &username), username, duration }
+    });
     // A fulfiller alone, or an echo server, runs until stopped: bound it too.
     let duration = match args.seconds {
         Some(_) => duration,
@@ -449,6 +473,7 @@ fn plan(args: &Args) -> Result<Plan, RunError> {
     };
     Ok(Plan {
         sender,
+        flood,
         fulfiller,
         duration,
     })
@@ -458,6 +483,13 @@ fn plan(args: &Args) -> Result<Plan, RunError> {
 pub async fn run(args: &Args, stop: watch::Receiver<bool>) -> Result<Outcome, RunError> {
     let plan = plan(args)?;
     match args.role {
+        Role::FloodReplies => {
+            let options = plan.flood.expect("a flood plan");
+            let report = flood::run(&options, stop)
+                .await
+                .map_err(|error| link_failed("flood", &options.url, &options.username, error))?;
+            Ok(Outcome { role: Role::FloodReplies, sender: None, fulfiller: None, flood: Some(report) })
+        }
         Role::Echo => {
             let answerer = Answerer::new(
                 args.reject_share,
@@ -481,6 +513,7 @@ pub async fn run(args: &Args, stop: watch::Receiver<bool>) -> Result<Outcome, Ru
                 role: Role::Echo,
                 sender: None,
                 fulfiller: Some(report),
+                flood: None,
             })
         }
         Role::Fulfiller => {
@@ -493,6 +526,7 @@ pub async fn run(args: &Args, stop: watch::Receiver<bool>) -> Result<Outcome, Ru
                 role: Role::Fulfiller,
                 sender: None,
                 fulfiller: Some(report),
+                flood: None,
             })
         }
         Role::Sender => {
@@ -515,6 +549,7 @@ pub async fn run(args: &Args, stop: watch::Receiver<bool>) -> Result<Outcome, Ru
                 role: Role::Sender,
                 sender: Some(report),
                 fulfiller,
+                flood: None,
             })
         }
         Role::Both => {
@@ -564,6 +599,7 @@ pub async fn run(args: &Args, stop: watch::Receiver<bool>) -> Result<Outcome, Ru
                 role: Role::Both,
                 sender: Some(report),
                 fulfiller: Some(fulfiller_report),
+                flood: None,
             })
         }
     }

@@ -5,6 +5,7 @@ mod chain;
 mod cli;
 mod crash;
 mod explorer;
+mod fairness;
 mod fail_stop;
 mod forwarding;
 mod interop;
