@@ -162,8 +162,34 @@ pub struct PacketRejected {
     pub code: [u8; 3],
     /// Address of the node that created the Reject (ours for local decisions).
     pub triggered_by: String,
+    /// The Reject's message, at most [`MESSAGE_JOURNALED_MAX`] bytes ([`journaled_message`]):
+    /// the upstream gets the Reject as the next hop wrote it, the journal keeps its head.
     pub message: String,
     pub stage: Stage,
+}
+
+/// Most bytes of a Reject message the journal keeps. A peer may send 8 KiB of message with
+/// every Reject; kept in full it would make each rejected packet cost the journal, its
+/// projections and the Explorer 8 KiB. Longer messages keep their head and end with
+/// [`MESSAGE_TRUNCATED_MARK`] and the number of bytes cut, all within the cap.
+pub const MESSAGE_JOURNALED_MAX: usize = 512;
+/// What ends a journaled message that was cut, before the count of bytes cut.
+pub const MESSAGE_TRUNCATED_MARK: &str = "…[cut ";
+
+/// `message` as the journal keeps it: unchanged up to [`MESSAGE_JOURNALED_MAX`] bytes; longer,
+/// its head on a character boundary then `…[cut N bytes]`, at most the cap in all.
+pub fn journaled_message(message: &str) -> String {
+    if message.len() <= MESSAGE_JOURNALED_MAX {
+        return message.to_owned();
+    }
+    // The mark's length depends on the count, which depends on where the head ends: reserve
+    // room for the longest count a message can have (8191 bytes: 4 digits, more is harmless).
+    let suffix_room = MESSAGE_TRUNCATED_MARK.len() + " bytes]".len() + 20;
+    let mut end = MESSAGE_JOURNALED_MAX - suffix_room;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{MESSAGE_TRUNCATED_MARK}{} bytes]", &message[..end], message.len() - end)
 }
 
 /// Which part of the connector ended the packet.
@@ -516,4 +542,26 @@ pub struct SettlementCorrected {
     pub expected_payout: i128,
     #[serde(with = "crate::journal::wide::i128_text")]
     pub delta: i128,
+}
+
+#[cfg(test)]
+mod message_cap_tests {
+    use super::*;
+
+    #[test]
+    fn short_messages_are_kept_and_long_ones_cut_within_the_cap() {
+        assert_eq!(journaled_message(""), "");
+        let exact = "x".repeat(MESSAGE_JOURNALED_MAX);
+        assert_eq!(journaled_message(&exact), exact);
+        for length in [MESSAGE_JOURNALED_MAX + 1, 1000, 8191, 100_000] {
+            for filler in ["x", "é", "€", "😀"] {
+                let message = filler.repeat(length / filler.len() + 1);
+                let kept = journaled_message(&message);
+                assert!(kept.len() <= MESSAGE_JOURNALED_MAX, "{length} {filler}: {}", kept.len());
+                let (head, tail) = kept.split_once(MESSAGE_TRUNCATED_MARK).unwrap();
+                assert!(message.starts_with(head));
+                assert_eq!(tail, format!("{} bytes]", message.len() - head.len()));
+            }
+        }
+    }
 }

@@ -34,7 +34,7 @@ use crate::ilp::packet::{truncate_message, FulfillBuilder, Prepare, RejectBuilde
 use crate::ilp::{self, ildcp, timestamp};
 use crate::journal::{
     Commit, ConfigurationApplied, Event, JournalEntry, JournalStatus, PacketFulfilled,
-    PacketPrepared, PacketRejected, PeerTerms, Release, Stage,
+    journaled_message, PacketPrepared, PacketRejected, PeerTerms, Release, Stage,
 };
 use crate::metrics::{self, PacketKind, PacketStatus, PeerMetrics, RejectOrigin, ReplyKind};
 use crate::projections::balances::Balances;
@@ -675,9 +675,9 @@ impl Forwarder {
             Reply::Reject(reject) => {
                 let code = reject.code();
                 let triggered_by = String::from_utf8_lossy(reject.triggered_by_raw()).into_owned();
-                let message = reject.message_lossy().into_owned();
+                let message = reject.message_lossy();
                 let frame = reply_frame(packet.from_request_id, reject.as_bytes());
-                self.ended_rejected(packet_id, &packet, code, triggered_by, message, Stage::Downstream, false);
+                self.ended_rejected(packet_id, &packet, code, triggered_by, &message, Stage::Downstream, false);
                 packet.reply.send(frame);
             }
             Reply::LinkError { message } => {
@@ -709,7 +709,7 @@ impl Forwarder {
         let reject = self.local_reject(code, message, &[]);
         let frame = reply_frame(packet.from_request_id, &reject);
         let triggered_by = self.node_address.clone();
-        self.ended_rejected(packet_id, &packet, code, triggered_by, message.to_owned(), stage, true);
+        self.ended_rejected(packet_id, &packet, code, triggered_by, message, stage, true);
         packet.reply.send(frame);
     }
 
@@ -720,7 +720,7 @@ impl Forwarder {
         packet: &InFlight,
         code: ErrorCode,
         triggered_by: String,
-        message: String,
+        message: &str,
         stage: Stage,
         local: bool,
     ) {
@@ -732,7 +732,7 @@ impl Forwarder {
             destination: String::new(),
             code: code.0,
             triggered_by,
-            message,
+            message: journaled_message(&message),
             stage,
         }));
         let global = metrics::global();

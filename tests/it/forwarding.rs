@@ -140,6 +140,14 @@ pub(crate) fn bob_handler(received: Arc<std::sync::Mutex<Vec<u64>>>) -> PrepareH
             }
             .build()
             .unwrap(),
+            b"long-reject" => RejectBuilder {
+                code: ErrorCode::F99_APPLICATION_ERROR,
+                triggered_by: "test.m2m.bob",
+                message: &"é".repeat(4095),
+                data: &[],
+            }
+            .build()
+            .unwrap(),
             b"wrong" => FulfillBuilder { fulfillment: [9; 32], data: &[] }.build().unwrap(),
             b"silent" => {
                 std::thread::sleep(Duration::from_millis(3000));
@@ -255,6 +263,37 @@ async fn fulfill_reject_and_local_refusals() {
     assert_eq!(balances.balance_of("carol").unwrap().position, 0);
     let journal_dir = node.stop().await;
     assert_live_state_equals_replay(journal_dir.path());
+}
+
+/// A next hop's 8 KiB Reject message reaches the sender whole; the journal keeps its first
+/// bytes, at most 512 with the mark and the count of bytes cut (issue 12, bounds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_reject_message_is_relayed_whole_and_journaled_capped() {
+    use m2m_connector::journal::{MESSAGE_JOURNALED_MAX, MESSAGE_TRUNCATED_MARK};
+    let node = start(&base_config("", "")).await;
+    let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let _bob = Endpoint::connect(&url(&node), "bob", "bob-token", Some(bob_handler(received))).await.unwrap();
+    let alice = Endpoint::connect(&url(&node), "alice", "alice-token", None).await.unwrap();
+    let reply = alice.send(&prepare(1000, "test.m2m.bob", b"long-reject", 10_000), TIMEOUT).await.unwrap();
+    let reject = expect_reject(&reply, ErrorCode::F99_APPLICATION_ERROR, "test.m2m.bob");
+    assert_eq!(reject.message(), "é".repeat(4095).as_bytes(), "relayed byte for byte");
+
+    let entries = settle_journal(&node).await;
+    let journaled: Vec<&str> = entries
+        .iter()
+        .filter_map(|entry| match &entry.event {
+            Event::PacketRejected(rejected) => Some(rejected.message.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(journaled.len(), 1);
+    let message = journaled[0];
+    assert!(message.len() <= MESSAGE_JOURNALED_MAX, "{} bytes journaled", message.len());
+    let (head, tail) = message.split_once(MESSAGE_TRUNCATED_MARK).expect("the truncation mark");
+    assert!(head.len() > 400 && head.chars().all(|c| c == 'é'), "the head is kept on a character boundary");
+    assert_eq!(tail, format!("{} bytes]", 8190 - head.len()));
+    check_journal(&entries);
+    node.stop().await;
 }
 
 /// Replay equality: the live state, snapshotted by the forwarder at stop, and the tailing
