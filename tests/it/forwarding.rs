@@ -798,7 +798,9 @@ async fn a_stop_waits_for_packets_in_flight_and_refuses_new_ones() {
             FulfillBuilder { fulfillment: fulfillment_for(prepare.data()), data: &[] }.build().unwrap()
         })
     };
-    let _bob = Endpoint::connect(&url, "bob", "bob-token", Some(slow_bob)).await.unwrap();
+    // Bob's handler blocks its thread for 3 s: on a runtime of his own, so it cannot hold up
+    // the node's or the test's tasks (a task in a blocked worker's LIFO slot is not stolen).
+    let bob = endpoint_on_own_runtime(&url, "bob", "bob-token", slow_bob);
     let alice = Arc::new(Endpoint::connect(&url, "alice", "alice-token", None).await.unwrap());
     let held = {
         let alice = alice.clone();
@@ -830,4 +832,22 @@ async fn a_stop_waits_for_packets_in_flight_and_refuses_new_ones() {
     assert!(matches!(Packet::parse(reply).unwrap(), Packet::Fulfill(_)), "the held packet's Fulfill still arrives");
     let journal_dir = stopping.await.unwrap();
     assert_live_state_equals_replay(journal_dir.path());
+    drop(bob);
+}
+
+/// An endpoint whose tasks run on a runtime of its own, on its own thread, until the returned
+/// sender is dropped.
+pub(crate) fn endpoint_on_own_runtime(url: &str, username: &str, token: &str, handler: PrepareHandler) -> std::sync::mpsc::Sender<()> {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let (ready, connected) = std::sync::mpsc::channel();
+    let (url, name, token) = (url.to_owned(), username.to_owned(), token.to_owned());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let endpoint = runtime.block_on(Endpoint::connect(&url, &name, &token, Some(handler)));
+        let _ = ready.send(endpoint.is_ok());
+        let _ = stopped.recv();
+        drop(endpoint);
+    });
+    assert!(connected.recv().unwrap(), "{username} connects");
+    stop
 }
