@@ -10,7 +10,9 @@
 //!
 //! [`hit`] is the fault-injection hook for the tests that show it: with the cargo feature
 //! `fault-injection` and `M2M_FAULT=POINT:N`, the N-th pass through `POINT` (`forwarder`,
-//! `journal-writer`, `projection-balances`, ...) panics. Without the feature it compiles to
+//! `journal-writer`, `projection-balances`, ...) panics. [`delay`] is its slow twin:
+//! `M2M_FAULT_DELAY=POINT:MS` makes every pass through `POINT` (`journal-release`: a journal
+//! that takes that long to make Fulfills durable) sleep. Without the feature both compile to
 //! nothing; release builds never enable it.
 
 /// Makes any panic fatal to the whole process, after a last log line and metric.
@@ -50,6 +52,28 @@ pub fn hit(point: &str) {
     if let Some((wanted, after)) = FAULT.as_ref() {
         if wanted == point && PASSES.fetch_add(1, Ordering::Relaxed) + 1 == *after {
             panic!("fault injection: M2M_FAULT={wanted}:{after}");
+        }
+    }
+}
+
+/// A delay point (see the module's documentation); nothing without the `fault-injection`
+/// feature.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn delay(_point: &str) {}
+
+/// A delay point: sleeps on every pass when `M2M_FAULT_DELAY=POINT:MS` names it.
+#[cfg(feature = "fault-injection")]
+pub fn delay(point: &str) {
+    use std::sync::LazyLock;
+    static DELAY: LazyLock<Option<(String, u64)>> = LazyLock::new(|| {
+        let text = std::env::var("M2M_FAULT_DELAY").ok()?;
+        let (point, ms) = text.split_once(':')?;
+        Some((point.to_owned(), ms.parse().ok()?))
+    });
+    if let Some((wanted, ms)) = DELAY.as_ref() {
+        if wanted == point {
+            std::thread::sleep(std::time::Duration::from_millis(*ms));
         }
     }
 }

@@ -633,6 +633,7 @@ pub struct Metrics {
     btp_connections_accepted: Counter,
     btp_auth_failures: Counter,
     btp_connections_refused: [Counter; ConnectionRefusal::ALL.len()],
+    fulfills_undelivered: [Counter; crate::journal::UndeliveredReason::ALL.len()],
     btp_frames: [Counter; 2],
     btp_frames_dropped: [Counter; FrameDropReason::ALL.len()],
     btp_frames_inverted: Counter,
@@ -677,6 +678,7 @@ impl Metrics {
             btp_connections_accepted: Counter::new(),
             btp_auth_failures: Counter::new(),
             btp_connections_refused: Default::default(),
+            fulfills_undelivered: Default::default(),
             btp_frames: Default::default(),
             btp_frames_dropped: Default::default(),
             btp_frames_inverted: Counter::new(),
@@ -832,6 +834,12 @@ impl Metrics {
 
     pub fn btp_connection_refused(&self, reason: ConnectionRefusal) {
         self.btp_connections_refused[reason as usize].inc();
+    }
+
+    /// A Fulfill journaled but not delivered upstream (`FulfillUndelivered`); its amount shows
+    /// in the sender's `account_balance_units`.
+    pub fn fulfill_undelivered(&self, reason: crate::journal::UndeliveredReason) {
+        self.fulfills_undelivered[reason as usize].inc();
     }
 
     /// Counts `count` BTP frames; a writer task counts a whole burst at once.
@@ -1010,6 +1018,12 @@ impl Metrics {
                 &[("direction", direction.label())],
                 value,
             )?;
+        }
+
+        header(out, "ilp_fulfills_undelivered_total", "counter", HELP_FULFILLS_UNDELIVERED)?;
+        for reason in crate::journal::UndeliveredReason::ALL {
+            let value = self.fulfills_undelivered[reason as usize].get();
+            sample(out, "ilp_fulfills_undelivered_total", &[("reason", reason.label())], value)?;
         }
 
         header(out, "btp_connections_refused_total", "counter", HELP_BTP_CONNECTIONS_REFUSED)?;
@@ -1317,6 +1331,8 @@ const HELP_ERRORS: &str = "Operating errors, by type and severity.";
 const HELP_BTP_ACCEPTED: &str = "Incoming BTP WebSocket connections accepted.";
 const HELP_BTP_AUTH_FAILURES: &str = "BTP sessions that failed authentication.";
 const HELP_BTP_FRAMES: &str = "BTP frames received (in) and sent (out).";
+const HELP_FULFILLS_UNDELIVERED: &str =
+    "Fulfills journaled but not delivered upstream, by reason (expired: the sender's Prepare expired before the Fulfill was durable; upstream_gone: its session had closed). The sender is not charged; the connector bears the loss.";
 const HELP_BTP_CONNECTIONS_REFUSED: &str =
     "BTP connections closed by the listener's bounds (per-source and global limits on unauthenticated connections, sessions per peer), by reason.";
 const HELP_BTP_FRAMES_DROPPED: &str = "Received BTP frames dropped, by reason.";
@@ -1578,6 +1594,7 @@ mod tests {
             "btp_connections_accepted_total",
             "btp_auth_failures_total",
             "btp_connections_refused_total",
+            "ilp_fulfills_undelivered_total",
             "btp_frames_total",
             "btp_frames_dropped_total",
             "btp_frames_inverted_total",

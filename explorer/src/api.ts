@@ -59,6 +59,8 @@ export type Account = {
   asset_scale: number | null;
   position: string;
   in_flight_amount: string;
+  /** Fulfills paid to the next hop that did not reach this peer: not charged to it, the connector's loss. */
+  undelivered_amount: string;
   credit_limit: number | null;
   settlement_threshold: number | null;
   settle_to: number | null;

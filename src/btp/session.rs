@@ -78,7 +78,8 @@ where
     let (replies_tx, replies_rx) = mpsc::channel(context.in_flight_max + 16);
     let in_flight = Arc::new(AtomicUsize::new(0));
     let outstanding = Arc::new(Outstanding::default());
-    let writer = tokio::spawn(write_loop(sink, replies_rx, requests_rx, in_flight.clone(), outstanding.clone()));
+    let closing = Arc::new(tokio::sync::Notify::new());
+    let writer = tokio::spawn(write_loop(sink, replies_rx, requests_rx, in_flight.clone(), outstanding.clone(), closing.clone()));
 
     let link = LinkHandle { session, peer, requests: requests_tx };
     if send_input(&context.replies, Input::SessionUp(link)).await.is_err() {
@@ -96,6 +97,9 @@ where
         settlement_budget: (Instant::now(), SETTLEMENT_MESSAGES_PER_SECOND_MAX),
     };
     let reason = reader.read_loop(stream).await;
+    // From now on a reply for this peer is not delivered, and whoever sends one can tell (a
+    // Fulfill released now is journaled as undelivered, not charged to the peer).
+    closing.notify_one();
     tracing::info!(peer = %peer_id, session, reason, "BTP session down");
     let _ = send_input(&context.replies, Input::SessionDown { session }).await;
     drop(reader);
@@ -113,13 +117,23 @@ async fn write_loop<S>(
     mut requests: mpsc::Receiver<Bytes>,
     in_flight: Arc<AtomicUsize>,
     outstanding: Arc<Outstanding>,
+    closing: Arc<tokio::sync::Notify>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let global = metrics::global();
+    let mut closed = false;
     loop {
         let first = tokio::select! {
             biased;
+            // The read side ended: refuse new replies (the journal writer sees the queue closed
+            // and journals a Fulfill as undelivered) and write what is queued while the socket
+            // takes it. Forwarded Prepares still queued end with the session (T01).
+            () = closing.notified(), if !closed => {
+                closed = true;
+                replies.close();
+                continue;
+            }
             Some(frame) = replies.recv() => (frame, true),
             Some(frame) = requests.recv() => (frame, false),
             else => break,

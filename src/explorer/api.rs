@@ -244,6 +244,15 @@ fn packet_story(packet_id: u64, index: &IndexReader, store: &SledStore) -> Resul
                     "fulfillment": hex::encode(fulfilled.fulfillment),
                 });
             }
+            Event::FulfillUndelivered(undelivered) => {
+                story["outcome"]["type"] = json!("fulfilled_undelivered");
+                story["outcome"]["undelivered"] = json!({
+                    "seq": entry.seq,
+                    "timestamp_ms": entry.timestamp_ms,
+                    "reason": undelivered.reason.label(),
+                    "amount_in": undelivered.amount_in,
+                });
+            }
             Event::PacketRejected(rejected) => {
                 if !rejected.prepared {
                     prepared_at = Some(entry.timestamp_ms);

@@ -139,6 +139,8 @@ pub struct IndexReader {
     conditions: sled::Tree,
     seconds: sled::Tree,
     meta: sled::Tree,
+    /// Packet id → seq of its `FulfillUndelivered` (rare: a third event for a packet).
+    undelivered: sled::Tree,
     /// Conditions not yet in a run (shared with the writer): first 8 bytes → packet id.
     pending: Arc<std::sync::Mutex<Vec<([u8; 8], u64)>>>,
 }
@@ -207,6 +209,9 @@ impl IndexReader {
             return Vec::new();
         };
         let mut seqs = vec![seq_from(&pair[..8]), seq_from(&pair[8..])];
+        if let Some(seq) = self.undelivered.get(packet_id.to_be_bytes()).ok().flatten() {
+            seqs.push(seq_from(&seq));
+        }
         seqs.retain(|seq| *seq != 0 && *seq <= position);
         seqs
     }
@@ -359,6 +364,7 @@ impl ExplorerIndex {
             conditions: tree("conditions")?,
             seconds: tree("seconds")?,
             meta: tree("meta")?,
+            undelivered: tree("undelivered")?,
             pending: Arc::default(),
         };
         let mut index = ExplorerIndex {
@@ -474,7 +480,7 @@ impl ExplorerIndex {
     /// Empties every tree; the next event applied must be `first_seq` (or later).
     fn clear(&mut self, first_seq: u64) -> Result<(), sled::Error> {
         let r = &self.reader;
-        for tree in [&r.postings, &r.packets, &r.conditions, &r.seconds, &r.meta] {
+        for tree in [&r.postings, &r.packets, &r.conditions, &r.seconds, &r.meta, &r.undelivered] {
             tree.clear()?;
         }
         r.meta.insert("format", &[INDEX_FORMAT])?;
@@ -705,6 +711,13 @@ impl ExplorerIndex {
                     let sender = self.peer_slot(&rejected.from_peer, seq)?;
                     self.peers[sender].totals.incoming_rejected += 1;
                     from = Some(sender);
+                }
+                Event::FulfillUndelivered(undelivered) => {
+                    // Rare; written at once (a crash before `meta` leaves it past the position,
+                    // where readers ignore it, and the replay writes it again).
+                    self.reader.undelivered.insert(undelivered.packet_id.to_be_bytes(), &seq.to_be_bytes())?;
+                    self.post(Dimension::Kind(kind_byte(&entry.event)), seq)?;
+                    from = Some(self.peer_slot(&undelivered.from_peer, seq)?);
                 }
                 other => {
                     self.post(Dimension::Kind(kind_byte(other)), seq)?;

@@ -430,6 +430,7 @@ impl LiveState {
                     "asset_scale": terms.map(|terms| terms.asset_scale),
                     "position": view.position,
                     "in_flight_amount": view.reserved,
+                    "undelivered_amount": view.undelivered,
                     "credit_limit": terms.map(|terms| terms.credit_limit),
                     "settlement_threshold": terms.and_then(|terms| terms.settlement_threshold),
                     "settle_to": terms.and_then(|terms| terms.settle_to),
@@ -491,6 +492,8 @@ impl LiveState {
 pub struct AccountView {
     pub position: String,
     pub reserved: String,
+    /// Fulfills that did not reach this peer: not charged to it, the connector's loss.
+    pub undelivered: String,
     pub settlement: Value,
 }
 
@@ -520,7 +523,12 @@ fn balances_view(balances: &Balances) -> BalancesView {
                 "channel": channel,
                 "in_progress": pending,
             });
-            let view = AccountView { position: balance.position.to_string(), reserved: balance.reserved.to_string(), settlement };
+            let view = AccountView {
+                position: balance.position.to_string(),
+                reserved: balance.reserved.to_string(),
+                undelivered: balance.undelivered.to_string(),
+                settlement,
+            };
             (peer.to_owned(), view)
         })
         .collect()

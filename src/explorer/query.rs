@@ -355,6 +355,7 @@ fn other_peer(event: &Event) -> Option<&str> {
         Event::ChannelCloseRequested(event) => Some(&event.peer),
         Event::CooperativeSettleAgreed(event) => Some(&event.peer),
         Event::SettlementCorrected(event) => Some(&event.peer),
+        Event::FulfillUndelivered(event) => Some(&event.from_peer),
         _ => None,
     }
 }

@@ -40,6 +40,8 @@ pub enum Event {
     ChannelCloseRequested(ChannelCloseRequested),
     CooperativeSettleAgreed(CooperativeSettleAgreed),
     SettlementCorrected(SettlementCorrected),
+    // Issue 12: appended last, so journals written before it still decode.
+    FulfillUndelivered(FulfillUndelivered),
 }
 
 impl Event {
@@ -65,11 +67,12 @@ impl Event {
             Event::ChannelCloseRequested(_) => "ChannelCloseRequested",
             Event::CooperativeSettleAgreed(_) => "CooperativeSettleAgreed",
             Event::SettlementCorrected(_) => "SettlementCorrected",
+            Event::FulfillUndelivered(_) => "FulfillUndelivered",
         }
     }
 
     /// Every kind [`Event::kind`] returns, for `journal inspect --type`.
-    pub const KINDS: [&'static str; 19] = [
+    pub const KINDS: [&'static str; 20] = [
         "ConfigurationApplied",
         "PeerConnected",
         "PeerDisconnected",
@@ -89,6 +92,7 @@ impl Event {
         "ChannelCloseRequested",
         "CooperativeSettleAgreed",
         "SettlementCorrected",
+        "FulfillUndelivered",
     ];
 
     /// Whether this event is a settlement decision: the events the settlement ledger derives from
@@ -144,6 +148,42 @@ pub struct PacketPrepared {
 pub struct PacketFulfilled {
     pub packet_id: u64,
     pub fulfillment: [u8; 32],
+}
+
+/// A packet's Fulfill, journaled as `PacketFulfilled`, did not reach its sender: when the
+/// journal made it durable, the sender's Prepare had expired, or its session was gone. The next
+/// hop is still owed (it fulfilled in time); the sender is not charged (on its side the packet
+/// expired or its connection dropped, RFC 18), so `amount_in` comes off its position and is the
+/// connector's loss. Follows the packet's `PacketFulfilled`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FulfillUndelivered {
+    pub packet_id: u64,
+    pub from_peer: String,
+    pub amount_in: u64,
+    pub reason: UndeliveredReason,
+}
+
+/// Why a Fulfill was not delivered upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UndeliveredReason {
+    /// The sender's Prepare had expired by the time the Fulfill was durable (it was not sent:
+    /// the sender has rejected the packet on its side).
+    Expired,
+    /// The session the Prepare came on had closed.
+    UpstreamGone,
+}
+
+impl UndeliveredReason {
+    pub const ALL: [UndeliveredReason; 2] = [UndeliveredReason::Expired, UndeliveredReason::UpstreamGone];
+
+    /// The metrics label and JSON name.
+    pub fn label(self) -> &'static str {
+        match self {
+            UndeliveredReason::Expired => "expired",
+            UndeliveredReason::UpstreamGone => "upstream_gone",
+        }
+    }
 }
 
 /// A packet ended without payment, before or after it was prepared.

@@ -66,7 +66,12 @@ pub trait Store: Send + 'static {
 
 /// Something held back until the events before it are durable: a Fulfill on its way upstream.
 pub trait Release: Send + 'static {
-    fn release(self);
+    /// Where a release that could not be delivered is reported (the forwarder's queue of
+    /// undelivered Fulfills); given to [`run_writer`].
+    type Report: Send + 'static;
+    /// Delivers the held frame, the journal having made everything before it durable at
+    /// `now_ms` (wall clock, read once per flush).
+    fn release(self, now_ms: i64, report: &Self::Report);
 }
 
 /// One batch from the forwarder.
@@ -154,6 +159,7 @@ pub fn run_writer<S: Store, R: Release>(
     mut store: S,
     commits: crossbeam_channel::Receiver<Commit<R>>,
     status: Arc<JournalStatus>,
+    report: R::Report,
 ) -> S {
     let mut entries: Vec<JournalEntry> = Vec::new();
     let mut releases: Vec<R> = Vec::new();
@@ -224,7 +230,11 @@ pub fn run_writer<S: Store, R: Release>(
         });
         match written {
             Ok(()) if unflushed.is_none() => {
-                releases.drain(..).for_each(Release::release);
+                if !releases.is_empty() {
+                    crate::fault::delay("journal-release");
+                    let now_ms = crate::ilp::timestamp::now_ms();
+                    releases.drain(..).for_each(|held| held.release(now_ms, &report));
+                }
                 if let Err(error) = store.after_release() {
                     tracing::error!(%error, "journal write failed; no further Fulfill will be acknowledged");
                     status.failed.store(true, Ordering::Release);
@@ -306,7 +316,8 @@ mod tests {
 
     struct Flag(Arc<std::sync::atomic::AtomicUsize>);
     impl Release for Flag {
-        fn release(self) {
+        type Report = ();
+        fn release(self, _now_ms: i64, _report: &()) {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
     }
@@ -327,7 +338,7 @@ mod tests {
         let (sender, receiver) = crossbeam_channel::bounded(16);
         let writer_status = status.clone();
         let writer = std::thread::spawn(move || {
-            run_writer(FailingStore { ok_frames: 1, written: Vec::new() }, receiver, writer_status)
+            run_writer(FailingStore { ok_frames: 1, written: Vec::new() }, receiver, writer_status, ())
         });
         sender.send(commit(1, &released)).unwrap();
         // Wait until the first frame is durable before the next, so they are separate frames.

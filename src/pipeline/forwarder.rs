@@ -33,8 +33,8 @@ use crate::ilp::error_code::ErrorCode;
 use crate::ilp::packet::{truncate_message, FulfillBuilder, Prepare, RejectBuilder, MESSAGE_SIZE_MAX};
 use crate::ilp::{self, ildcp, timestamp};
 use crate::journal::{
-    Commit, ConfigurationApplied, Event, JournalEntry, JournalStatus, PacketFulfilled,
-    journaled_message, PacketPrepared, PacketRejected, PeerTerms, Release, Stage,
+    journaled_message, Commit, ConfigurationApplied, Event, FulfillUndelivered, JournalEntry, JournalStatus,
+    PacketFulfilled, PacketPrepared, PacketRejected, PeerTerms, Release, Stage, UndeliveredReason,
 };
 use crate::metrics::{self, PacketKind, PacketStatus, PeerMetrics, RejectOrigin, ReplyKind};
 use crate::projections::balances::Balances;
@@ -44,23 +44,60 @@ use crate::projections::Projection;
 /// a reply waits behind a burst of Prepares.
 pub const BATCH_INPUTS_MAX: usize = 256;
 
+/// Longest a stopping forwarder waits for the journal writer to release what it holds.
+const STOP_RELEASE_WAIT: Duration = Duration::from_secs(5);
+
 /// Longest the forwarder sleeps with nothing to do, so a stopped pipeline is noticed.
 const IDLE_WAIT_MAX: Duration = Duration::from_millis(250);
 
 /// A frame held until the journal has made the events before it durable.
 pub enum Held {
-    /// An answer to a peer's request (a Fulfill, or the verdict on a claim), in the slot reserved
-    /// for it when the request arrived.
+    /// A Fulfill for the sender of a packet, delivered only if its Prepare has not expired and
+    /// its session is still there; otherwise reported as [`Undelivered`].
+    Fulfill { slot: ReplySlot, frame: Bytes, expires_at_in_ms: i64, packet: Undelivered },
+    /// An answer to a peer's request (the verdict on a claim, a channel message), in the slot
+    /// reserved for it when the request arrived.
     Reply { slot: ReplySlot, frame: Bytes },
     /// A request of ours that must not leave before its event is durable (a claim we signed).
     Request { sender: tokio::sync::mpsc::Sender<Bytes>, frame: Bytes },
+    /// Released after everything held before it: the forwarder waits on it when it stops.
+    Barrier(crossbeam_channel::Sender<()>),
+}
+
+/// A Fulfill the journal writer could not deliver upstream, reported back to the forwarder,
+/// which journals it as `FulfillUndelivered`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Undelivered {
+    pub packet_id: u64,
+    pub from_peer: PeerIndex,
+    pub amount_in: u64,
+    pub reason: UndeliveredReason,
 }
 
 impl Release for Held {
-    fn release(self) {
+    type Report = Sender<Undelivered>;
+
+    fn release(self, now_ms: i64, report: &Sender<Undelivered>) {
         match self {
-            // The slot was reserved when the request arrived, so this cannot fail for lack of
-            // room; if the session has closed since, the frame is dropped (its event is durable).
+            Held::Fulfill { slot, frame, expires_at_in_ms, mut packet } => {
+                let delivered = if now_ms > expires_at_in_ms {
+                    // The sender has given up on the packet: sending the Fulfill now would only
+                    // charge it for what it already counts as rejected.
+                    drop(slot);
+                    packet.reason = UndeliveredReason::Expired;
+                    false
+                } else {
+                    // The slot was reserved when the Prepare arrived, so there is room; a closed
+                    // session drops the frame.
+                    packet.reason = UndeliveredReason::UpstreamGone;
+                    !slot.send(frame).is_closed()
+                };
+                if !delivered {
+                    // Unbounded, and the forwarder outlives the writer's releases but for the
+                    // stop (see `Forwarder::run`): the report is lost only with the node.
+                    let _ = report.send(packet);
+                }
+            }
             Held::Reply { slot, frame } => {
                 slot.send(frame);
             }
@@ -68,6 +105,9 @@ impl Release for Held {
             // claim is sent again.
             Held::Request { sender, frame } => {
                 let _ = sender.try_send(frame);
+            }
+            Held::Barrier(passed) => {
+                let _ = passed.send(());
             }
         }
     }
@@ -98,6 +138,7 @@ struct SessionState {
 /// A forwarded packet awaiting the next hop's reply.
 struct InFlight {
     reply: ReplySlot,
+    from_session: SessionId,
     from_request_id: u32,
     to_session: SessionId,
     to_request_id: u32,
@@ -105,6 +146,7 @@ struct InFlight {
     from_peer: PeerIndex,
     amount_in: u64,
     condition: [u8; 32],
+    expires_at_in_ms: i64,
     expires_at_out_ms: i64,
     received_at: Instant,
 }
@@ -238,21 +280,36 @@ impl Forwarder {
         forwarder
     }
 
-    /// Runs until an input queue is closed (the node is stopping).
-    pub fn run(mut self, replies: Receiver<Input>, prepares: Receiver<Input>, stopping: Arc<AtomicBool>) {
+    /// Runs until an input queue is closed (the node is stopping). `undelivered` carries the
+    /// Fulfills the journal writer could not deliver (see [`Held::Fulfill`]).
+    pub fn run(
+        mut self,
+        replies: Receiver<Input>,
+        prepares: Receiver<Input>,
+        undelivered: Receiver<Undelivered>,
+        stopping: Arc<AtomicBool>,
+    ) {
         // The start's ConfigurationApplied goes out at once, not with the first traffic.
         self.commit();
         while !stopping.load(Ordering::Relaxed) {
             let wait = self.wait_duration();
             let first = crossbeam_channel::select_biased! {
-                recv(replies) -> input => match input { Ok(input) => Some(input), Err(_) => break },
-                recv(prepares) -> input => match input { Ok(input) => Some(input), Err(_) => break },
+                recv(replies) -> input => match input { Ok(input) => Some(Ok(input)), Err(_) => break },
+                recv(undelivered) -> report => match report { Ok(report) => Some(Err(report)), Err(_) => break },
+                recv(prepares) -> input => match input { Ok(input) => Some(Ok(input)), Err(_) => break },
                 default(wait) => None,
             };
             self.now_ms = timestamp::now_ms();
-            if let Some(input) = first {
-                self.handle(input);
-                crate::fault::hit("forwarder");
+            match first {
+                Some(Ok(input)) => {
+                    self.handle(input);
+                    crate::fault::hit("forwarder");
+                }
+                Some(Err(report)) => self.fulfill_undelivered(report),
+                None => {}
+            }
+            while let Ok(report) = undelivered.try_recv() {
+                self.fulfill_undelivered(report);
             }
             self.drain(&replies, &prepares);
             self.expire_due();
@@ -261,10 +318,48 @@ impl Forwarder {
             self.in_flight_published.store(self.in_flight.len(), Ordering::Release);
         }
         self.commit();
+        self.journal_last_undelivered(&undelivered);
         // A final snapshot: the next start replays nothing, and it records the live state for
         // auditors to compare with a replay.
         let snapshot = Some((self.next_seq - 1, self.balances.to_snapshot()));
         let _ = self.journal.send(Commit { entries: Vec::new(), releases: Vec::new(), snapshot });
+    }
+
+    /// At the stop: waits until the writer has released every Fulfill held so far, then
+    /// journals those it could not deliver, so no undelivered Fulfill stays charged upstream.
+    fn journal_last_undelivered(&mut self, undelivered: &Receiver<Undelivered>) {
+        let (passed, barrier) = crossbeam_channel::bounded(1);
+        self.held.push(Held::Barrier(passed));
+        self.commit();
+        // Dropped unreleased (the journal failed) or released: either way nothing more comes.
+        let _ = barrier.recv_timeout(STOP_RELEASE_WAIT);
+        self.now_ms = timestamp::now_ms();
+        while let Ok(report) = undelivered.try_recv() {
+            self.fulfill_undelivered(report);
+        }
+        self.commit();
+    }
+
+    /// A Fulfill already journaled (`PacketFulfilled`) did not reach its sender: its charge
+    /// comes off the sender's position and is the connector's loss (`FulfillUndelivered`).
+    fn fulfill_undelivered(&mut self, report: Undelivered) {
+        let Undelivered { packet_id, from_peer, amount_in, reason } = report;
+        let peer_id = self.peers[from_peer].id.clone();
+        tracing::warn!(
+            packet_id,
+            peer = %peer_id,
+            amount = amount_in,
+            reason = reason.label(),
+            "Fulfill not delivered upstream ({}): {peer_id} is not charged, the next hop is still \
+             owed; the connector bears the loss",
+            match reason {
+                UndeliveredReason::Expired => "the Prepare expired before the Fulfill was durable",
+                UndeliveredReason::UpstreamGone => "the sender's session had closed",
+            }
+        );
+        self.append(Event::FulfillUndelivered(FulfillUndelivered { packet_id, from_peer: peer_id, amount_in, reason }));
+        metrics::global().fulfill_undelivered(reason);
+        self.update_balance_gauges(from_peer, from_peer);
     }
 
     fn wait_duration(&self) -> Duration {
@@ -603,6 +698,7 @@ impl Forwarder {
         }));
         let packet = InFlight {
             reply: incoming.reply,
+            from_session: incoming.session,
             from_request_id: incoming.request_id,
             to_session: decision.to_session,
             to_request_id,
@@ -610,6 +706,7 @@ impl Forwarder {
             from_peer: from,
             amount_in,
             condition,
+            expires_at_in_ms: prepare.expires_at_ms(),
             expires_at_out_ms: decision.expires_at_out_ms,
             received_at: incoming.received_at,
         };
@@ -695,7 +792,16 @@ impl Forwarder {
         self.append(Event::PacketFulfilled(PacketFulfilled { packet_id, fulfillment: *fulfillment }));
         let frame = reply_frame(packet.from_request_id, fulfill_bytes);
         let (from_peer, to_peer, received_at) = (packet.from_peer, packet.to_peer, packet.received_at);
-        self.held.push(Held::Reply { slot: packet.reply, frame });
+        let undelivered = Undelivered { packet_id, from_peer, amount_in: packet.amount_in, reason: UndeliveredReason::UpstreamGone };
+        if self.sessions.contains_key(&packet.from_session) {
+            self.held.push(Held::Fulfill { slot: packet.reply, frame, expires_at_in_ms: packet.expires_at_in_ms, packet: undelivered });
+        } else {
+            // The sender's session closed while its packet was in flight: nobody can take the
+            // Fulfill (the writer checks again when it releases, for a session that closes
+            // in between).
+            drop(packet.reply);
+            self.fulfill_undelivered(undelivered);
+        }
         let global = metrics::global();
         global.packet_processed(PacketKind::Prepare, PacketStatus::Fulfilled);
         global.packet_processed(PacketKind::Fulfill, PacketStatus::Relayed);

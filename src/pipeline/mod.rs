@@ -165,6 +165,9 @@ impl Pipeline {
         let (prepares_tx, prepares_rx) = crossbeam_channel::bounded(queue_max);
         let (replies_tx, replies_rx) = crossbeam_channel::bounded(in_flight_max + REPLY_QUEUE_MARGIN);
         let (journal_tx, journal_rx) = crossbeam_channel::bounded::<Commit<Held>>(JOURNAL_QUEUE_MAX);
+        // Unbounded: at most one report per Fulfill held, and those are bounded by the packets
+        // in flight.
+        let (undelivered_tx, undelivered_rx) = crossbeam_channel::unbounded();
         let journal_status = Arc::new(JournalStatus::default());
         journal_status.durable_seq.store(last_seq, Ordering::Release);
 
@@ -173,7 +176,7 @@ impl Pipeline {
         writer_store.attach_commit_log(config.journal.commit_log_bytes)?;
         let journal_thread = std::thread::Builder::new()
             .name("journal-writer".into())
-            .spawn(move || journal::run_writer(writer_store, journal_rx, writer_status))?;
+            .spawn(move || journal::run_writer(writer_store, journal_rx, writer_status, undelivered_tx))?;
         let forwarder_status = journal_status.clone();
         let forwarder =
             Forwarder::new(config, journal_tx, forwarder_status, health, in_flight_max, recovered, settlement);
@@ -182,7 +185,7 @@ impl Pipeline {
         let forwarder_stopping = stopping.clone();
         let forwarder_thread = std::thread::Builder::new()
             .name("forwarder".into())
-            .spawn(move || forwarder.run(replies_rx, prepares_rx, forwarder_stopping))?;
+            .spawn(move || forwarder.run(replies_rx, prepares_rx, undelivered_rx, forwarder_stopping))?;
         Ok(Pipeline {
             prepares: prepares_tx,
             replies: replies_tx,

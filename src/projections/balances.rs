@@ -24,6 +24,39 @@ pub struct PeerBalance {
     pub position: i128,
     /// Sum of incoming Prepares from this peer that are still in flight.
     pub reserved: u128,
+    /// Fulfills for this peer's packets that did not reach it (`FulfillUndelivered`): taken
+    /// off its position, paid to the next hop all the same. The connector's loss, in this
+    /// peer's units.
+    pub undelivered: u128,
+}
+
+/// A snapshot of version 3 (before `undelivered`), still read: retention may have removed the
+/// frames before it.
+#[derive(Deserialize)]
+struct PeerBalanceV3 {
+    position: i128,
+    reserved: u128,
+}
+
+#[derive(Deserialize)]
+struct BalancesV3 {
+    peers: Vec<(String, PeerBalanceV3)>,
+    index: FxHashMap<String, usize>,
+    pending: FxHashMap<u64, Pending>,
+    packet_id_max: u64,
+    position: u64,
+    settlement: SettlementLedger,
+}
+
+impl From<BalancesV3> for Balances {
+    fn from(old: BalancesV3) -> Balances {
+        let BalancesV3 { peers, index, pending, packet_id_max, position, settlement } = old;
+        let peers = peers
+            .into_iter()
+            .map(|(peer, PeerBalanceV3 { position, reserved })| (peer, PeerBalance { position, reserved, undelivered: 0 }))
+            .collect();
+        Balances { peers, index, pending, packet_id_max, position, settlement }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,8 +82,10 @@ pub struct Balances {
 }
 
 /// First byte of a serialized snapshot; a snapshot of another version is not used (recovery
-/// then replays the journal from an older snapshot or from the start). 3: the settlement ledger.
-const SNAPSHOT_VERSION: u8 = 3;
+/// then replays the journal from an older snapshot or from the start). 3: the settlement ledger;
+/// 4: `PeerBalance::undelivered` (3 is still read, see [`BalancesV3`]).
+const SNAPSHOT_VERSION: u8 = 4;
+const SNAPSHOT_VERSION_V3: u8 = 3;
 
 impl Balances {
     pub fn new() -> Self {
@@ -114,11 +149,11 @@ impl Balances {
     }
 
     pub fn from_snapshot(bytes: &[u8]) -> Result<Balances, String> {
-        match bytes.first() {
-            Some(&SNAPSHOT_VERSION) => {}
+        let version = match bytes.first() {
+            Some(&version) if version == SNAPSHOT_VERSION || version == SNAPSHOT_VERSION_V3 => version,
             Some(version) => return Err(format!("snapshot version {version} is not supported")),
             None => return Err("empty snapshot".into()),
-        }
+        };
         if bytes.len() < 5 {
             return Err("snapshot shorter than its header".into());
         }
@@ -127,9 +162,12 @@ impl Balances {
             return Err("snapshot checksum mismatch".into());
         }
         let config = bincode::config::standard().with_limit::<{ 1 << 30 }>();
-        bincode::serde::decode_from_slice(&bytes[5..], config)
-            .map(|(balances, _)| balances)
-            .map_err(|error| format!("snapshot does not decode: {error}"))
+        let decoded = if version == SNAPSHOT_VERSION_V3 {
+            bincode::serde::decode_from_slice::<BalancesV3, _>(&bytes[5..], config).map(|(old, read)| (old.into(), read))
+        } else {
+            bincode::serde::decode_from_slice(&bytes[5..], config)
+        };
+        decoded.map(|(balances, _)| balances).map_err(|error| format!("snapshot does not decode: {error}"))
     }
 
     /// SHA-256 over a canonical rendering (sorted, so it doesn't depend on hash-map history):
@@ -145,6 +183,7 @@ impl Balances {
             hasher.update(peer.as_bytes());
             hasher.update(balance.position.to_be_bytes());
             hasher.update(balance.reserved.to_be_bytes());
+            hasher.update(balance.undelivered.to_be_bytes());
         }
         for (packet_id, expires_at_in_ms) in self.open_packets() {
             let pending = &self.pending[&packet_id];
@@ -184,6 +223,14 @@ impl Balances {
         from.reserved -= u128::from(pending.amount_in);
         from.position += i128::from(pending.amount_in);
         self.peers[pending.to].1.position -= i128::from(pending.amount_out);
+    }
+
+    /// A fulfilled packet's Fulfill did not reach its sender `from`: its charge is reversed
+    /// and counted as undelivered.
+    pub fn undelivered(&mut self, from: usize, amount_in: u64) {
+        let balance = &mut self.peers[from].1;
+        balance.position = balance.position.saturating_sub(i128::from(amount_in));
+        balance.undelivered += u128::from(amount_in);
     }
 
     pub fn rejected(&mut self, packet_id: u64) {
@@ -253,6 +300,10 @@ impl Projection for Balances {
                     self.rejected(rejected.packet_id);
                 }
                 self.packet_id_max = self.packet_id_max.max(rejected.packet_id);
+            }
+            Event::FulfillUndelivered(undelivered) => {
+                let from = self.peer_index(&undelivered.from_peer);
+                self.undelivered(from, undelivered.amount_in);
             }
             Event::PeerConnected { .. } | Event::PeerDisconnected { .. } => {}
             Event::SettlementConfigured(_)
@@ -352,5 +403,55 @@ mod tests {
             corrupted[index] ^= 0x04;
             assert!(Balances::from_snapshot(&corrupted).is_err(), "flip at byte {index}");
         }
+    }
+
+    /// A version 3 snapshot (written before `undelivered`) still restores, with nothing
+    /// undelivered, and an undelivered Fulfill moves the sender's position back.
+    #[test]
+    fn version_3_snapshots_restore_and_undelivered_fulfills_are_uncharged() {
+        #[derive(Serialize)]
+        struct PeerBalanceV3Out {
+            position: i128,
+            reserved: u128,
+        }
+        #[derive(Serialize)]
+        struct BalancesV3Out<'a> {
+            peers: Vec<(String, PeerBalanceV3Out)>,
+            index: &'a FxHashMap<String, usize>,
+            pending: &'a FxHashMap<u64, Pending>,
+            packet_id_max: u64,
+            position: u64,
+            settlement: &'a SettlementLedger,
+        }
+        let mut balances = Balances::new();
+        let (alice, bob) = (balances.peer_index("alice"), balances.peer_index("bob"));
+        balances.prepared(1, alice, 500, bob, 250, 1_000);
+        balances.prepared(2, alice, 70, bob, 35, 2_000);
+        balances.fulfilled(1);
+        let old = BalancesV3Out {
+            peers: balances
+                .peers
+                .iter()
+                .map(|(peer, balance)| (peer.clone(), PeerBalanceV3Out { position: balance.position, reserved: balance.reserved }))
+                .collect(),
+            index: &balances.index,
+            pending: &balances.pending,
+            packet_id_max: balances.packet_id_max,
+            position: balances.position,
+            settlement: &balances.settlement,
+        };
+        let mut bytes = vec![SNAPSHOT_VERSION_V3, 0, 0, 0, 0];
+        bincode::serde::encode_into_std_write(&old, &mut bytes, bincode::config::standard()).unwrap();
+        let checksum = crc32fast::hash(&bytes[5..]);
+        bytes[1..5].copy_from_slice(&checksum.to_be_bytes());
+        assert_eq!(Balances::from_snapshot(&bytes).unwrap(), balances);
+
+        balances.fulfilled(2);
+        balances.undelivered(alice, 70);
+        let alice_balance = balances.balance(alice);
+        assert_eq!(alice_balance.position, 500);
+        assert_eq!(alice_balance.undelivered, 70);
+        assert_eq!(balances.balance(bob).position, -285, "the next hop is owed both packets");
+        assert_eq!(Balances::from_snapshot(&balances.to_snapshot()).unwrap(), balances);
     }
 }

@@ -283,7 +283,8 @@ mod tests {
 
     struct Nothing;
     impl Release for Nothing {
-        fn release(self) {}
+        type Report = ();
+        fn release(self, _now_ms: i64, _report: &()) {}
     }
 
     /// A real writer and store: the runner starts behind (events written before it subscribed
@@ -297,7 +298,7 @@ mod tests {
         let status = Arc::new(JournalStatus::default());
         let (sender, receiver) = crossbeam_channel::bounded::<Commit<Nothing>>(16);
         let writer_status = status.clone();
-        let writer = std::thread::spawn(move || run_writer(writer_store, receiver, writer_status));
+        let writer = std::thread::spawn(move || run_writer(writer_store, receiver, writer_status, ()));
         let commit = |first: u64, count: u64| Commit {
             entries: (first..first + count).map(entry).collect(),
             releases: vec![Nothing],

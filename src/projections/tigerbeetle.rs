@@ -87,6 +87,10 @@ pub const TRANSFER_CODE_OUTGOING: u16 = 2;
 pub const TRANSFER_CODE_CLAIM_SENT: u16 = 3;
 pub const TRANSFER_CODE_CLAIM_RECEIVED: u16 = 4;
 pub const TRANSFER_CODE_SETTLEMENT_CORRECTION: u16 = 5;
+/// A Fulfill that did not reach its sender (`FulfillUndelivered`): single-phase on the sender's
+/// ledger, debit the connector, credit the sender, `amount_in`: the sender's charge reversed,
+/// the connector's loss. User data joins it to the packet, like the packet's legs.
+pub const TRANSFER_CODE_FULFILL_UNDELIVERED: u16 = 6;
 
 // ---------------------------------------------------------------------------------------------
 // Ids: pure functions of journal data
@@ -357,6 +361,14 @@ pub fn plan(state: &MappingState, entries: &[JournalEntry]) -> Plan {
             Event::SettlementCorrected(corrected) => {
                 planner.settlement(entry, &corrected.peer, corrected.delta, TRANSFER_CODE_SETTLEMENT_CORRECTION)
             }
+            Event::FulfillUndelivered(undelivered) => planner.single(
+                entry,
+                &undelivered.from_peer,
+                -i128::from(undelivered.amount_in),
+                TRANSFER_CODE_FULFILL_UNDELIVERED,
+                connector_account_id,
+                undelivered.packet_id,
+            ),
             _ => {}
         }
     }
@@ -530,18 +542,26 @@ impl Planner<'_> {
     /// what we owe it = the peer account's debits minus credits): one transfer against the
     /// settlement account of the peer's ledger.
     fn settlement(&mut self, entry: &JournalEntry, peer: &str, delta: i128, code: u16) {
+        self.single(entry, peer, delta, code, settlement_account_id, entry.seq);
+    }
+
+    /// One single-phase transfer moving `peer`'s position by `delta`, against the account
+    /// `against` gives on the peer's ledger; `joins` goes in the user data (a packet id, or the
+    /// event's seq). The id comes from the event's seq and `code`.
+    fn single(&mut self, entry: &JournalEntry, peer: &str, delta: i128, code: u16, against: fn(u32) -> u128, joins: u64) {
         if delta == 0 {
             return;
         }
         let Some(&ledger) = self.plan.delta.peer_ledgers.get(peer) else {
             self.plan.alerts.push(format!(
-                "settlement event seq {} names peer {peer}, which no ConfigurationApplied configured: not mirrored",
+                "{} (seq {}) names peer {peer}, which no ConfigurationApplied configured: not mirrored",
+                entry.event.kind(),
                 entry.seq
             ));
             return;
         };
-        let (peer_account, settlement_account) = (peer_account_id(peer, ledger), settlement_account_id(ledger));
-        let (debit, credit) = if delta > 0 { (peer_account, settlement_account) } else { (settlement_account, peer_account) };
+        let (peer_account, other_account) = (peer_account_id(peer, ledger), against(ledger));
+        let (debit, credit) = if delta > 0 { (peer_account, other_account) } else { (other_account, peer_account) };
         let node_key = self.plan.delta.node_key;
         let transfer = Transfer::new(settlement_transfer_id(node_key, entry.seq, code))
             .with_debit_account_id(debit)
@@ -549,8 +569,8 @@ impl Planner<'_> {
             .with_amount(delta.unsigned_abs())
             .with_ledger(ledger)
             .with_code(code)
-            .with_user_data_128(packet_key(node_key, entry.seq))
-            .with_user_data_64(entry.seq)
+            .with_user_data_128(packet_key(node_key, joins))
+            .with_user_data_64(joins)
             .with_user_data_32(peer_tag(peer))
             .with_flags(TransferFlags::empty());
         self.plan.chains.push(Chain { packet_id: entry.seq, action: Action::Settlement, transfers: [transfer, transfer], count: 1, late: None });
@@ -1231,6 +1251,33 @@ mod tests {
         assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "ids increase with seq");
         assert!(ids.iter().all(|id| *id >> 127 == 1), "settlement ids stay clear of packet ids");
         assert_eq!(plan.chains[0].transfers[0].id(), settlement_transfer_id(node_key("test.m2m"), 2, TRANSFER_CODE_CLAIM_SENT));
+    }
+
+    #[test]
+    fn an_undelivered_fulfill_gives_the_sender_its_charge_back_from_the_connector() {
+        use crate::journal::{FulfillUndelivered, UndeliveredReason};
+        let entries = vec![
+            entry(1, 0, configuration()),
+            entry(2, 0, Event::FulfillUndelivered(FulfillUndelivered {
+                packet_id: 42,
+                from_peer: "alice".into(),
+                amount_in: 900,
+                reason: UndeliveredReason::Expired,
+            })),
+        ];
+        let plan = plan(&MappingState::default(), &entries);
+        assert!(plan.alerts.is_empty(), "{:?}", plan.alerts);
+        assert_eq!(plan.chains.len(), 1);
+        let usd = ledger_id("USD", 2);
+        let transfer = plan.chains[0].transfers[0];
+        assert_eq!(plan.chains[0].count, 1);
+        assert_eq!(
+            (transfer.debit_account_id(), transfer.credit_account_id(), transfer.amount(), transfer.ledger(), transfer.code()),
+            (connector_account_id(usd), peer_account_id("alice", usd), 900, usd, TRANSFER_CODE_FULFILL_UNDELIVERED)
+        );
+        let key = node_key("test.m2m");
+        assert_eq!((transfer.user_data_128(), transfer.user_data_64()), (packet_key(key, 42), 42), "joined to its packet");
+        assert_eq!(transfer.id(), settlement_transfer_id(key, 2, TRANSFER_CODE_FULFILL_UNDELIVERED));
     }
 
     #[test]

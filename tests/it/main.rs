@@ -11,6 +11,7 @@ mod forwarding;
 mod interop;
 mod journal;
 mod journal_cli;
+mod late_fulfills;
 mod loadgen;
 mod settlement;
 mod support;

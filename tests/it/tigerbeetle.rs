@@ -508,3 +508,77 @@ async fn node_forwards_through_an_outage_catches_up_and_reconciles() {
     assert_eq!(output.status.and_then(|s| s.code()), Some(1), "{}", output.describe("ledger reconcile"));
     assert!(output.stdout.contains("alice: position"), "{}", output.describe("ledger reconcile"));
 }
+
+/// An upstream that disconnects while its packet is in flight (issue 12, late Fulfills): bob
+/// fulfills 3 s later, after alice's session is gone. The journal says `FulfillUndelivered`
+/// (`upstream_gone`): bob is owed, alice is not charged; TigerBeetle mirrors it with a transfer
+/// of code 6 (connector → alice) and `ledger reconcile` agrees, naming the loss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fulfill_for_a_sender_that_disconnected_is_not_charged_and_reconciles() {
+    use m2m_connector::journal::UndeliveredReason;
+    let server = Server::start();
+    let journal_dir = tempfile::tempdir().unwrap();
+    let text = format!("{}\n[journal]\ndir = {:?}\n", base_config("", ""), journal_dir.path().display().to_string());
+    let env = Env::from_pairs([("TIGERBEETLE_REPLICAS", format!("localhost:{}", server.port))]);
+    let node = Node::start(config::parse(&text, &env).expect("valid config").config).await.expect("node starts");
+    let health = node.health.clone();
+    let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+    // Bob's "silent" handler blocks its thread 3 s: on a runtime of his own.
+    let bob = crate::forwarding::endpoint_on_own_runtime(&url(&node), "bob", "bob-token", bob_handler(received.clone()));
+
+    // One packet paid normally, so alice's position is not zero by accident.
+    let alice = Endpoint::connect(&url(&node), "alice", "alice-token", None).await.unwrap();
+    let reply = alice.send(&prepare(2_000, "test.m2m.bob", b"pay", 10_000), Duration::from_secs(10)).await.unwrap();
+    assert_eq!(reply[0], 13, "fulfilled");
+    // Bob holds "silent" packets 3 s; alice leaves after 300 ms.
+    let in_flight = tokio::spawn(async move {
+        let _ = alice.send(&prepare(5_000, "test.m2m.bob", b"silent", 10_000), Duration::from_secs(10)).await;
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    in_flight.abort();
+    let _ = in_flight.await; // drops alice's endpoint: her socket closes
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let undelivered = loop {
+        let found = node.journal.entries_from(1).filter_map(Result::ok).find_map(|entry| match entry.event {
+            Event::FulfillUndelivered(undelivered) => Some(undelivered),
+            _ => None,
+        });
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "no FulfillUndelivered in the journal after bob fulfilled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!((undelivered.from_peer.as_str(), undelivered.amount_in), ("alice", 5_000));
+    assert_eq!(undelivered.reason, UndeliveredReason::UpstreamGone);
+    assert_eq!(received.lock().unwrap().len(), 2, "bob got both packets");
+    wait_for("the projection catches up", &health, Duration::from_secs(30), |h| component(h).0 == "ok").await;
+    node.stop().await;
+    drop(bob);
+
+    let store = m2m_connector::journal::SledStore::open(journal_dir.path()).unwrap();
+    let mut balances = m2m_connector::projections::balances::Balances::new();
+    store.entries_from(1).for_each(|entry| balances.apply(&entry.unwrap()));
+    let alice = balances.balance_of("alice").unwrap();
+    assert_eq!((alice.position, alice.undelivered), (2_000, 5_000), "alice pays only what reached her");
+    assert_eq!(balances.balance_of("bob").unwrap().position, -3_500, "bob is owed both (EUR at 0.5)");
+    drop(store);
+
+    let output = reconcile(&server, journal_dir.path());
+    assert!(output.success(), "{}", output.describe("ledger reconcile"));
+    assert!(output.stdout.contains("TigerBeetle matches the journal"), "{}", output.describe("ledger reconcile"));
+    assert!(
+        output.stdout.contains("alice: 5000 in Fulfills that did not reach it"),
+        "{}",
+        output.describe("ledger reconcile")
+    );
+    let usd = tb::ledger_id("USD", 6);
+    let accounts = tokio::task::spawn_blocking({
+        let mut client = server.client();
+        move || client.lookup_accounts(&[tb::peer_account_id("alice", usd)], &mut |_| true)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!((accounts[0].debits_posted(), accounts[0].credits_posted()), (7_000, 5_000), "charged 7000, 5000 given back");
+}

@@ -32,6 +32,11 @@ function AccountCard({ account }: { account: Account }) {
       <div className="cards">
         <div className="card"><div className="label">Position</div><div className="value" data-testid="position">{account.position}</div></div>
         <div className="card"><div className="label">In flight</div><div className="value">{account.in_flight_amount}</div></div>
+        {account.undelivered_amount !== "0" && (
+          <div className="card" title="Fulfills paid to the next hop that did not reach this peer in time: not charged to it, the connector's loss">
+            <div className="label">Undelivered</div><div className="value" data-testid="undelivered">{account.undelivered_amount}</div>
+          </div>
+        )}
         <div className="card"><div className="label">Credit limit</div><div className="value">{account.credit_limit ?? "–"}</div></div>
         <div className="card"><div className="label">Settle at / to</div><div className="value">{account.settlement_threshold ?? "–"} / {account.settle_to ?? "–"}</div></div>
       </div>

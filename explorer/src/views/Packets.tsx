@@ -141,7 +141,7 @@ type Story = {
   packet_id: number;
   prepared: Record<string, unknown> | null;
   decision: Record<string, unknown> | null;
-  outcome: { type: string; fulfillment?: string; code?: string; message?: string; triggered_by?: string; stage?: string; timestamp_ms?: number };
+  outcome: { type: string; fulfillment?: string; code?: string; message?: string; triggered_by?: string; stage?: string; timestamp_ms?: number; undelivered?: { reason: string; amount_in: number } };
   durations: { total_ms: number | null; left_before_expiry_ms: number | null };
   events: JournalEvent[];
 };
@@ -173,6 +173,7 @@ function PacketDetail({ id, onClose }: { id: string; onClose: () => void }) {
           <dl>
             <dt>Outcome</dt><dd data-testid="detail-outcome">{story.outcome.type}{story.outcome.code ? ` ${story.outcome.code}` : ""}</dd>
             {story.outcome.fulfillment && (<><dt>Fulfillment</dt><dd className="hex" data-testid="detail-fulfillment">{story.outcome.fulfillment}</dd></>)}
+            {story.outcome.undelivered && (<><dt>Not delivered</dt><dd data-testid="detail-undelivered">{story.outcome.undelivered.reason}: the sender was not charged {story.outcome.undelivered.amount_in}</dd></>)}
             {story.outcome.message !== undefined && (<><dt>Message</dt><dd>{story.outcome.message} (by {story.outcome.triggered_by}, {story.outcome.stage})</dd></>)}
             <dt>Condition</dt><dd className="hex" data-testid="detail-condition">{String(story.prepared?.condition ?? "–")}</dd>
             <dt>From → to</dt><dd>{String(story.prepared?.from_peer ?? "?")} → {String(story.prepared?.to_peer ?? "–")}</dd>
