@@ -354,7 +354,9 @@ impl ExplorerIndex {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(32 << 20)
-            .flush_every_ms(Some(1000))
+            // No periodic fsync: the index is rebuilt from the journal past its position (a
+            // recovered sled keeps a prefix of its writes, `meta` last in each persist).
+            .flush_every_ms(None)
             .open()
             .with_context(|| format!("cannot open the Explorer index in {} (another node on it?)", dir.display()))?;
         let tree = |name: &str| db.open_tree(name).with_context(|| format!("Explorer index tree {name}"));
