@@ -28,9 +28,40 @@
 //! journal copies the frames found after what sled holds into sled ([`recover`]).
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+/// What the commit log needs of its file: the seam under it. The node uses a real [`File`]; the
+/// power-loss simulation (`journal::power_loss`) uses a file that keeps only what was synced
+/// when it "loses power".
+pub trait LogFile: Send + 'static {
+    fn len(&self) -> std::io::Result<u64>;
+    fn set_len(&self, size: u64) -> std::io::Result<()>;
+    fn write_at_offset(&self, bytes: &[u8], offset: u64) -> std::io::Result<()>;
+    /// fdatasync: every write so far survives a power loss.
+    fn sync_data(&self) -> std::io::Result<()>;
+    /// fsync: the same, with the file's size and other metadata.
+    fn sync_all(&self) -> std::io::Result<()>;
+}
+
+impl LogFile for File {
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+    fn set_len(&self, size: u64) -> std::io::Result<()> {
+        File::set_len(self, size)
+    }
+    fn write_at_offset(&self, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+        FileExt::write_all_at(self, bytes, offset)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        File::sync_data(self)
+    }
+    fn sync_all(&self) -> std::io::Result<()> {
+        File::sync_all(self)
+    }
+}
 
 /// The file's name in the journal directory.
 pub const FILE_NAME: &str = "commit.log";
@@ -54,6 +85,15 @@ const GROW_STEP_MAX: u64 = 4 << 20;
 const MAGIC_BASE: [u8; 4] = *b"M2MB";
 const MAGIC_FRAME: [u8; 4] = *b"M2MF";
 
+/// How [`CommitLog::make_durable`] made a batch durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durable {
+    /// Its records were written to the log and synced.
+    Synced,
+    /// The log was full: the store was synced and the log started over.
+    StartedOver,
+}
+
 /// One frame record found by a scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggedFrame {
@@ -71,8 +111,8 @@ pub struct Scan {
 }
 
 /// The writing side. Only the journal writer holds one.
-pub struct CommitLog {
-    file: File,
+pub struct CommitLog<F: LogFile = File> {
+    file: F,
     path: PathBuf,
     capacity: u64,
     grow_step: u64,
@@ -82,6 +122,9 @@ pub struct CommitLog {
     offset: u64,
     /// Records appended since the last `write`.
     pending: Vec<u8>,
+    /// Test-only: `sync` does nothing, the bug the power-loss simulation must catch.
+    #[cfg(test)]
+    pub(crate) skip_sync: bool,
 }
 
 impl CommitLog {
@@ -91,8 +134,27 @@ impl CommitLog {
         let path = dir.join(FILE_NAME);
         let created = !path.exists();
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
-        let mut allocated = file.metadata()?.len();
-        let capacity = capacity.max(CAPACITY_MIN);
+        CommitLog::with_file(file, path, capacity.max(CAPACITY_MIN), durable_seq, |_| {
+            if created {
+                // The new name must survive a crash too.
+                File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl<F: LogFile> CommitLog<F> {
+    /// The log over `file` (named `path` in messages), started over with a base record at
+    /// `durable_seq`; `before_base` runs once the file is allocated, before the base is written.
+    pub fn with_file(
+        file: F,
+        path: PathBuf,
+        capacity: u64,
+        durable_seq: u64,
+        before_base: impl FnOnce(&CommitLog<F>) -> std::io::Result<()>,
+    ) -> std::io::Result<CommitLog<F>> {
+        let mut allocated = file.len()?;
         if allocated > capacity {
             // Made with a larger `commit_log_mib`: its records are in sled by now (a journal is
             // opened, and copied from its log, before a log is attached), so it can shrink.
@@ -108,14 +170,13 @@ impl CommitLog {
             allocated,
             offset: 0,
             pending: Vec::with_capacity(64 << 10),
+            #[cfg(test)]
+            skip_sync: false,
         };
         if allocated < grow_step {
             log.grow_to(grow_step)?;
         }
-        if created {
-            // The new name must survive a crash too.
-            File::open(dir)?.sync_all()?;
-        }
+        before_base(&log)?;
         log.start_over(durable_seq)?;
         Ok(log)
     }
@@ -144,7 +205,7 @@ impl CommitLog {
         if end > self.allocated {
             self.grow_to((end.div_ceil(self.grow_step) * self.grow_step).min(self.capacity.max(end)))?;
         }
-        self.file.write_all_at(&self.pending, self.offset)?;
+        self.file.write_at_offset(&self.pending, self.offset)?;
         self.offset = end;
         self.pending.clear();
         Ok(())
@@ -152,6 +213,10 @@ impl CommitLog {
 
     /// Makes every written record durable.
     pub fn sync(&self) -> std::io::Result<()> {
+        #[cfg(test)]
+        if self.skip_sync {
+            return Ok(());
+        }
         self.file.sync_data()
     }
 
@@ -161,10 +226,30 @@ impl CommitLog {
         self.pending.clear();
         let mut base = Vec::with_capacity(HEADER_SIZE);
         push_record(&mut base, MAGIC_BASE, durable_seq, 0, &[]);
-        self.file.write_all_at(&base, 0)?;
+        self.file.write_at_offset(&base, 0)?;
         self.file.sync_data()?;
         self.offset = HEADER_SIZE as u64;
         Ok(())
+    }
+
+    /// Makes the queued records durable, the journal writer's flush: written and synced when
+    /// they fit; otherwise `sync_store` makes the store durable through `through` (every seq
+    /// written so far) and the log starts over after it. `io_error` names the failed step.
+    pub fn make_durable<E>(
+        &mut self,
+        through: u64,
+        sync_store: impl FnOnce() -> Result<(), E>,
+        io_error: impl Fn(&'static str, std::io::Error) -> E,
+    ) -> Result<Durable, E> {
+        if self.fits() {
+            self.write().map_err(|error| io_error("the write", error))?;
+            self.sync().map_err(|error| io_error("fdatasync", error))?;
+            Ok(Durable::Synced)
+        } else {
+            sync_store()?;
+            self.start_over(through).map_err(|error| io_error("starting over", error))?;
+            Ok(Durable::StartedOver)
+        }
     }
 
     /// Bytes of records written since the log last started over.
@@ -173,11 +258,10 @@ impl CommitLog {
     }
 
     fn grow_to(&mut self, size: u64) -> std::io::Result<()> {
-        let zeros = vec![0u8; 1 << 20];
-        self.file.seek(SeekFrom::Start(self.allocated))?;
+        let zeros = vec![0u8; (1 << 20).min(size.saturating_sub(self.allocated)) as usize];
         while self.allocated < size {
             let step = (size - self.allocated).min(zeros.len() as u64) as usize;
-            self.file.write_all(&zeros[..step])?;
+            self.file.write_at_offset(&zeros[..step], self.allocated)?;
             self.allocated += step as u64;
         }
         // Allocation (the file's size) is metadata: one fsync here keeps the per-batch
@@ -210,20 +294,25 @@ pub fn scan(dir: &Path) -> std::io::Result<Option<Scan>> {
         Err(error) => return Err(error),
     };
     let size = file.metadata()?.len();
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    scan_from(std::io::BufReader::with_capacity(1 << 20, file), size).map(Some)
+}
+
+/// [`scan`] over `size` bytes of any reader (the power-loss simulation scans what its file kept).
+pub fn scan_from(mut reader: impl Read, size: u64) -> std::io::Result<Scan> {
+    let reader = &mut reader;
     let mut scan = Scan::default();
-    let Some(base) = read_record(&mut reader, size, &mut Vec::new())? else {
-        return Ok(Some(scan));
+    let Some(base) = read_record(reader, size, &mut Vec::new())? else {
+        return Ok(scan);
     };
     if base.magic != MAGIC_BASE {
-        return Ok(Some(scan));
+        return Ok(scan);
     }
     scan.base_seq = base.first_seq;
     let mut expected = base.first_seq.saturating_add(1);
     let mut remaining = size - (HEADER_SIZE + base.len) as u64;
     loop {
         let mut bytes = Vec::new();
-        let Some(Header { magic, first_seq, events, len }) = read_record(&mut reader, remaining, &mut bytes)? else {
+        let Some(Header { magic, first_seq, events, len }) = read_record(reader, remaining, &mut bytes)? else {
             break;
         };
         if magic != MAGIC_FRAME || first_seq != expected || events == 0 {
@@ -233,7 +322,31 @@ pub fn scan(dir: &Path) -> std::io::Result<Option<Scan>> {
         expected = first_seq.saturating_add(u64::from(events));
         scan.frames.push(LoggedFrame { first_seq, events, bytes });
     }
-    Ok(Some(scan))
+    Ok(scan)
+}
+
+/// The frames of `scan` a journal whose store holds every seq through `held` must copy in, in
+/// order, each checked: those after both `held` and the base. Fails when they do not continue
+/// from `held` (frames missing between) or one does not check.
+pub fn frames_to_copy(scan: &Scan, held: u64) -> Result<Vec<&LoggedFrame>, CopyError> {
+    let mut last = held;
+    let mut copy = Vec::new();
+    for logged in scan.frames.iter().filter(|logged| logged.first_seq > held.max(scan.base_seq)) {
+        if logged.first_seq != last + 1 {
+            return Err(CopyError::Gap { held: last, continues_at: logged.first_seq });
+        }
+        super::frame::check(&logged.bytes).map_err(|reason| CopyError::Corrupt { first_seq: logged.first_seq, reason })?;
+        last = logged.first_seq.saturating_add(u64::from(logged.events) - 1);
+        copy.push(logged);
+    }
+    Ok(copy)
+}
+
+/// Why a commit log's frames cannot be copied into the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyError {
+    Gap { held: u64, continues_at: u64 },
+    Corrupt { first_seq: u64, reason: super::frame::FrameError },
 }
 
 /// A record's header fields, once its checksum held.

@@ -11,6 +11,8 @@ pub mod commit_log;
 pub mod event;
 pub mod frame;
 pub mod json;
+#[cfg(test)]
+mod power_loss;
 pub mod wide;
 pub mod recovery;
 pub mod retention;

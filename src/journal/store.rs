@@ -147,16 +147,15 @@ impl SledStore {
         let held = self.last_seq()?;
         let mut last = held;
         let mut copied = 0usize;
-        for logged in scan.frames.iter().filter(|logged| logged.first_seq > held.max(scan.base_seq)) {
-            if logged.first_seq != last + 1 {
-                return Err(JournalError::Storage(format!(
-                    "the commit log in {} continues at seq {} but the journal ends at seq {last}: \
-                     frames are missing between them",
-                    self.dir.display(),
-                    logged.first_seq
-                )));
-            }
-            frame::check(&logged.bytes).map_err(|reason| corrupt(&self.dir, logged.first_seq, reason))?;
+        let to_copy = commit_log::frames_to_copy(&scan, held).map_err(|error| match error {
+            commit_log::CopyError::Gap { held, continues_at } => JournalError::Storage(format!(
+                "the commit log in {} continues at seq {continues_at} but the journal ends at seq {held}: \
+                 frames are missing between them",
+                self.dir.display(),
+            )),
+            commit_log::CopyError::Corrupt { first_seq, reason } => corrupt(&self.dir, first_seq, reason),
+        })?;
+        for logged in to_copy {
             self.frames
                 .insert(seq_key(logged.first_seq), logged.bytes.as_slice())
                 .map_err(|error| storage("copying a frame from the commit log".into(), error))?;
@@ -461,20 +460,15 @@ impl Store for SledStore {
             let log_error = |what: &str, error: std::io::Error| {
                 JournalError::Storage(format!("{what} of the commit log in {} failed: {error}", self.dir.display()))
             };
-            match &self.commit_log {
-                Some(log) if log.fits() => {
-                    let log = self.commit_log.as_mut().expect("matched");
-                    log.write().map_err(|error| log_error("the write", error))?;
-                    log.sync().map_err(|error| log_error("fdatasync", error))?;
-                }
-                Some(_) => {
-                    // Full: sled takes everything written so far durably, and the log starts
+            match self.commit_log.take() {
+                Some(mut log) => {
+                    // Full, sled takes everything written so far durably and the log starts
                     // over after it.
-                    self.sync_sled()?;
-                    let through = self.last_written_seq;
-                    let log = self.commit_log.as_mut().expect("matched");
-                    log.start_over(through).map_err(|error| log_error("starting over", error))?;
-                    crate::metrics::global().journal_commit_log_restarted();
+                    let durable = log.make_durable(self.last_written_seq, || self.sync_sled(), log_error);
+                    self.commit_log = Some(log);
+                    if durable? == commit_log::Durable::StartedOver {
+                        crate::metrics::global().journal_commit_log_restarted();
+                    }
                 }
                 None => self.sync_sled()?,
             }
