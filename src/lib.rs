@@ -12,6 +12,7 @@ pub mod explorer;
 pub mod fault;
 pub mod http;
 pub mod ilp;
+pub mod internal_events;
 pub mod journal;
 pub mod loadgen;
 pub mod metrics;

@@ -361,10 +361,13 @@ pub enum ErrorKind {
     ExplorerRequest,
     /// An Explorer WebSocket client that did not take a frame within 5 s, disconnected.
     ExplorerClientDropped,
+    /// A projection (balances, TigerBeetle, the Explorer's index) could not apply a batch or
+    /// save its checkpoint; it retries.
+    Projection,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 12] = [
         ErrorKind::Codec,
         ErrorKind::Auth,
         ErrorKind::BtpProtocol,
@@ -376,6 +379,7 @@ impl ErrorKind {
         ErrorKind::Ledger,
         ErrorKind::ExplorerRequest,
         ErrorKind::ExplorerClientDropped,
+        ErrorKind::Projection,
     ];
 
     /// The `type` label.
@@ -392,6 +396,7 @@ impl ErrorKind {
             ErrorKind::Ledger => "ledger",
             ErrorKind::ExplorerRequest => "explorer_request",
             ErrorKind::ExplorerClientDropped => "explorer_client_dropped",
+            ErrorKind::Projection => "projection",
         }
     }
 
@@ -404,7 +409,7 @@ impl ErrorKind {
             | ErrorKind::PeerUnreachable
             | ErrorKind::ExplorerRequest
             | ErrorKind::ExplorerClientDropped => Severity::Warning,
-            ErrorKind::Internal | ErrorKind::Ledger => Severity::Error,
+            ErrorKind::Internal | ErrorKind::Ledger | ErrorKind::Projection => Severity::Error,
             ErrorKind::Journal | ErrorKind::Config => Severity::Critical,
         }
     }

@@ -64,7 +64,7 @@ impl Node {
                 let _ = http_shutdown.changed().await;
             };
             if let Err(error) = http::serve(http_listener, http_state, stopped).await {
-                tracing::error!(%error, "HTTP server failed");
+                crate::internal_events::emit(crate::internal_events::ServerFailed { server: "health and metrics HTTP", error: &error });
             }
         }));
 

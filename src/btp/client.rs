@@ -48,7 +48,12 @@ pub async fn maintain(peer: OutgoingPeer, websocket: WebSocketConfig, context: A
                 session::run(socket, peer.index, peer.id.clone(), context.clone()).await;
             }
             Err(error) => {
-                tracing::warn!(peer = %peer.id, url = %peer.url, %error, retry_in_ms = backoff.as_millis() as u64, "BTP link to peer failed");
+                crate::internal_events::emit(crate::internal_events::LinkFailed {
+                    peer: &peer.id,
+                    url: peer.url.as_str(),
+                    error: &error,
+                    retry_in_ms: backoff.as_millis() as u64,
+                });
             }
         }
         if *shutdown.borrow() {

@@ -198,7 +198,7 @@ pub async fn serve(listener: TcpListener, server: Arc<ServerConfig>, context: Ar
             }
             Err(error) => {
                 // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(%error, "accepting a BTP connection failed");
+                crate::internal_events::emit(crate::internal_events::AcceptFailed { error: &error });
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }

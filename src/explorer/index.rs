@@ -514,11 +514,11 @@ impl ExplorerIndex {
     pub fn close(mut self) {
         if self.unpersisted > 0 {
             if let Err(error) = self.persist() {
-                tracing::warn!(%error, "writing the Explorer index failed");
+                crate::internal_events::emit(crate::internal_events::ExplorerIndexFailed { action: "writing at the stop", error: &error });
             }
         }
         if let Err(error) = self.db.flush() {
-            tracing::warn!(%error, "flushing the Explorer index failed");
+            crate::internal_events::emit(crate::internal_events::ExplorerIndexFailed { action: "flushing at the stop", error: &error });
         }
     }
 
@@ -840,7 +840,7 @@ impl Projection for ExplorerIndex {
 
     fn apply(&mut self, entry: &JournalEntry) {
         if let Err(error) = self.write(std::slice::from_ref(entry)) {
-            tracing::warn!(%error, "Explorer index write failed");
+            crate::internal_events::emit(crate::internal_events::ExplorerIndexFailed { action: "writing an event", error: &error });
         }
     }
 
@@ -859,7 +859,7 @@ impl Projection for ExplorerIndex {
         self.totals_published = std::time::Instant::now();
         if self.unpersisted > 0 && self.persisted_at.elapsed() >= PERSIST_INTERVAL {
             if let Err(error) = self.persist() {
-                tracing::warn!(%error, "Explorer index write failed; retried at the next batch");
+                crate::internal_events::emit(crate::internal_events::ExplorerIndexFailed { action: "writing (retried at the next batch)", error: &error });
                 self.unpersisted = 1;
             }
         }

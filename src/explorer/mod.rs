@@ -111,7 +111,7 @@ pub async fn start(
             let _ = stopped.changed().await;
         });
         if let Err(error) = serve.await {
-            tracing::error!(%error, "Explorer server failed");
+            crate::internal_events::emit(crate::internal_events::ServerFailed { server: "Explorer", error: &error });
         }
     }));
     tracing::info!(url = %format!("http://{address}/"), index = %settings.index_dir.display(), "Explorer listening");

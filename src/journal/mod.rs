@@ -238,13 +238,13 @@ pub fn run_writer<S: Store, R: Release>(
                     releases.drain(..).for_each(|held| held.release(now_ms, &report));
                 }
                 if let Err(error) = store.after_release() {
-                    tracing::error!(%error, "journal write failed; no further Fulfill will be acknowledged");
+                    crate::internal_events::emit(crate::internal_events::JournalWriteFailed { error: &error });
                     status.failed.store(true, Ordering::Release);
                 }
             }
             Ok(()) => {}
             Err(error) => {
-                tracing::error!(%error, "journal write failed; no further Fulfill will be acknowledged");
+                crate::internal_events::emit(crate::internal_events::JournalWriteFailed { error: &error });
                 status.failed.store(true, Ordering::Release);
                 entries.clear();
                 unflushed_entries.clear();
@@ -263,7 +263,7 @@ pub fn run_writer<S: Store, R: Release>(
     }
     if !status.failed.load(Ordering::Acquire) {
         if let Err(error) = store.close() {
-            tracing::warn!(%error, "closing the journal store failed; the next start recovers from the commit log");
+            crate::internal_events::emit(crate::internal_events::JournalCloseFailed { error: &error });
         }
     }
     store

@@ -489,8 +489,8 @@ pub fn spawn(
                     "journal retention moved frames out of the live journal"
                 ),
                 Ok((Ok(_), _)) => {}
-                Ok((Err(error), _)) => tracing::error!(%error, "journal retention failed; frames stay in the journal"),
-                Err(error) => tracing::error!(%error, "journal retention task failed"),
+                Ok((Err(error), _)) => crate::internal_events::emit(crate::internal_events::RetentionFailed { error: &error }),
+                Err(error) => crate::internal_events::emit(crate::internal_events::RetentionFailed { error: &error }),
             }
         }
     })

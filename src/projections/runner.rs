@@ -95,7 +95,7 @@ pub fn spawn<P: Projection + Send + 'static>(
                     if let Err(error) = read_batch(&store, position + 1, until.min(durable), &mut batch) {
                         // Corruption or storage failure: the journal writer fails the same way;
                         // stop here rather than apply around a hole.
-                        tracing::error!(projection = projection.name(), %error, "projection stopped: journal unreadable");
+                        crate::internal_events::emit(crate::internal_events::ProjectionStopped { projection: projection.name(), error: &error });
                         return projection;
                     }
                     apply_with_retry(&mut projection, &batch, &stopping).then_some(batch.len())
@@ -171,7 +171,11 @@ fn apply_with_retry<P: Projection>(projection: &mut P, batch: &[JournalEntry], s
         match projection.apply_batch(batch) {
             Ok(()) => return true,
             Err(ProjectionError { message }) => {
-                tracing::warn!(projection = projection.name(), %message, retry_in_ms = backoff.as_millis() as u64, "projection batch failed; retrying");
+                crate::internal_events::emit(crate::internal_events::ProjectionBatchFailed {
+                    projection: projection.name(),
+                    message: &message,
+                    retry_in_ms: backoff.as_millis() as u64,
+                });
                 if stopping.load(Ordering::Relaxed) {
                     return false;
                 }
@@ -184,7 +188,7 @@ fn apply_with_retry<P: Projection>(projection: &mut P, batch: &[JournalEntry], s
 
 fn save_checkpoint<P: Projection>(store: &SledStore, projection: &P) {
     if let Err(error) = store.save_checkpoint(projection.name(), projection.position(), &projection.checkpoint_state()) {
-        tracing::warn!(projection = projection.name(), %error, "saving a projection checkpoint failed");
+        crate::internal_events::emit(crate::internal_events::CheckpointFailed { projection: projection.name(), error: &error });
     }
 }
 

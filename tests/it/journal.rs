@@ -233,6 +233,15 @@ async fn a_full_disk_refuses_new_prepares_with_t00_and_acknowledges_nothing_undu
     }
     let _unmount = Unmount(mount.path());
 
+    let journal_errors = || -> u64 {
+        m2m_connector::metrics::global()
+            .render()
+            .lines()
+            .filter(|line| line.starts_with("connector_errors_total{type=\"journal\""))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let journal_errors_before = journal_errors();
     let journal_dir = mount.path().join("journal");
     // The smallest commit log (1 MiB, allocated 256 KiB at a time), so the disk is noticed full
     // when the log needs its next 256 KiB: a thousand packets or so.
@@ -287,6 +296,7 @@ async fn a_full_disk_refuses_new_prepares_with_t00_and_acknowledges_nothing_undu
     let health = node.health.report();
     let journal = &health.components["journal"];
     assert_eq!(journal.status, "failed", "/health reports the failed journal: {health:?}");
+    assert!(journal_errors() > journal_errors_before, "the write failure is counted in connector_errors_total{{type=\"journal\"}}");
     // Every Fulfill alice received is durable: its event is at or below the flushed sequence.
     let durable_seq = node.durable_seq();
     let durable = node
