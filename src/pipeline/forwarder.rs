@@ -26,6 +26,8 @@ use super::routing::{PeerIndex, RoutingTable};
 use super::{IncomingPrepare, Input, LinkHandle, Reply, ReplySlot, SessionId};
 
 mod settlement;
+#[cfg(test)]
+mod tests;
 use crate::btp::packet as btp;
 use crate::config::{Config, Relation};
 use crate::http::health::{ComponentStatus, Health};
@@ -420,6 +422,15 @@ impl Forwarder {
     /// Sets the forwarder's clock (tests drive time explicitly).
     pub fn set_now_ms(&mut self, now_ms: i64) {
         self.now_ms = now_ms;
+    }
+
+    /// What the loop does after a batch of inputs, at `now_ms`: the expiry sweep, then the
+    /// journal commit. With [`Forwarder::handle`] and [`Forwarder::set_now_ms`], the clock hook
+    /// tests drive the forwarder through, deterministically.
+    pub fn tick_at(&mut self, now_ms: i64) {
+        self.now_ms = now_ms;
+        self.expire_due();
+        self.commit();
     }
 
     pub fn balances(&self) -> &Balances {
