@@ -201,6 +201,25 @@ impl Node {
         })
     }
 
+    /// Sequence number of the last event the forwarder appended (durable once
+    /// [`Node::durable_seq`] reaches it).
+    pub fn journal_head(&self) -> u64 {
+        self.pipeline.as_ref().map_or(0, |pipeline| pipeline.journal_head.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// Waits until every event the forwarder appended so far is durable (false after `timeout`).
+    pub async fn wait_durable(&self, timeout: Duration) -> bool {
+        let head = self.journal_head();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.durable_seq() < head {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        true
+    }
+
     /// Stops accepting, closes sessions, drains the pipeline.
     pub async fn stop(mut self) {
         self.health.set_stopping();

@@ -183,6 +183,9 @@ pub struct Forwarder {
     health: Arc<Health>,
     now_ms: i64,
     in_flight_published: Arc<std::sync::atomic::AtomicUsize>,
+    /// The seq of the last event appended, stored as it is appended (before any reply that
+    /// follows from it leaves): with the durable seq, what tests wait on instead of sleeping.
+    head_published: Arc<std::sync::atomic::AtomicU64>,
     /// Settlement, when enabled (see `forwarder/settlement.rs`).
     settlement: Option<settlement::SettlementRuntime>,
 }
@@ -274,6 +277,7 @@ impl Forwarder {
             health,
             now_ms,
             in_flight_published: Arc::default(),
+            head_published: Arc::new(std::sync::atomic::AtomicU64::new(last_seq)),
             settlement,
         };
         forwarder.next_packet_id = forwarder.balances.packet_id_max() + 1;
@@ -447,6 +451,11 @@ impl Forwarder {
         self.in_flight_published.clone()
     }
 
+    /// The seq of the last event appended, as it is appended.
+    pub fn head_published(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.head_published.clone()
+    }
+
     /// Appends an event and applies it to the in-line state, exactly as a replay would.
     fn append(&mut self, event: Event) {
         let seq = self.next_seq;
@@ -454,6 +463,7 @@ impl Forwarder {
         let entry = JournalEntry { seq, timestamp_ms: self.now_ms, event };
         self.balances.apply(&entry);
         self.entries.push(entry);
+        self.head_published.store(seq, Ordering::Release);
     }
 
     /// Hands the batch's events (and the replies waiting on them) to the journal writer, with a

@@ -117,6 +117,8 @@ pub struct Pipeline {
     pub journal_status: Arc<JournalStatus>,
     /// Packets forwarded and not yet ended, published by the forwarder after each batch.
     pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// The seq of the last event the forwarder appended (durable once `durable_seq` reaches it).
+    pub journal_head: Arc<std::sync::atomic::AtomicU64>,
     /// A handle on the journal for readers (the store is shared; sled is safe to read while the
     /// writer appends).
     pub journal_store: SledStore,
@@ -181,6 +183,7 @@ impl Pipeline {
         let forwarder =
             Forwarder::new(config, journal_tx, forwarder_status, health, in_flight_max, recovered, settlement);
         let in_flight = forwarder.in_flight_published();
+        let journal_head = forwarder.head_published();
         let stopping = Arc::new(AtomicBool::new(false));
         let forwarder_stopping = stopping.clone();
         let forwarder_thread = std::thread::Builder::new()
@@ -191,6 +194,7 @@ impl Pipeline {
             replies: replies_tx,
             journal_status,
             in_flight,
+            journal_head,
             journal_store: store,
             settlement_recovered,
             stopping,

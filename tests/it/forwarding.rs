@@ -196,8 +196,8 @@ fn check_journal(entries: &[JournalEntry]) -> Balances {
 }
 
 async fn settle_journal(node: &Node) -> Vec<JournalEntry> {
-    // The journal writer runs on its own thread; give the last commit a moment.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Every event the forwarder appended so far (the last reply's included) is durable.
+    assert!(node.wait_durable(TIMEOUT).await, "the journal did not catch up with the forwarder");
     node.journal.entries_from(1).collect::<Result<Vec<_>, _>>().expect("journal reads back")
 }
 
@@ -651,14 +651,19 @@ async fn throughput_limit_answers_t04() {
 async fn saturated_session_answers_t03_at_once() {
     let node = start(&base_config("btp_session_in_flight_max = 1", "")).await;
     let received = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let _bob = Endpoint::connect(&url(&node), "bob", "bob-token", Some(bob_handler(received))).await.unwrap();
+    // Bob's "silent" handler blocks its thread 3 s: on a runtime of his own.
+    let _bob = endpoint_on_own_runtime(&url(&node), "bob", "bob-token", bob_handler(received.clone()));
     let alice = Arc::new(Endpoint::connect(&url(&node), "alice", "alice-token", None).await.unwrap());
     // The first packet holds the session's only slot while bob sits on it for 3 s.
     let slow = {
         let alice = alice.clone();
         tokio::spawn(async move { alice.send(&prepare(10, "test.m2m.bob", b"silent", 20_000), TIMEOUT).await })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while received.lock().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the slow packet never reached bob");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let started = std::time::Instant::now();
     let reply = alice.send(&prepare(10, "test.m2m.bob", b"quick", 20_000), TIMEOUT).await.unwrap();
     expect_reject(&reply, ErrorCode::T03_CONNECTOR_BUSY, "test.m2m");
@@ -676,8 +681,11 @@ async fn oversized_message_closes_the_socket_and_is_counted() {
     let huge = vec![0u8; 50_000];
     let _ = socket.send(Message::Binary(huge.into())).await;
     assert!(next_frame(&mut socket).await.is_none(), "the connector closes a socket that exceeds the limit");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(counter_value("btp_frames_dropped_total{reason=\"oversized\"}") > before);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while counter_value("btp_frames_dropped_total{reason=\"oversized\"}") <= before {
+        assert!(std::time::Instant::now() < deadline, "the oversized frame was not counted");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     // A maximal ILP Prepare (32 KiB of data) still fits under the limit and is answered.
     let alice = Endpoint::connect(&url(&node), "alice", "alice-token", None).await.unwrap();
     let big = vec![1u8; 32_767];

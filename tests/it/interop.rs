@@ -142,12 +142,29 @@ fn interop_btp_plugins_exchange_packets_through_the_connector() {
         &["--btp-port", &port, "--address", "test.m2m"],
     );
     expect_script_success(&output, "plugin_exchange.js");
-    // The node is still healthy and reporting after the JS peers came and went.
+    // /metrics counts exactly what the exchange did: one Fulfill; bob's Reject (downstream),
+    // F02 and F05 (ours); the bad token; IL-DCP is not a packet.
     let metrics = connector.metrics();
-    assert!(
-        !metrics.trim().is_empty(),
-        "empty /metrics after the exchange"
-    );
+    let value = |name: &str, labels: &[&str]| -> f64 {
+        metrics
+            .lines()
+            .filter(|line| line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} ")))
+            .filter(|line| labels.iter().all(|label| line.contains(label)))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let expected: [(&str, &[&str], f64); 7] = [
+        ("ilp_packets_processed_total", &["type=\"prepare\"", "status=\"fulfilled\""], 1.0),
+        ("ilp_packets_processed_total", &["type=\"prepare\"", "status=\"rejected\""], 3.0),
+        ("ilp_rejects_total", &["code=\"F02\"", "origin=\"local\""], 1.0),
+        ("ilp_rejects_total", &["code=\"F05\"", "origin=\"local\""], 1.0),
+        ("ilp_rejects_total", &["origin=\"downstream\""], 1.0),
+        ("btp_auth_failures_total", &[], 1.0),
+        ("packets_in_total", &["peer_id=\"alice\""], 3.0),
+    ];
+    for (name, labels, want) in expected {
+        assert_eq!(value(name, labels), want, "{name}{labels:?}\n{metrics}");
+    }
 }
 
 #[test]
