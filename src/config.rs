@@ -13,6 +13,11 @@ use std::net::SocketAddr;
 mod load;
 pub use load::*;
 
+/// Largest size the journal's commit log grows to before it starts over (after flushing sled),
+/// unless `[journal] commit_log_mib` says otherwise. Larger means fewer sled flushes; each
+/// start-over costs one sled flush (a few ms) on the writer thread.
+pub const COMMIT_LOG_BYTES_DEFAULT: u64 = 64 << 20;
+
 /// How a peer relates to us (RFC 34). A `child` gets an address under ours via IL-DCP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod explorer;
 pub mod fault;
+pub mod health;
 pub mod http;
 pub mod ilp;
 pub mod internal_events;

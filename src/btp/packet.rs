@@ -295,6 +295,11 @@ pub fn error_text(code: &[u8; 3], name: &str, data: &[u8]) -> String {
     )
 }
 
+/// A BTP Response carrying an ILP Fulfill or Reject.
+pub fn reply_frame(request_id: u32, packet: &[u8]) -> Bytes {
+    ilp_frame(TYPE_RESPONSE, request_id, packet)
+}
+
 /// A fresh frame of `frame_type` (Message or Response) carrying one ILP packet.
 pub fn ilp_frame(frame_type: u8, request_id: u32, packet: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(ilp_frame_len(packet.len()));

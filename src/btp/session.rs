@@ -27,12 +27,12 @@ use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::packet::{self as btp, BtpPacket};
+use super::packet::{self as btp, reply_frame, BtpPacket};
 use crate::ilp::error_code::ErrorCode;
 use crate::ilp::packet::{Fulfill, PacketType, ParseOptions, Prepare, Reject, RejectBuilder};
 use crate::metrics::{self, FrameDirection, FrameDropReason};
 use crate::pipeline::{
-    forwarder::reply_frame, IncomingChannelMessage, IncomingClaim, IncomingPrepare, Input, LinkHandle, PeerIndex, Reply, SessionId,
+    IncomingChannelMessage, IncomingClaim, IncomingPrepare, Input, LinkHandle, PeerIndex, Reply, SessionId,
 };
 use crate::settlement::claim;
 use crate::settlement::evm::cooperative;

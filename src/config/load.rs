@@ -675,7 +675,7 @@ fn read_journal(report: &mut Report, table: &Table, env: &Env) -> JournalConfig 
         .overridden_by(r, env, "JOURNAL_COMMIT_LOG_MIB", |text| {
             text.parse::<u64>().map_err(|_| "must be a whole number".to_string()).and_then(commit_log_mib)
         })
-        .or(crate::journal::commit_log::CAPACITY_DEFAULT >> 20);
+        .or(super::COMMIT_LOG_BYTES_DEFAULT >> 20);
     f.finish(r);
     if !durable.unwrap_or(true) {
         r.warning(
@@ -695,7 +695,7 @@ fn read_journal(report: &mut Report, table: &Table, env: &Env) -> JournalConfig 
         retention: retention.unwrap_or(Retention::Keep),
         archive_dir,
         durable: durable.unwrap_or(true),
-        commit_log_bytes: commit_log_mib.unwrap_or(crate::journal::commit_log::CAPACITY_DEFAULT >> 20) << 20,
+        commit_log_bytes: commit_log_mib.unwrap_or(super::COMMIT_LOG_BYTES_DEFAULT >> 20) << 20,
     }
 }
 

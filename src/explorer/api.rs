@@ -27,7 +27,7 @@ use super::index::IndexReader;
 use super::live::Live;
 use super::query::{self, EventQuery, EventReader};
 use crate::config::{Config, Relation, Secret};
-use crate::http::health::Health;
+use crate::health::Health;
 use crate::journal::{Event, JournalEntry, JournalStatus, SledStore};
 use crate::metrics::{self, ErrorKind};
 

@@ -37,7 +37,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::http::health::Health;
+use crate::health::Health;
 use crate::journal::{JournalStatus, SledStore};
 
 /// What a running Explorer hands back to the node.

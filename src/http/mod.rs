@@ -13,8 +13,11 @@
 //! reads shared state; it never touches the packet path.
 
 pub mod admin;
-pub mod health;
 pub mod metrics;
+
+/// The health handle lives below every layer that reports into it (`crate::health`); kept here
+/// under its old path for the HTTP routes and existing callers.
+pub use crate::health;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -69,10 +69,9 @@ pub const FILE_NAME: &str = "commit.log";
 /// Size of a record header.
 pub const HEADER_SIZE: usize = 24;
 
-/// Largest size the log grows to before it starts over (after flushing sled), unless
-/// `[journal] commit_log_mib` says otherwise. Larger means fewer sled flushes; each start-over
-/// costs one sled flush (a few ms) on the writer thread.
-pub const CAPACITY_DEFAULT: u64 = 64 << 20;
+/// Largest size the log grows to before it starts over, unless `[journal] commit_log_mib` says
+/// otherwise (defined with the configuration, which sits below the journal).
+pub const CAPACITY_DEFAULT: u64 = crate::config::COMMIT_LOG_BYTES_DEFAULT;
 
 /// Smallest capacity accepted.
 pub const CAPACITY_MIN: u64 = 1 << 20;

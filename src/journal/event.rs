@@ -290,7 +290,24 @@ pub(crate) fn fulfilled_entries(first: u64, count: u64) -> Vec<JournalEntry> {
 // watcher at the confirmation depth; decisions (`SettlementTriggered`, `ClaimSent`) are derived
 // from the journal before them, and `audit settlements` derives them again.
 
-pub use crate::settlement::claim::Claim;
+/// A claim, chain-agnostic: what the journal stores and the settlement ledger reasons about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    /// The chain, as a CAIP-2 id (`eip155:8453` for Base).
+    pub chain: String,
+    /// The contract holding the channel (the TokenNetwork on EVM), canonical lower-case hex.
+    pub contract: String,
+    /// The channel's id, canonical lower-case hex.
+    pub channel_id: String,
+    /// Grows with every claim on the channel; the newest claim is the one that counts.
+    pub nonce: u64,
+    /// What the signer has transferred on this channel in total, in token units.
+    #[serde(with = "crate::journal::wide::u128_text")]
+    pub cumulative: u128,
+    /// The signer's signature (65 bytes r‖s‖v on EVM).
+    pub signature: Vec<u8>,
+}
+
 
 /// The settlement terms in force from this event on: journaled at every start with settlement
 /// enabled, so a replay judges each decision by the terms of its time. No key, no RPC URL.

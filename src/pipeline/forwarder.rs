@@ -28,9 +28,9 @@ use super::{IncomingPrepare, Input, LinkHandle, Reply, ReplySlot, SessionId};
 mod settlement;
 #[cfg(test)]
 mod tests;
-use crate::btp::packet as btp;
+use crate::btp::packet::{self as btp, reply_frame};
 use crate::config::{Config, Relation};
-use crate::http::health::{ComponentStatus, Health};
+use crate::health::{ComponentStatus, Health};
 use crate::ilp::error_code::ErrorCode;
 use crate::ilp::packet::{truncate_message, FulfillBuilder, Prepare, RejectBuilder, MESSAGE_SIZE_MAX};
 use crate::ilp::{self, ildcp, timestamp};
@@ -1037,10 +1037,6 @@ fn forwarded_frame(prepare: &Prepare, request_id: u32, amount: u64, expires_at_m
     out.freeze()
 }
 
-/// A BTP Response carrying an ILP Fulfill or Reject.
-pub fn reply_frame(request_id: u32, packet: &[u8]) -> Bytes {
-    btp::ilp_frame(btp::TYPE_RESPONSE, request_id, packet)
-}
 
 fn routing_table(config: &Config) -> RoutingTable {
     let mut table = RoutingTable::new();

@@ -23,7 +23,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::config::Config;
-use crate::http::health::Health;
+use crate::health::Health;
 use crate::ilp::packet::{Fulfill, Prepare, Reject};
 use crate::journal::recovery::{self, Recovery};
 use crate::journal::{self, Commit, JournalError, JournalStatus, SledStore};

@@ -35,7 +35,7 @@ use tb::transfer::Flags as TransferFlags;
 use tb::{Account, Transfer};
 
 use super::{Projection, ProjectionError};
-use crate::http::health::{ComponentStatus, Health};
+use crate::health::{ComponentStatus, Health};
 use crate::journal::{ConfigurationApplied, Event, JournalEntry, JournalStatus, PacketPrepared};
 use crate::metrics::ErrorKind;
 

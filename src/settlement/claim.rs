@@ -11,7 +11,6 @@
 //! data starts with a version byte and a scheme byte; the scheme fixes the rest (see
 //! [`super::evm::claim`] for scheme 1, EVM balance proofs). ARCHITECTURE.md documents the bytes.
 
-use serde::{Deserialize, Serialize};
 
 /// The BTP protocol-data name a claim travels under.
 pub const PROTOCOL_NAME: &str = "m2m-claim";
@@ -22,23 +21,9 @@ pub const WIRE_VERSION: u8 = 1;
 /// Second byte: how the rest is laid out and signed.
 pub const SCHEME_EVM_BALANCE_PROOF: u8 = 1;
 
-/// A claim, chain-agnostic: what the journal stores and the settlement ledger reasons about.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claim {
-    /// The chain, as a CAIP-2 id (`eip155:8453` for Base).
-    pub chain: String,
-    /// The contract holding the channel (the TokenNetwork on EVM), canonical lower-case hex.
-    pub contract: String,
-    /// The channel's id, canonical lower-case hex.
-    pub channel_id: String,
-    /// Grows with every claim on the channel; the newest claim is the one that counts.
-    pub nonce: u64,
-    /// What the signer has transferred on this channel in total, in token units.
-    #[serde(with = "crate::journal::wide::u128_text")]
-    pub cumulative: u128,
-    /// The signer's signature (65 bytes r‖s‖v on EVM).
-    pub signature: Vec<u8>,
-}
+/// A claim, chain-agnostic: defined with the journal's events, which carry it; its methods are
+/// here.
+pub use crate::journal::Claim;
 
 /// A claim before it is signed: what the ledger decides, and what a signer signs.
 #[derive(Debug, Clone, PartialEq, Eq)]

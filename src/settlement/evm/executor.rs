@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::contracts::{M2MToken, TokenNetwork, TokenNetworkRegistry};
 use super::{caip2, hex_address, hex_b256};
-use crate::http::health::{ComponentStatus, Health};
+use crate::health::{ComponentStatus, Health};
 use crate::journal::{ChannelChange, ChannelObserved, SettlementChainReady};
 use crate::pipeline::Input;
 use crate::settlement::claim::Claim;
