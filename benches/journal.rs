@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use m2m_connector::journal::{commit_log, frame};
-use m2m_connector::journal::recovery;
+use m2m_connector::projections::recovery;
 use m2m_connector::journal::{
     Event, JournalEntry, PacketFulfilled, PacketPrepared, PacketRejected, SledStore, Stage, Store,
 };

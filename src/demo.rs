@@ -113,8 +113,8 @@ fn demo_fulfillment(data: &[u8]) -> [u8; 32] {
 }
 
 pub fn main(args: DemoArgs) -> ExitCode {
-    crate::init_logging("warn,m2m_connector=info");
-    let runtime = match crate::runtime() {
+    crate::process::init_logging("warn,m2m_connector=info");
+    let runtime = match crate::process::runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("cannot start the async runtime: {error}");
@@ -276,7 +276,7 @@ async fn run(config: crate::config::Config, args: &DemoArgs, settling: bool) -> 
                     break;
                 }
             }
-            _ = crate::wait_for_signal() => break,
+            _ = crate::process::wait_for_signal() => break,
         }
     }
     println!("\n{}", balances_summary());

@@ -638,7 +638,7 @@ pub struct Metrics {
     btp_connections_accepted: Counter,
     btp_auth_failures: Counter,
     btp_connections_refused: [Counter; ConnectionRefusal::ALL.len()],
-    fulfills_undelivered: [Counter; crate::journal::UndeliveredReason::ALL.len()],
+    fulfills_undelivered: [Counter; crate::journal::event::UndeliveredReason::ALL.len()],
     btp_frames: [Counter; 2],
     btp_frames_dropped: [Counter; FrameDropReason::ALL.len()],
     btp_frames_inverted: Counter,
@@ -843,7 +843,7 @@ impl Metrics {
 
     /// A Fulfill journaled but not delivered upstream (`FulfillUndelivered`); its amount shows
     /// in the sender's `account_balance_units`.
-    pub fn fulfill_undelivered(&self, reason: crate::journal::UndeliveredReason) {
+    pub fn fulfill_undelivered(&self, reason: crate::journal::event::UndeliveredReason) {
         self.fulfills_undelivered[reason as usize].inc();
     }
 
@@ -1026,7 +1026,7 @@ impl Metrics {
         }
 
         header(out, "ilp_fulfills_undelivered_total", "counter", HELP_FULFILLS_UNDELIVERED)?;
-        for reason in crate::journal::UndeliveredReason::ALL {
+        for reason in crate::journal::event::UndeliveredReason::ALL {
             let value = self.fulfills_undelivered[reason as usize].get();
             sample(out, "ilp_fulfills_undelivered_total", &[("reason", reason.label())], value)?;
         }
@@ -1979,8 +1979,8 @@ pub struct SettlementMetrics {
     disputes: Counter,
     claims_sent: Counter,
     claims_received: Counter,
-    /// By [`crate::journal::ClaimRejection`] reason.
-    claim_failures: [Counter; crate::journal::ClaimRejection::ALL.len()],
+    /// By [`crate::journal::event::ClaimRejection`] reason.
+    claim_failures: [Counter; crate::journal::event::ClaimRejection::ALL.len()],
 }
 
 impl SettlementMetrics {
@@ -2046,7 +2046,7 @@ impl SettlementMetrics {
         self.claims_received.inc();
     }
 
-    pub fn claim_refused(&self, reason: crate::journal::ClaimRejection) {
+    pub fn claim_refused(&self, reason: crate::journal::event::ClaimRejection) {
         self.claim_failures[reason as usize].inc();
     }
 
@@ -2054,7 +2054,7 @@ impl SettlementMetrics {
         self.executed[method_index(method)][usize::from(!success)].get()
     }
 
-    pub fn claim_failures_count(&self, reason: crate::journal::ClaimRejection) -> u64 {
+    pub fn claim_failures_count(&self, reason: crate::journal::event::ClaimRejection) -> u64 {
         self.claim_failures[reason as usize].get()
     }
 
@@ -2095,7 +2095,7 @@ impl SettlementMetrics {
         header(out, "claims_received_total", "counter", HELP_CLAIMS_RECEIVED)?;
         sample(out, "claims_received_total", &[], self.claims_received.get())?;
         header(out, "claim_verification_failures_total", "counter", HELP_CLAIM_FAILURES)?;
-        for reason in crate::journal::ClaimRejection::ALL {
+        for reason in crate::journal::event::ClaimRejection::ALL {
             let value = self.claim_failures[reason as usize].get();
             sample(out, "claim_verification_failures_total", &[("reason", reason.label())], value)?;
         }

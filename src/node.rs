@@ -116,10 +116,16 @@ impl Node {
             executor.resume_block = recovered.resume_block();
             executor.known_channels = recovered.channels().filter_map(|(id, _)| id.parse().ok()).collect();
             let replies = pipeline.replies.clone();
-            tasks.extend(crate::settlement::evm::executor::spawn(executor, jobs, replies, health.clone(), shutdown_rx.clone()));
+            tasks.extend(crate::settlement::evm::executor::spawn(executor, jobs, Arc::new(replies), health.clone(), shutdown_rx.clone()));
         }
         let journal = pipeline.journal_store.clone();
-        tasks.push(crate::journal::retention::spawn(journal.clone(), config.journal.retention, config.journal.archive_dir.clone(), shutdown_rx.clone()));
+        tasks.push(crate::journal::retention::spawn(
+            journal.clone(),
+            config.journal.retention,
+            config.journal.archive_dir.clone(),
+            crate::projections::balances::Balances::check_snapshot,
+            shutdown_rx.clone(),
+        ));
         health.set_component("journal", ComponentStatus::Ok);
         crate::metrics::global().set_journal_fsync_enabled(config.journal.durable);
         let projections_stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));

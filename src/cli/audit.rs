@@ -1,5 +1,5 @@
 //! `m2m-connector audit settlements`: replays the journal and derives every settlement decision
-//! again (see `settlement::audit`), printing each decision and each received claim next to its
+//! again (see `projections::audit`), printing each decision and each received claim next to its
 //! inputs and the action recorded.
 //!
 //! Reads the live journal and, with `--archive DIR`, what retention archived, as one sequence.
@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use crate::journal::{retention, SledStore};
 use crate::projections::balances::Balances;
-use crate::settlement::audit::{AuditRecord, Auditor};
+use crate::projections::audit::{AuditRecord, Auditor};
 
 #[derive(clap::Args, Debug)]
 pub struct AuditArgs {

@@ -14,7 +14,6 @@ pub mod json;
 #[cfg(test)]
 mod power_loss;
 pub mod wide;
-pub mod recovery;
 pub mod retention;
 pub mod store;
 

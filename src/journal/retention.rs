@@ -32,7 +32,6 @@ use super::frame::{self, FrameError};
 use super::store::{SledStore, StoredFrame};
 use super::JournalError;
 use crate::config::Retention;
-use crate::projections::balances::Balances;
 
 /// How often the node applies the policy. Snapshots come every `JOURNAL_SNAPSHOT_EVERY` events
 /// (100k by default, seconds apart under load), so a minute keeps at most a few snapshot
@@ -47,6 +46,11 @@ const RECORD_HEADER_SIZE: usize = 12;
 /// before allocating, so a corrupt length can't ask for more.
 const RECORD_VALUE_SIZE_MAX: usize = frame::HEADER_SIZE + frame::PAYLOAD_SIZE_MAX;
 
+/// Whether a snapshot's bytes can be restored from. The journal keeps snapshots as opaque
+/// bytes; their format belongs to the balances projection above it, which the node passes in
+/// (`Balances::check_snapshot`).
+pub type SnapshotCheck = fn(&[u8]) -> Result<(), String>;
+
 /// What one run of [`apply`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RetentionReport {
@@ -60,13 +64,14 @@ pub struct RetentionReport {
 }
 
 /// Applies `policy` once: archives (to `archive_dir`) or deletes the frames that end before the
-/// older of the two snapshots held, and before every projection's checkpoint.
-pub fn apply(store: &SledStore, policy: Retention, archive_dir: &Path) -> Result<RetentionReport, JournalError> {
+/// older of the two snapshots held (if `usable` says it can be restored from), and before every
+/// projection's checkpoint.
+pub fn apply(store: &SledStore, policy: Retention, archive_dir: &Path, usable: SnapshotCheck) -> Result<RetentionReport, JournalError> {
     let mut report = RetentionReport::default();
     if policy == Retention::Keep {
         return Ok(report);
     }
-    let Some(cutoff_seq) = cutoff_seq(store)? else {
+    let Some(cutoff_seq) = cutoff_seq(store, usable)? else {
         return Ok(report);
     };
     report.cutoff_seq = Some(cutoff_seq);
@@ -82,7 +87,7 @@ pub fn apply(store: &SledStore, policy: Retention, archive_dir: &Path) -> Result
 
 /// The seq before which frames may go: the older snapshot held (if it decodes), lowered to
 /// `checkpoint + 1` for every projection checkpoint.
-fn cutoff_seq(store: &SledStore) -> Result<Option<u64>, JournalError> {
+fn cutoff_seq(store: &SledStore, usable: SnapshotCheck) -> Result<Option<u64>, JournalError> {
     let mut snapshot_seqs = store.snapshot_seqs()?;
     snapshot_seqs.sort_unstable();
     let [.., older_seq, _newer_seq] = snapshot_seqs[..] else {
@@ -93,7 +98,7 @@ fn cutoff_seq(store: &SledStore) -> Result<Option<u64>, JournalError> {
     let Some((older_seq, bytes)) = store.latest_snapshot_at_most(older_seq)? else {
         return Ok(None);
     };
-    if let Err(reason) = Balances::from_snapshot(&bytes) {
+    if let Err(reason) = usable(&bytes) {
         // The fallback snapshot is what makes removal safe; without it, keep everything.
         tracing::warn!(seq = older_seq, %reason, "journal snapshot unreadable; retention keeps every frame");
         return Ok(None);
@@ -456,6 +461,7 @@ pub fn spawn(
     store: SledStore,
     policy: Retention,
     archive_dir: PathBuf,
+    usable: SnapshotCheck,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -474,7 +480,7 @@ pub fn spawn(
             }
             let (store, archive_dir) = (store.clone(), archive_dir.clone());
             let outcome = tokio::task::spawn_blocking(move || {
-                let report = apply(&store, policy, &archive_dir);
+                let report = apply(&store, policy, &archive_dir, usable);
                 (report, archive_dir)
             })
             .await;
@@ -607,6 +613,13 @@ mod tests {
         assert!(error_text(read_all(other.path())).contains("holds frame 1 where frame 2 was expected"));
     }
 
+    const SNAPSHOT: &[u8] = b"a snapshot";
+
+    /// The check the node passes is `Balances::check_snapshot`; here any bytes but "torn" do.
+    fn readable(bytes: &[u8]) -> Result<(), String> {
+        if bytes == b"torn" { Err("torn snapshot".into()) } else { Ok(()) }
+    }
+
     /// A store of `frame_count` frames of 10 events, with snapshots at the given seqs.
     fn store_with(dir: &Path, frame_count: u64, snapshot_seqs: &[u64]) -> SledStore {
         let mut store = SledStore::open(dir).unwrap();
@@ -614,7 +627,7 @@ mod tests {
             store.write_frame(&entries(index * 10 + 1, 10)).unwrap();
         }
         for &seq in snapshot_seqs {
-            store.save_snapshot(seq, &Balances::new().to_snapshot()).unwrap();
+            store.save_snapshot(seq, SNAPSHOT).unwrap();
         }
         Store::flush(&mut store).unwrap();
         store
@@ -625,17 +638,17 @@ mod tests {
         let journal = tempfile::tempdir().unwrap();
         let archive = tempfile::tempdir().unwrap();
         let store = store_with(journal.path(), 10, &[30, 55, 80]);
-        let nothing = apply(&store, Retention::Keep, archive.path()).unwrap();
+        let nothing = apply(&store, Retention::Keep, archive.path(), readable).unwrap();
         assert_eq!(nothing, RetentionReport::default());
         // Snapshots held: 55 and 80. Frames 1-10 … 41-50 end before 55; 51-60 holds 55.
-        let report = apply(&store, Retention::Archive, archive.path()).unwrap();
+        let report = apply(&store, Retention::Archive, archive.path(), readable).unwrap();
         assert_eq!(report.cutoff_seq, Some(55));
         assert_eq!((report.frames_archived, report.frames_removed), (5, 5));
         assert_eq!(store.frame_keys().unwrap(), [51, 61, 71, 81, 91]);
         let archived: Vec<u64> = read_all(archive.path()).unwrap().iter().map(|frame| frame.key).collect();
         assert_eq!(archived, [1, 11, 21, 31, 41]);
         // Again: nothing new.
-        let again = apply(&store, Retention::Archive, archive.path()).unwrap();
+        let again = apply(&store, Retention::Archive, archive.path(), readable).unwrap();
         assert_eq!((again.frames_archived, again.frames_removed, again.archive_file), (0, 0, None));
         // Archive and live journal read as one sequence.
         let seqs: Vec<u64> = frames_with_archive(&store, Some(archive.path()), 1)
@@ -655,7 +668,7 @@ mod tests {
         let store = store_with(journal.path(), 6, &[35, 55]);
         // As if a run wrote frames 1 and 11 and stopped before removing them.
         write_archive(archive.path(), 1, 2, 10);
-        let report = apply(&store, Retention::Archive, archive.path()).unwrap();
+        let report = apply(&store, Retention::Archive, archive.path(), readable).unwrap();
         assert_eq!((report.frames_archived, report.frames_removed), (1, 3));
         assert_eq!(report.archive_file.unwrap().file_name().unwrap(), "frames-00000000000000000021.m2mj");
         let archived: Vec<u64> = read_all(archive.path()).unwrap().iter().map(|frame| frame.key).collect();
@@ -668,15 +681,29 @@ mod tests {
         let journal = tempfile::tempdir().unwrap();
         let archive = tempfile::tempdir().unwrap();
         let store = store_with(journal.path(), 6, &[45]);
-        assert_eq!(apply(&store, Retention::Delete, archive.path()).unwrap().cutoff_seq, None, "one snapshot: keep all");
+        assert_eq!(apply(&store, Retention::Delete, archive.path(), readable).unwrap().cutoff_seq, None, "one snapshot: keep all");
         let mut writable = store.clone();
-        writable.save_snapshot(55, &Balances::new().to_snapshot()).unwrap();
+        writable.save_snapshot(55, SNAPSHOT).unwrap();
         store.save_checkpoint("explorer", 20, &[]).unwrap();
-        let report = apply(&store, Retention::Delete, archive.path()).unwrap();
+        let report = apply(&store, Retention::Delete, archive.path(), readable).unwrap();
         assert_eq!(report.cutoff_seq, Some(21), "the explorer still needs seq 21 on");
         assert_eq!(report.frames_removed, 2);
         assert_eq!(store.frame_keys().unwrap(), [21, 31, 41, 51]);
         assert!(archive_files(archive.path()).unwrap().is_empty(), "delete writes no archive");
+    }
+
+    #[test]
+    fn an_unreadable_fallback_snapshot_keeps_every_frame() {
+        let journal = tempfile::tempdir().unwrap();
+        let archive = tempfile::tempdir().unwrap();
+        let mut store = store_with(journal.path(), 6, &[55]);
+        store.save_snapshot(35, b"torn").unwrap();
+        let report = apply(&store, Retention::Delete, archive.path(), readable).unwrap();
+        assert_eq!((report.cutoff_seq, report.frames_removed), (None, 0));
+        assert_eq!(store.frame_keys().unwrap().len(), 6, "nothing removed");
+        // The same journal with a readable fallback gives up what snapshot 35 covers.
+        let report = apply(&store, Retention::Delete, archive.path(), |_| Ok(())).unwrap();
+        assert_eq!((report.cutoff_seq, report.frames_removed), (Some(35), 3));
     }
 
     #[test]
@@ -685,7 +712,7 @@ mod tests {
         let archive = tempfile::tempdir().unwrap();
         let store = store_with(journal.path(), 6, &[35, 55]);
         write_archive(archive.path(), 1, 1, 5); // ends at seq 5; the journal's next frame is 1..10
-        let error = apply(&store, Retention::Archive, archive.path()).unwrap_err().to_string();
+        let error = apply(&store, Retention::Archive, archive.path(), readable).unwrap_err().to_string();
         assert!(error.contains("ends at seq 5"), "{error}");
         assert_eq!(store.frame_keys().unwrap().len(), 6, "nothing removed");
     }

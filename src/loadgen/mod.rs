@@ -647,7 +647,7 @@ pub fn main(args: Args) -> ExitCode {
     let outcome = runtime.block_on(async {
         let (stop, stop_rx) = watch::channel(false);
         tokio::spawn(async move {
-            crate::wait_for_signal().await;
+            crate::process::wait_for_signal().await;
             let _ = stop.send(true);
         });
         run(&args, stop_rx).await

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use crate::config::Config;
 use crate::health::Health;
 use crate::ilp::packet::{Fulfill, Prepare, Reject};
-use crate::journal::recovery::{self, Recovery};
+use crate::projections::recovery::{self, Recovery};
 use crate::journal::{self, Commit, JournalError, JournalStatus, SledStore};
 use forwarder::{Forwarder, Held, Recovered};
 pub use routing::PeerIndex;
@@ -49,6 +49,20 @@ pub enum Input {
     ChannelMessage(IncomingChannelMessage),
     /// An operator's request (admin HTTP API).
     Admin(crate::settlement::AdminRequest),
+}
+
+/// The settlement executor reports into the forwarder's queue through this, without knowing
+/// the pipeline's types.
+impl crate::settlement::ReportQueue for crossbeam_channel::Sender<Input> {
+    fn offer(&self, input: crate::settlement::SettlementInput) -> Result<(), crate::settlement::Refused> {
+        use crate::settlement::Refused;
+        match self.try_send(Input::Settlement(input)) {
+            Ok(()) => Ok(()),
+            Err(crossbeam_channel::TrySendError::Full(Input::Settlement(input))) => Err(Refused::Full(input)),
+            Err(crossbeam_channel::TrySendError::Full(_)) => unreachable!("try_send hands back what it was given"),
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => Err(Refused::Closed),
+        }
+    }
 }
 
 pub struct IncomingChannelMessage {

@@ -15,11 +15,11 @@
 
 use serde_json::{json, Map, Value};
 
-use super::claim;
-use super::ledger::Decision;
+use crate::settlement::claim;
+use crate::settlement::ledger::Decision;
 use crate::journal::{ClaimVerdict, Event, JournalEntry};
-use crate::projections::balances::Balances;
-use crate::projections::Projection;
+use super::balances::Balances;
+use super::Projection;
 
 /// One audited decision or claim, with what it was decided from and what was recorded.
 #[derive(Debug, Clone, PartialEq)]

@@ -148,6 +148,12 @@ impl Balances {
         bytes
     }
 
+    /// Whether `bytes` restore; the journal's retention keeps frames a snapshot covers until
+    /// a newer one is held and the older one passes this.
+    pub fn check_snapshot(bytes: &[u8]) -> Result<(), String> {
+        Balances::from_snapshot(bytes).map(drop)
+    }
+
     pub fn from_snapshot(bytes: &[u8]) -> Result<Balances, String> {
         let version = match bytes.first() {
             Some(&version) if version == SNAPSHOT_VERSION || version == SNAPSHOT_VERSION_V3 => version,

@@ -4,7 +4,9 @@
 //! randomness (time comes from `JournalEntry::timestamp_ms`), so replaying the journal into a
 //! fresh projection gives the same state, byte for byte.
 
+pub mod audit;
 pub mod balances;
+pub mod recovery;
 pub mod runner;
 #[cfg(feature = "tigerbeetle")]
 pub mod tigerbeetle;

@@ -6,10 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::store::SledStore;
-use super::JournalError;
-use crate::projections::balances::Balances;
-use crate::projections::Projection;
+use crate::journal::store::SledStore;
+use crate::journal::JournalError;
+use super::balances::Balances;
+use super::Projection;
 
 pub struct Recovery {
     pub balances: Balances,

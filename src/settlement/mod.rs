@@ -6,16 +6,15 @@
 //! - [`claim`]: claims as the journal stores them (chain-agnostic) and their BTP wire form.
 //! - [`evm`]: the first chain: EIP-712 balance proofs and the executor that opens, funds, watches,
 //!   disputes and settles channels of the TokenNetwork contracts.
-//! - [`audit`]: `m2m-connector audit settlements`, which replays the journal and re-derives every
-//!   decision.
+//! - `projections::audit` (above this layer, beside the balances it replays into):
+//!   `m2m-connector audit settlements`, which replays the journal and re-derives every decision.
 //!
 //! The forwarder owns the journal, so it applies the ledger's decisions: it appends what is due
 //! right after the event that made it due, signs claims, sends them to peers and judges the
 //! claims peers send. The executor does the chain's IO on tokio and reports back as inputs to the
-//! forwarder; nothing it does ever waits on the packet path, and nothing on the packet path waits
+//! forwarder (through [`ReportQueue`], which the pipeline implements); nothing it does ever waits on the packet path, and nothing on the packet path waits
 //! for it.
 
-pub mod audit;
 pub mod claim;
 pub mod evm;
 pub mod ledger;
@@ -80,6 +79,22 @@ pub enum JobKey {
     UpdateProof { channel_id: String },
     Settle { channel_id: String },
     Close { channel_id: String },
+}
+
+/// Where the executor's reports go: the forwarder's input queue, seen from below (the pipeline
+/// implements this for its queue, so settlement needs nothing from the layer above it).
+pub trait ReportQueue: Send + Sync + 'static {
+    /// Queues `input` now, or hands it back when the queue is full.
+    fn offer(&self, input: SettlementInput) -> Result<(), Refused>;
+}
+
+/// Why [`ReportQueue::offer`] did not take a report.
+#[derive(Debug)]
+pub enum Refused {
+    /// The queue is full now; here is the report back, to offer again.
+    Full(SettlementInput),
+    /// The forwarder is gone (the node is stopping).
+    Closed,
 }
 
 /// What the executor reports to the forwarder (through its reply queue).

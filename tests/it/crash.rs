@@ -29,7 +29,7 @@ use m2m_connector::btp::endpoint::Endpoint;
 use m2m_connector::btp::packet as btp;
 use m2m_connector::ilp::error_code::ErrorCode;
 use m2m_connector::ilp::packet::{Packet, PrepareBuilder};
-use m2m_connector::journal::recovery;
+use m2m_connector::projections::recovery;
 use m2m_connector::journal::{Event, JournalEntry, PacketPrepared, SledStore, Stage};
 use m2m_connector::projections::balances::Balances;
 use m2m_connector::projections::Projection;

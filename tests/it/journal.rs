@@ -7,7 +7,7 @@ use m2m_connector::btp::endpoint::Endpoint;
 use m2m_connector::config::{self, Env};
 use m2m_connector::ilp::error_code::ErrorCode;
 use m2m_connector::ilp::packet::Packet;
-use m2m_connector::journal::recovery;
+use m2m_connector::projections::recovery;
 use m2m_connector::journal::{
     ConfigurationApplied, Event, JournalEntry, JournalError, PacketPrepared, SledStore, Stage, Store,
 };

@@ -267,7 +267,7 @@ async fn archive_retention_keeps_replay_and_verify_whole() {
     let last_seq = store.last_seq().unwrap();
     let frame_count = store.frame_keys().unwrap().len() as u64;
     let snapshot_seqs = store.snapshot_seqs().unwrap();
-    let report = retention::apply(&store, Retention::Archive, archive_dir.path()).unwrap();
+    let report = retention::apply(&store, Retention::Archive, archive_dir.path(), Balances::check_snapshot).unwrap();
     assert!(report.frames_removed > 0, "{report:?}");
     assert_eq!(report.frames_archived, report.frames_removed);
     assert_eq!(report.cutoff_seq, Some(snapshot_seqs[0]));
@@ -278,7 +278,7 @@ async fn archive_retention_keeps_replay_and_verify_whole() {
     assert_eq!(files.len(), 1);
     assert_eq!(files[0].1, report.archive_file.clone().unwrap());
     assert!(files[0].1.file_name().unwrap().to_str().unwrap() == "frames-00000000000000000001.m2mj");
-    let again = retention::apply(&store, Retention::Archive, archive_dir.path()).unwrap();
+    let again = retention::apply(&store, Retention::Archive, archive_dir.path(), Balances::check_snapshot).unwrap();
     assert_eq!((again.frames_archived, again.frames_removed), (0, 0), "nothing archived twice");
     drop(store);
 

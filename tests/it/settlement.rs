@@ -629,6 +629,9 @@ fn with_the_chain_frozen_forwarding_goes_on_settlement_fails_and_retries_and_com
     wait_until(&pair, Duration::from_secs(60), "A funded its channel", |pair| {
         metric(&pair.a.metrics(), "payment_channels_funded_total", &[]) >= 1.0
     });
+    // B judges A's claims against the deposit it has seen confirmed: freezing the chain before
+    // then would make B refuse every claim (over_deposit) instead of A failing to top up.
+    wait_until(&pair, Duration::from_secs(60), "B saw A's deposit confirmed", |pair| log_count(&pair.b, "change=\"deposit\"") >= 1);
     pair.anvil.pause();
     // Every packet is fulfilled with the chain down (the sender insists); the first three are
     // paid from the deposit, the rest need a top-up the frozen chain cannot take.

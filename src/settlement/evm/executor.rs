@@ -32,10 +32,9 @@ use super::contracts::{M2MToken, TokenNetwork, TokenNetworkRegistry};
 use super::{caip2, hex_address, hex_b256};
 use crate::health::{ComponentStatus, Health};
 use crate::journal::{ChannelChange, ChannelObserved, SettlementChainReady};
-use crate::pipeline::Input;
 use crate::settlement::claim::Claim;
 use crate::settlement::ledger::Funding;
-use crate::settlement::{SettlementInput, SettlementJob};
+use crate::settlement::{Refused, ReportQueue, SettlementInput, SettlementJob};
 
 /// Deadline of one RPC call. A chain that does not answer within it counts as down.
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
@@ -79,11 +78,11 @@ pub struct ExecutorConfig {
     pub peer_addresses: Vec<Address>,
 }
 
-/// Starts the watcher and the job runner. `inputs` is the forwarder's reply queue.
+/// Starts the watcher and the job runner. `inputs` is the forwarder's input queue.
 pub fn spawn(
     config: ExecutorConfig,
     jobs: mpsc::Receiver<SettlementJob>,
-    inputs: crossbeam_channel::Sender<Input>,
+    inputs: Arc<dyn ReportQueue>,
     health: Arc<Health>,
     shutdown: watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -121,22 +120,20 @@ struct Chain {
     provider: DynProvider,
     account: Address,
     chain_id: u64,
-    inputs: crossbeam_channel::Sender<Input>,
+    inputs: Arc<dyn ReportQueue>,
     health: Arc<Health>,
 }
 
 impl Chain {
-    async fn report(&self, input: SettlementInput) {
-        let mut input = Input::Settlement(input);
-        // The forwarder's reply queue is bounded: wait for room, never drop a chain fact.
+    async fn report(&self, mut input: SettlementInput) {
+        // The forwarder's queue is bounded: wait for room, never drop a chain fact.
         loop {
-            match self.inputs.try_send(input) {
-                Ok(()) => return,
-                Err(crossbeam_channel::TrySendError::Full(returned)) => {
+            match self.inputs.offer(input) {
+                Ok(()) | Err(Refused::Closed) => return,
+                Err(Refused::Full(returned)) => {
                     input = returned;
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                Err(crossbeam_channel::TrySendError::Disconnected(_)) => return,
             }
         }
     }
