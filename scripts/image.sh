@@ -114,7 +114,7 @@ assert result["fulfilled"] == 20 and result["sent"] == 20, f"expected 20 packets
 print("== image: 20 packets forwarded and fulfilled through the node in the image")
 PY
   local counted
-  counted="$(curl -fsS "http://127.0.0.1:$health_port/metrics" | awk '/^ilp_packets_processed_total\{type="prepare",status="fulfilled"\} / {print $2}')"
+  counted="$(curl -fsS "http://127.0.0.1:$health_port/metrics" | awk '/^ilp_packets_processed_total\{/ && /type="prepare"/ && /status="fulfilled"/ {print $2}')"
   [[ "${counted:-0}" -ge 20 ]] || { say "/metrics counts ${counted:-no} fulfilled Prepares, not the 20 sent"; exit 1; }
   say "/metrics: $counted Prepares fulfilled (the 20 and the load generator's probe)"
   # SIGTERM to tini (PID 1 in a pod; here a child of buildah run, which has no PID namespace

@@ -190,8 +190,9 @@ mod tests {
     fn an_event_is_counted_under_its_type() {
         let count = |kind: ErrorKind| {
             let text = metrics::global().render();
-            let wanted = format!("connector_errors_total{{type=\"{}\",severity=", kind.type_label());
-            text.lines().filter(|line| line.starts_with(&wanted)).filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok()).sum::<u64>()
+            // Label names come in lexical order: severity, then type.
+            let wanted = format!("connector_errors_total{{severity=\"{}\",type=\"{}\"}} ", kind.severity().label(), kind.type_label());
+            text.lines().filter_map(|line| line.strip_prefix(&wanted)?.parse::<u64>().ok()).sum::<u64>()
         };
         let before = count(ErrorKind::Projection);
         emit(ProjectionBatchFailed { projection: "test", message: "no", retry_in_ms: 10 });

@@ -1,22 +1,27 @@
-//! The metrics registry: counters, gauges and fixed-bucket histograms, rendered in the Prometheus
-//! text exposition format 0.0.4 for `GET /metrics`.
+//! The metrics registry, on the `prometheus` crate: every series is a pre-resolved child of a
+//! `prometheus` family, rendered by its `TextEncoder` (exposition format 0.0.4) for
+//! `GET /metrics`.
 //!
-//! Recording never locks and never allocates: every fixed label set is an array indexed by an
-//! enum, and every per-peer series lives in an [`Arc<PeerMetrics>`] handle that the caller gets
-//! once, when the peer is registered. Registering a peer and rendering take a `Mutex`; both are
-//! rare and off the packet path.
+//! Recording never locks and never allocates: every fixed label set is an array of children
+//! indexed by an enum (a child is an `Arc` around atomics), and every per-peer series lives in
+//! an [`Arc<PeerMetrics>`] handle that the caller gets once, when the peer is registered.
+//! Registering a peer and rendering take locks; both are rare and off the packet path.
 //!
 //! Errors follow Vector's internal-event style: each [`ErrorKind`] knows its `type` and
 //! `severity` labels, and [`Metrics::error`] is the one place that emits both the log line and
 //! the counter, so the two can never disagree.
 //!
 //! The metric names and labels are fixed by the operators' existing dashboards; labels are
-//! low-cardinality on purpose (a peer id may be a label, a destination address never).
+//! low-cardinality on purpose (a peer id may be a label, a destination address never). A family
+//! with no series yet (no peer registered, no settlement done) is still declared (HELP and
+//! TYPE), which the `prometheus` crate alone would leave out. Label names come in lexical order.
 
-use std::fmt::{self, Write as _};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus::core::Collector;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 /// The process-wide registry, created on first use.
 pub fn global() -> &'static Metrics {
@@ -28,56 +33,11 @@ pub fn global() -> &'static Metrics {
 // Primitives
 // ---------------------------------------------------------------------------------------------
 
-/// A monotonically increasing count. Relaxed ordering: a counter orders nothing else.
-#[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
+/// A monotonically increasing count (`inc`, `inc_by`, `get`); clones share the series.
+pub type Counter = prometheus::IntCounter;
 
-impl Counter {
-    pub const fn new() -> Counter {
-        Counter(AtomicU64::new(0))
-    }
-
-    pub fn inc(&self) {
-        self.add(1);
-    }
-
-    pub fn add(&self, count: u64) {
-        self.0.fetch_add(count, Ordering::Relaxed);
-    }
-
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// A value that goes up and down.
-#[derive(Debug, Default)]
-pub struct Gauge(AtomicI64);
-
-impl Gauge {
-    pub const fn new() -> Gauge {
-        Gauge(AtomicI64::new(0))
-    }
-
-    pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn dec(&self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    pub fn set(&self, value: i64) {
-        self.0.store(value, Ordering::Relaxed);
-    }
-
-    pub fn get(&self) -> i64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// Room for the largest bucket table plus the `+Inf` bucket. Sized for the 19 latency bounds.
-const HISTOGRAM_BUCKETS_MAX: usize = 24;
+/// A value that goes up and down (`inc`, `dec`, `set`, `get`); clones share the series.
+pub type Gauge = prometheus::IntGauge;
 
 /// Upper bounds (`le`) of `ilp_packet_latency_seconds`, in nanoseconds: 25 µs to 30 s covers a
 /// loopback hop at one end and a Prepare that runs to its expiry at the other.
@@ -119,60 +79,97 @@ pub const FLUSH_BOUNDS_NS: [u64; 12] = [
     10_000_000, 100_000_000, 1_000_000_000,
 ];
 
-/// A histogram with fixed bucket bounds. Observations and the sum are integers in the
-/// histogram's base unit (nanoseconds for latency, items for sizes); rendering divides by
-/// `unit_per_rendered` to get the exposed unit (seconds for latency).
-#[derive(Debug)]
+/// A histogram recorded in an integer base unit (nanoseconds for latency, items for sizes) and
+/// exposed in `base / unit` (seconds for latency): the bounds above are in the base unit.
+#[derive(Clone)]
 pub struct Histogram {
-    bounds: &'static [u64],
-    unit_per_rendered: f64,
-    /// Non-cumulative: `buckets[i]` counts observations in `(bounds[i-1], bounds[i]]`, and
-    /// `buckets[bounds.len()]` those above the last bound. Rendering accumulates.
-    buckets: [AtomicU64; HISTOGRAM_BUCKETS_MAX],
-    sum: AtomicU64,
-    count: AtomicU64,
+    inner: prometheus::Histogram,
+    /// `1 / unit`: multiplying is cheaper than dividing on every observation.
+    scale: f64,
+}
+
+impl fmt::Debug for Histogram {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.debug_struct("Histogram").field("count", &self.count()).finish()
+    }
 }
 
 impl Histogram {
-    /// `bounds` must be strictly increasing; `unit_per_rendered` is how many base units make one
-    /// rendered unit (1e9 to render nanoseconds as seconds).
-    pub fn new(bounds: &'static [u64], unit_per_rendered: f64) -> Histogram {
-        assert!(
-            bounds.len() < HISTOGRAM_BUCKETS_MAX,
-            "histogram has too many buckets"
-        );
-        assert!(
-            bounds.windows(2).all(|pair| pair[0] < pair[1]),
-            "bounds must increase"
-        );
-        Histogram {
-            bounds,
-            unit_per_rendered,
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-        }
+    fn of(inner: prometheus::Histogram, unit: f64) -> Histogram {
+        Histogram { inner, scale: 1.0 / unit }
     }
 
-    /// Records one observation in the base unit. Bucket, sum and count are separate atomics, so
-    /// a concurrent render may see one observation in some and not yet in others; the error is
-    /// at most the observations in flight, and Prometheus tolerates it.
+    /// Records one observation in the base unit. Buckets are `le` (less than or equal).
     pub fn observe(&self, value: u64) {
-        // The first bound that is >= value: Prometheus buckets are `le` (less than or equal).
-        let index = self.bounds.partition_point(|&bound| bound < value);
-        self.buckets[index].fetch_add(1, Ordering::Relaxed);
-        self.sum.fetch_add(value, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
+        self.inner.observe(value as f64 * self.scale);
     }
 
     pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
+        self.inner.get_sample_count()
     }
 
-    /// The sum in the base unit.
-    pub fn sum(&self) -> u64 {
-        self.sum.load(Ordering::Relaxed)
+    /// The sum in the exposed unit.
+    pub fn sum(&self) -> f64 {
+        self.inner.get_sample_sum()
     }
+}
+
+/// Registers the families of a [`Metrics`] and remembers each one's name, help and type, so a
+/// family with no series yet is still declared in the exposition (HELP and TYPE, no samples),
+/// as dashboards and `scripts/monitoring.sh` expect of every name.
+#[derive(Debug)]
+struct Families {
+    registry: Registry,
+    declared: Vec<Declared>,
+}
+
+/// A family's name, help text and type.
+type Declared = (&'static str, &'static str, &'static str);
+
+impl Families {
+    /// Names and label sets are constants of this file, distinct by construction (a test
+    /// renders every family), so a refusal is a bug in this file.
+    fn register<C: Collector + Clone + 'static>(&mut self, declared: Declared, collector: C) -> C {
+        self.registry.register(Box::new(collector.clone())).expect("metric families are registered once, with valid names");
+        self.declared.push(declared);
+        collector
+    }
+
+    fn counter(&mut self, name: &'static str, help: &'static str) -> Counter {
+        self.register((name, help, "counter"), Counter::new(name, help).expect("valid metric name"))
+    }
+
+    fn gauge(&mut self, name: &'static str, help: &'static str) -> Gauge {
+        self.register((name, help, "gauge"), Gauge::new(name, help).expect("valid metric name"))
+    }
+
+    fn counter_vec(&mut self, name: &'static str, help: &'static str, labels: &[&str]) -> IntCounterVec {
+        let family = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric name and labels");
+        self.register((name, help, "counter"), family)
+    }
+
+    fn gauge_vec(&mut self, name: &'static str, help: &'static str, labels: &[&str]) -> IntGaugeVec {
+        let family = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric name and labels");
+        self.register((name, help, "gauge"), family)
+    }
+
+    /// A histogram family whose bounds are `bounds` (in the base unit) divided by `unit`.
+    fn histogram_vec(&mut self, name: &'static str, help: &'static str, labels: &[&str], bounds: &[u64], unit: f64) -> HistogramVec {
+        let buckets = bounds.iter().map(|&bound| bound as f64 / unit).collect();
+        let family = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("valid histogram");
+        self.register((name, help, "histogram"), family)
+    }
+
+    fn histogram(&mut self, name: &'static str, help: &'static str, bounds: &[u64], unit: f64) -> Histogram {
+        let buckets = bounds.iter().map(|&bound| bound as f64 / unit).collect();
+        let inner = prometheus::Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid histogram");
+        Histogram::of(self.register((name, help, "histogram"), inner), unit)
+    }
+}
+
+/// The children of `family` for each label value in `values`, in order.
+fn children<const N: usize>(family: &IntCounterVec, values: [&str; N]) -> [Counter; N] {
+    values.map(|value| family.with_label_values(&[value]))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -538,19 +535,6 @@ pub struct PeerMetrics {
 }
 
 impl PeerMetrics {
-    fn new(peer_id: &str, asset_code: &str) -> PeerMetrics {
-        PeerMetrics {
-            peer_id: peer_id.to_owned(),
-            asset_code: asset_code.to_owned(),
-            balance_units: Gauge::new(),
-            credit_limit_units: Gauge::new(),
-            connections: Gauge::new(),
-            reconnects: Counter::new(),
-            packets_in: Counter::new(),
-            packets_out: Counter::new(),
-        }
-    }
-
     pub fn peer_id(&self) -> &str {
         &self.peer_id
     }
@@ -598,11 +582,11 @@ impl PeerMetrics {
     }
 
     pub fn packets_in_add(&self, count: u64) {
-        self.packets_in.add(count);
+        self.packets_in.inc_by(count);
     }
 
     pub fn packets_out_add(&self, count: u64) {
-        self.packets_out.add(count);
+        self.packets_out.inc_by(count);
     }
 
     pub fn balance(&self) -> i64 {
@@ -614,22 +598,70 @@ impl PeerMetrics {
     }
 }
 
+/// The per-peer families; a peer's handle holds its children of each.
+#[derive(Debug)]
+struct PeerFamilies {
+    /// Labels `peer_id`, `token_id`.
+    balance_units: IntGaugeVec,
+    credit_limit_units: IntGaugeVec,
+    /// Label `peer_id`.
+    connections: IntGaugeVec,
+    reconnects: IntCounterVec,
+    packets_in: IntCounterVec,
+    packets_out: IntCounterVec,
+}
+
+impl PeerFamilies {
+    fn new(r: &mut Families) -> PeerFamilies {
+        let by_account = ["peer_id", "token_id"];
+        PeerFamilies {
+            balance_units: r.gauge_vec("account_balance_units", HELP_BALANCE, &by_account),
+            credit_limit_units: r.gauge_vec("account_credit_limit_units", HELP_CREDIT_LIMIT, &by_account),
+            connections: r.gauge_vec("btp_connections", HELP_BTP_CONNECTIONS, &["peer_id"]),
+            reconnects: r.counter_vec("btp_reconnects_total", HELP_BTP_RECONNECTS, &["peer_id"]),
+            packets_in: r.counter_vec("packets_in_total", HELP_PACKETS_IN, &["peer_id"]),
+            packets_out: r.counter_vec("packets_out_total", HELP_PACKETS_OUT, &["peer_id"]),
+        }
+    }
+
+    fn handle(&self, peer_id: &str, asset_code: &str) -> PeerMetrics {
+        PeerMetrics {
+            peer_id: peer_id.to_owned(),
+            asset_code: asset_code.to_owned(),
+            balance_units: self.balance_units.with_label_values(&[peer_id, asset_code]),
+            credit_limit_units: self.credit_limit_units.with_label_values(&[peer_id, asset_code]),
+            connections: self.connections.with_label_values(&[peer_id]),
+            reconnects: self.reconnects.with_label_values(&[peer_id]),
+            packets_in: self.packets_in.with_label_values(&[peer_id]),
+            packets_out: self.packets_out.with_label_values(&[peer_id]),
+        }
+    }
+
+    /// Drops the peer's series from the exposition (its handle keeps counting, unseen).
+    fn remove(&self, peer: &PeerMetrics) {
+        let account = [peer.peer_id.as_str(), peer.asset_code.as_str()];
+        // A series that is not there is what we want; nothing else can fail here.
+        let _ = self.balance_units.remove_label_values(&account);
+        let _ = self.credit_limit_units.remove_label_values(&account);
+        for family in [&self.reconnects, &self.packets_in, &self.packets_out] {
+            let _ = family.remove_label_values(&[&peer.peer_id]);
+        }
+        let _ = self.connections.remove_label_values(&[&peer.peer_id]);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The registry
 // ---------------------------------------------------------------------------------------------
 
-/// `connector_info` labels, set once at start-up.
-#[derive(Debug, Default)]
-struct Info {
-    version: String,
-    node_id: String,
-}
-
 /// Every metric of the node. Recording methods take `&self` and only touch atomics.
 #[derive(Debug)]
 pub struct Metrics {
-    /// `[kind][status]`; only the pairs in [`PacketKind::statuses`] are expected.
-    packets_processed: [[Counter; PacketStatus::COUNT]; 3],
+    families: Families,
+    /// `[kind][status]`: the children of the pairs in [`PacketKind::statuses`]; other pairs are
+    /// a caller's bug, counted through `packets_processed_family` so they show.
+    packets_processed: [[Option<Counter>; PacketStatus::COUNT]; 3],
+    packets_processed_family: IntCounterVec,
     packet_latency: [Histogram; 2],
     packets_in_flight: Gauge,
     /// `[code index][origin]`, see [`reject_code_index`].
@@ -653,10 +685,11 @@ pub struct Metrics {
     journal_commit_log_restarts: Counter,
     /// 1 when each batch is flushed before its Fulfills leave (journal.durable), 0 when not.
     journal_fsync_enabled: Gauge,
-    /// Projection name → events behind the journal head; registered once per projection.
-    projection_lag: Mutex<Vec<(String, Arc<Gauge>)>>,
-    process_start_time_seconds: f64,
-    info: Mutex<Info>,
+    /// Label `projection`: events behind the journal head.
+    projection_lag: IntGaugeVec,
+    /// Labels `version`, `node_id`; one series, always 1.
+    info: IntGaugeVec,
+    peer_families: PeerFamilies,
     peers: Mutex<Vec<Arc<PeerMetrics>>>,
     settlement: SettlementMetrics,
 }
@@ -671,37 +704,64 @@ impl Metrics {
     /// A fresh registry with every counter at zero; tests make their own, the node uses
     /// [`global`].
     pub fn new() -> Metrics {
-        let process_start_time_seconds = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |since_epoch| since_epoch.as_secs_f64());
+        let mut families = Families { registry: Registry::new(), declared: Vec::new() };
+        let r = &mut families;
+
+        let packets_processed_family =
+            r.counter_vec("ilp_packets_processed_total", HELP_PACKETS_PROCESSED, &["type", "status"]);
+        let packets_processed = PacketKind::ALL.map(|kind| {
+            PacketStatus::ALL.map(|status| {
+                kind.statuses()
+                    .contains(&status)
+                    .then(|| packets_processed_family.with_label_values(&[kind.label(), status.label()]))
+            })
+        });
+        let latency = r.histogram_vec("ilp_packet_latency_seconds", HELP_PACKET_LATENCY, &["type"], &LATENCY_BOUNDS_NS, 1e9);
+        let rejects_family = r.counter_vec("ilp_rejects_total", HELP_REJECTS, &["code", "origin"]);
+        let errors_family = r.counter_vec("connector_errors_total", HELP_ERRORS, &["type", "severity"]);
+        let refused = r.counter_vec("btp_connections_refused_total", HELP_BTP_CONNECTIONS_REFUSED, &["reason"]);
+        let undelivered = r.counter_vec("ilp_fulfills_undelivered_total", HELP_FULFILLS_UNDELIVERED, &["reason"]);
+        let frames = r.counter_vec("btp_frames_total", HELP_BTP_FRAMES, &["direction"]);
+        let dropped = r.counter_vec("btp_frames_dropped_total", HELP_BTP_FRAMES_DROPPED, &["reason"]);
+        let queue_depth = r.gauge_vec("pipeline_queue_depth", HELP_QUEUE_DEPTH, &["stage"]);
+        let batch_size = r.histogram_vec("pipeline_batch_size", HELP_BATCH_SIZE, &["stage"], &BATCH_SIZE_BOUNDS, 1.0);
+
+        let start_time = prometheus::Gauge::new("process_start_time_seconds", HELP_START_TIME).expect("valid metric name");
+        let start_time = r.register(("process_start_time_seconds", HELP_START_TIME, "gauge"), start_time);
+        start_time.set(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |since_epoch| since_epoch.as_secs_f64()));
+        let info = r.gauge_vec("connector_info", HELP_INFO, &["version", "node_id"]);
+        info.with_label_values(&["", ""]).set(1);
+
         Metrics {
-            packets_processed: Default::default(),
-            packet_latency: std::array::from_fn(|_| Histogram::new(&LATENCY_BOUNDS_NS, 1e9)),
-            packets_in_flight: Gauge::new(),
-            rejects: std::array::from_fn(|_| Default::default()),
-            errors: Default::default(),
-            btp_connections_accepted: Counter::new(),
-            btp_auth_failures: Counter::new(),
-            btp_connections_refused: Default::default(),
-            fulfills_undelivered: Default::default(),
-            btp_frames: Default::default(),
-            btp_frames_dropped: Default::default(),
-            btp_frames_inverted: Counter::new(),
-            pipeline_queue_depth: Default::default(),
-            pipeline_batch_size: std::array::from_fn(|_| Histogram::new(&BATCH_SIZE_BOUNDS, 1.0)),
-            pipeline_busy_rejects: Counter::new(),
-            journal_head_seq: Gauge::new(),
-            journal_durable_seq: Gauge::new(),
-            journal_flush_seconds: Histogram::new(&FLUSH_BOUNDS_NS, 1e9),
-            journal_frame_size_bytes: Histogram::new(&FRAME_SIZE_BOUNDS, 1.0),
-            journal_commit_log_restarts: Counter::new(),
-            journal_fsync_enabled: Gauge::new(),
-            journal_frame_events: Histogram::new(&BATCH_SIZE_BOUNDS, 1.0),
-            projection_lag: Mutex::new(Vec::new()),
-            process_start_time_seconds,
-            info: Mutex::new(Info::default()),
+            packets_processed,
+            packets_processed_family,
+            packet_latency: ReplyKind::ALL.map(|reply| Histogram::of(latency.with_label_values(&[reply.label()]), 1e9)),
+            packets_in_flight: r.gauge("ilp_packets_in_flight", HELP_PACKETS_IN_FLIGHT),
+            rejects: std::array::from_fn(|code| RejectOrigin::ALL.map(|origin| rejects_family.with_label_values(&[REJECT_CODE_LABELS[code], origin.label()]))),
+            errors: ErrorKind::ALL.map(|kind| errors_family.with_label_values(&[kind.type_label(), kind.severity().label()])),
+            btp_connections_accepted: r.counter("btp_connections_accepted_total", HELP_BTP_ACCEPTED),
+            btp_auth_failures: r.counter("btp_auth_failures_total", HELP_BTP_AUTH_FAILURES),
+            btp_connections_refused: children(&refused, ConnectionRefusal::ALL.map(ConnectionRefusal::label)),
+            fulfills_undelivered: children(&undelivered, crate::journal::event::UndeliveredReason::ALL.map(|reason| reason.label())),
+            btp_frames: children(&frames, FrameDirection::ALL.map(FrameDirection::label)),
+            btp_frames_dropped: children(&dropped, FrameDropReason::ALL.map(FrameDropReason::label)),
+            btp_frames_inverted: r.counter("btp_frames_inverted_total", HELP_BTP_FRAMES_INVERTED),
+            pipeline_queue_depth: PipelineStage::ALL.map(|stage| queue_depth.with_label_values(&[stage.label()])),
+            pipeline_batch_size: PipelineStage::ALL.map(|stage| Histogram::of(batch_size.with_label_values(&[stage.label()]), 1.0)),
+            pipeline_busy_rejects: r.counter("pipeline_busy_rejects_total", HELP_BUSY_REJECTS),
+            journal_head_seq: r.gauge("journal_head_seq", HELP_JOURNAL_HEAD),
+            journal_durable_seq: r.gauge("journal_durable_seq", HELP_JOURNAL_DURABLE),
+            journal_flush_seconds: r.histogram("journal_flush_seconds", HELP_JOURNAL_FLUSH, &FLUSH_BOUNDS_NS, 1e9),
+            journal_frame_size_bytes: r.histogram("journal_frame_size_bytes", HELP_JOURNAL_FRAME_SIZE, &FRAME_SIZE_BOUNDS, 1.0),
+            journal_frame_events: r.histogram("journal_frame_events", HELP_JOURNAL_FRAME_EVENTS, &BATCH_SIZE_BOUNDS, 1.0),
+            journal_commit_log_restarts: r.counter("journal_commit_log_restarts_total", HELP_JOURNAL_COMMIT_LOG_RESTARTS),
+            journal_fsync_enabled: r.gauge("journal_fsync_enabled", HELP_JOURNAL_FSYNC_ENABLED),
+            projection_lag: r.gauge_vec("projection_lag_events", HELP_PROJECTION_LAG, &["projection"]),
+            info,
+            peer_families: PeerFamilies::new(r),
             peers: Mutex::new(Vec::new()),
-            settlement: SettlementMetrics::new(),
+            settlement: SettlementMetrics::new(r),
+            families,
         }
     }
 
@@ -738,52 +798,53 @@ impl Metrics {
     }
 
     /// The lag gauge of a projection (events between the journal's durable head and what the
-    /// projection has applied), created on first use.
-    pub fn projection_lag(&self, projection: &str) -> Arc<Gauge> {
-        let mut lags = lock(&self.projection_lag);
-        if let Some((_, gauge)) = lags.iter().find(|(name, _)| name == projection) {
-            return Arc::clone(gauge);
-        }
-        let gauge = Arc::new(Gauge::new());
-        lags.push((projection.to_owned(), Arc::clone(&gauge)));
-        gauge
+    /// projection has applied), created on first use; every call for one projection returns
+    /// the same series.
+    pub fn projection_lag(&self, projection: &str) -> Gauge {
+        self.projection_lag.with_label_values(&[projection])
     }
 
     /// Sets the labels of `connector_info`. Called once at start-up.
     pub fn set_info(&self, version: &str, node_id: &str) {
-        let mut info = lock(&self.info);
-        info.version = version.to_owned();
-        info.node_id = node_id.to_owned();
+        self.info.reset();
+        self.info.with_label_values(&[version, node_id]).set(1);
     }
 
     /// Returns the peer's handle, creating its series on first registration. Registering the
     /// same peer again returns the same handle, so sessions that come and go share one set of
-    /// series; a changed asset code replaces the handle (the old one stops being rendered).
+    /// series; a changed asset code replaces the handle (the old series leave the exposition
+    /// and the new ones start at zero).
     pub fn register_peer(&self, peer_id: &str, asset_code: &str) -> Arc<PeerMetrics> {
         let mut peers = lock(&self.peers);
         if let Some(position) = peers.iter().position(|peer| peer.peer_id == peer_id) {
             if peers[position].asset_code == asset_code {
                 return Arc::clone(&peers[position]);
             }
-            peers.remove(position);
+            self.peer_families.remove(&peers.remove(position));
         }
-        let peer = Arc::new(PeerMetrics::new(peer_id, asset_code));
+        let peer = Arc::new(self.peer_families.handle(peer_id, asset_code));
         peers.push(Arc::clone(&peer));
         peer
     }
 
     /// Stops rendering the peer's series (a peer removed from the configuration).
     pub fn unregister_peer(&self, peer_id: &str) {
-        lock(&self.peers).retain(|peer| peer.peer_id != peer_id);
+        let mut peers = lock(&self.peers);
+        if let Some(position) = peers.iter().position(|peer| peer.peer_id == peer_id) {
+            self.peer_families.remove(&peers.remove(position));
+        }
     }
 
     /// Counts a packet in `ilp_packets_processed_total{type,status}`.
     pub fn packet_processed(&self, kind: PacketKind, status: PacketStatus) {
-        debug_assert!(
-            kind.statuses().contains(&status),
-            "{kind:?} is never {status:?}"
-        );
-        self.packets_processed[kind as usize][status as usize].inc();
+        match &self.packets_processed[kind as usize][status as usize] {
+            Some(counter) => counter.inc(),
+            None => {
+                // A pair outside `statuses()` is a caller's bug; show it rather than hide it.
+                debug_assert!(false, "{kind:?} is never {status:?}");
+                self.packets_processed_family.with_label_values(&[kind.label(), status.label()]).inc();
+            }
+        }
     }
 
     /// Observes the time from receiving a Prepare to sending its reply upstream.
@@ -849,7 +910,7 @@ impl Metrics {
 
     /// Counts `count` BTP frames; a writer task counts a whole burst at once.
     pub fn btp_frames(&self, direction: FrameDirection, count: u64) {
-        self.btp_frames[direction as usize].add(count);
+        self.btp_frames[direction as usize].inc_by(count);
     }
 
     pub fn btp_frame_dropped(&self, reason: FrameDropReason) {
@@ -877,7 +938,10 @@ impl Metrics {
     // Read-back for tests and for the health endpoint.
 
     pub fn packets_processed_count(&self, kind: PacketKind, status: PacketStatus) -> u64 {
-        self.packets_processed[kind as usize][status as usize].get()
+        match &self.packets_processed[kind as usize][status as usize] {
+            Some(counter) => counter.get(),
+            None => self.packets_processed_family.get_metric_with_label_values(&[kind.label(), status.label()]).map_or(0, |counter| counter.get()),
+        }
     }
 
     pub fn rejects_count(&self, code: [u8; 3], origin: RejectOrigin) -> u64 {
@@ -901,424 +965,25 @@ impl Metrics {
 
     /// [`Metrics::render`] into a caller's buffer.
     pub fn render_into(&self, out: &mut String) {
-        // Writing to a String cannot fail.
-        let _ = self.write_families(out);
-    }
-
-    fn write_families(&self, out: &mut String) -> fmt::Result {
-        self.write_packet_families(out)?;
-        self.write_error_family(out)?;
-        self.write_btp_families(out)?;
-        self.write_peer_families(out)?;
-        self.write_pipeline_families(out)?;
-        self.write_journal_families(out)?;
-        self.settlement.write(out)?;
-        self.write_process_families(out)
-    }
-
-    fn write_packet_families(&self, out: &mut String) -> fmt::Result {
-        header(
-            out,
-            "ilp_packets_processed_total",
-            "counter",
-            HELP_PACKETS_PROCESSED,
-        )?;
-        for kind in PacketKind::ALL {
-            for status in PacketStatus::ALL {
-                let value = self.packets_processed_count(kind, status);
-                // A pair outside `statuses()` is a caller's bug; show it rather than hide it.
-                if kind.statuses().contains(&status) || value != 0 {
-                    let labels = [("type", kind.label()), ("status", status.label())];
-                    sample(out, "ilp_packets_processed_total", &labels, value)?;
-                }
+        let gathered = self.families.registry.gather();
+        // Only a family without series or without a name fails to encode, and gather() leaves
+        // those out.
+        if let Err(error) = prometheus::TextEncoder::new().encode_utf8(&gathered, out) {
+            tracing::error!(%error, "rendering /metrics failed");
+        }
+        // The families with no series yet (no peer, no settlement), declared all the same. HELP
+        // texts are constants with no backslash or newline to escape (a test checks).
+        for (name, help, kind) in &self.families.declared {
+            if !gathered.iter().any(|family| family.name() == *name) {
+                out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
             }
         }
-
-        header(
-            out,
-            "ilp_packet_latency_seconds",
-            "histogram",
-            HELP_PACKET_LATENCY,
-        )?;
-        for reply in ReplyKind::ALL {
-            let labels = [("type", reply.label())];
-            histogram(
-                out,
-                "ilp_packet_latency_seconds",
-                &labels,
-                &self.packet_latency[reply as usize],
-            )?;
-        }
-
-        header(
-            out,
-            "ilp_packets_in_flight",
-            "gauge",
-            HELP_PACKETS_IN_FLIGHT,
-        )?;
-        sample(
-            out,
-            "ilp_packets_in_flight",
-            &[],
-            self.packets_in_flight.get(),
-        )?;
-
-        header(out, "ilp_rejects_total", "counter", HELP_REJECTS)?;
-        for (code_index, code) in REJECT_CODE_LABELS.iter().enumerate() {
-            for origin in RejectOrigin::ALL {
-                let labels = [("code", *code), ("origin", origin.label())];
-                let value = self.rejects[code_index][origin as usize].get();
-                sample(out, "ilp_rejects_total", &labels, value)?;
-            }
-        }
-        Ok(())
     }
-
-    fn write_error_family(&self, out: &mut String) -> fmt::Result {
-        header(out, "connector_errors_total", "counter", HELP_ERRORS)?;
-        for kind in ErrorKind::ALL {
-            let labels = [
-                ("type", kind.type_label()),
-                ("severity", kind.severity().label()),
-            ];
-            sample(
-                out,
-                "connector_errors_total",
-                &labels,
-                self.errors_count(kind),
-            )?;
-        }
-        Ok(())
-    }
-
-    fn write_btp_families(&self, out: &mut String) -> fmt::Result {
-        let accepted = self.btp_connections_accepted.get();
-        header(
-            out,
-            "btp_connections_accepted_total",
-            "counter",
-            HELP_BTP_ACCEPTED,
-        )?;
-        sample(out, "btp_connections_accepted_total", &[], accepted)?;
-
-        header(
-            out,
-            "btp_auth_failures_total",
-            "counter",
-            HELP_BTP_AUTH_FAILURES,
-        )?;
-        sample(
-            out,
-            "btp_auth_failures_total",
-            &[],
-            self.btp_auth_failures.get(),
-        )?;
-
-        header(out, "btp_frames_total", "counter", HELP_BTP_FRAMES)?;
-        for direction in FrameDirection::ALL {
-            let value = self.btp_frames[direction as usize].get();
-            sample(
-                out,
-                "btp_frames_total",
-                &[("direction", direction.label())],
-                value,
-            )?;
-        }
-
-        header(out, "ilp_fulfills_undelivered_total", "counter", HELP_FULFILLS_UNDELIVERED)?;
-        for reason in crate::journal::event::UndeliveredReason::ALL {
-            let value = self.fulfills_undelivered[reason as usize].get();
-            sample(out, "ilp_fulfills_undelivered_total", &[("reason", reason.label())], value)?;
-        }
-
-        header(out, "btp_connections_refused_total", "counter", HELP_BTP_CONNECTIONS_REFUSED)?;
-        for reason in ConnectionRefusal::ALL {
-            let value = self.btp_connections_refused[reason as usize].get();
-            sample(out, "btp_connections_refused_total", &[("reason", reason.label())], value)?;
-        }
-
-        header(
-            out,
-            "btp_frames_dropped_total",
-            "counter",
-            HELP_BTP_FRAMES_DROPPED,
-        )?;
-        for reason in FrameDropReason::ALL {
-            let value = self.btp_frames_dropped[reason as usize].get();
-            sample(
-                out,
-                "btp_frames_dropped_total",
-                &[("reason", reason.label())],
-                value,
-            )?;
-        }
-
-        header(
-            out,
-            "btp_frames_inverted_total",
-            "counter",
-            HELP_BTP_FRAMES_INVERTED,
-        )?;
-        sample(
-            out,
-            "btp_frames_inverted_total",
-            &[],
-            self.btp_frames_inverted.get(),
-        )
-    }
-
-    fn write_peer_families(&self, out: &mut String) -> fmt::Result {
-        // Clone the handles so the lock is not held while formatting.
-        let peers: Vec<Arc<PeerMetrics>> = lock(&self.peers).clone();
-
-        header(out, "account_balance_units", "gauge", HELP_BALANCE)?;
-        for peer in &peers {
-            let labels = [("peer_id", peer.peer_id()), ("token_id", peer.asset_code())];
-            sample(
-                out,
-                "account_balance_units",
-                &labels,
-                peer.balance_units.get(),
-            )?;
-        }
-        header(out, "account_credit_limit_units", "gauge", HELP_CREDIT_LIMIT)?;
-        for peer in &peers {
-            let labels = [("peer_id", peer.peer_id()), ("token_id", peer.asset_code())];
-            sample(out, "account_credit_limit_units", &labels, peer.credit_limit_units.get())?;
-        }
-        let connections = |peer: &PeerMetrics| peer.connections.get();
-        peer_family(
-            out,
-            &peers,
-            "btp_connections",
-            "gauge",
-            HELP_BTP_CONNECTIONS,
-            connections,
-        )?;
-        let reconnects = |peer: &PeerMetrics| counter_value(&peer.reconnects);
-        let help = HELP_BTP_RECONNECTS;
-        peer_family(
-            out,
-            &peers,
-            "btp_reconnects_total",
-            "counter",
-            help,
-            reconnects,
-        )?;
-        let packets_in = |peer: &PeerMetrics| counter_value(&peer.packets_in);
-        peer_family(
-            out,
-            &peers,
-            "packets_in_total",
-            "counter",
-            HELP_PACKETS_IN,
-            packets_in,
-        )?;
-        let packets_out = |peer: &PeerMetrics| counter_value(&peer.packets_out);
-        peer_family(
-            out,
-            &peers,
-            "packets_out_total",
-            "counter",
-            HELP_PACKETS_OUT,
-            packets_out,
-        )?;
-        Ok(())
-    }
-
-    fn write_pipeline_families(&self, out: &mut String) -> fmt::Result {
-        header(out, "pipeline_queue_depth", "gauge", HELP_QUEUE_DEPTH)?;
-        for stage in PipelineStage::ALL {
-            let value = self.pipeline_queue_depth[stage as usize].get();
-            sample(
-                out,
-                "pipeline_queue_depth",
-                &[("stage", stage.label())],
-                value,
-            )?;
-        }
-
-        header(out, "pipeline_batch_size", "histogram", HELP_BATCH_SIZE)?;
-        for stage in PipelineStage::ALL {
-            let batch_size = &self.pipeline_batch_size[stage as usize];
-            histogram(
-                out,
-                "pipeline_batch_size",
-                &[("stage", stage.label())],
-                batch_size,
-            )?;
-        }
-
-        header(
-            out,
-            "pipeline_busy_rejects_total",
-            "counter",
-            HELP_BUSY_REJECTS,
-        )?;
-        sample(
-            out,
-            "pipeline_busy_rejects_total",
-            &[],
-            self.pipeline_busy_rejects.get(),
-        )
-    }
-
-    fn write_journal_families(&self, out: &mut String) -> fmt::Result {
-        header(out, "journal_head_seq", "gauge", HELP_JOURNAL_HEAD)?;
-        sample(out, "journal_head_seq", &[], self.journal_head_seq.get())?;
-        header(out, "journal_durable_seq", "gauge", HELP_JOURNAL_DURABLE)?;
-        sample(out, "journal_durable_seq", &[], self.journal_durable_seq.get())?;
-        header(out, "journal_flush_seconds", "histogram", HELP_JOURNAL_FLUSH)?;
-        histogram(out, "journal_flush_seconds", &[], &self.journal_flush_seconds)?;
-        header(out, "journal_frame_size_bytes", "histogram", HELP_JOURNAL_FRAME_SIZE)?;
-        histogram(out, "journal_frame_size_bytes", &[], &self.journal_frame_size_bytes)?;
-        header(out, "journal_frame_events", "histogram", HELP_JOURNAL_FRAME_EVENTS)?;
-        histogram(out, "journal_frame_events", &[], &self.journal_frame_events)?;
-        header(out, "journal_commit_log_restarts_total", "counter", HELP_JOURNAL_COMMIT_LOG_RESTARTS)?;
-        sample(out, "journal_commit_log_restarts_total", &[], self.journal_commit_log_restarts.get())?;
-        header(out, "journal_fsync_enabled", "gauge", HELP_JOURNAL_FSYNC_ENABLED)?;
-        sample(out, "journal_fsync_enabled", &[], self.journal_fsync_enabled.get())?;
-        header(out, "projection_lag_events", "gauge", HELP_PROJECTION_LAG)?;
-        for (name, gauge) in lock(&self.projection_lag).iter() {
-            sample(out, "projection_lag_events", &[("projection", name)], gauge.get())?;
-        }
-        Ok(())
-    }
-
-    fn write_process_families(&self, out: &mut String) -> fmt::Result {
-        header(out, "process_start_time_seconds", "gauge", HELP_START_TIME)?;
-        sample(
-            out,
-            "process_start_time_seconds",
-            &[],
-            self.process_start_time_seconds,
-        )?;
-
-        let info = lock(&self.info);
-        header(out, "connector_info", "gauge", HELP_INFO)?;
-        let labels = [
-            ("version", info.version.as_str()),
-            ("node_id", info.node_id.as_str()),
-        ];
-        sample(out, "connector_info", &labels, 1)
-    }
-}
-
-/// A family with one series per peer, labelled by `peer_id`.
-fn peer_family(
-    out: &mut String,
-    peers: &[Arc<PeerMetrics>],
-    name: &str,
-    kind: &str,
-    help: &str,
-    value_of: impl Fn(&PeerMetrics) -> i64,
-) -> fmt::Result {
-    header(out, name, kind, help)?;
-    for peer in peers {
-        sample(out, name, &[("peer_id", peer.peer_id())], value_of(peer))?;
-    }
-    Ok(())
-}
-
-/// Counters render as gauges do; a count beyond `i64::MAX` is not reachable in practice.
-fn counter_value(counter: &Counter) -> i64 {
-    i64::try_from(counter.get()).unwrap_or(i64::MAX)
 }
 
 /// Metrics state stays consistent even if a holder panicked, so a poisoned lock is used as is.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Exposition format
-// ---------------------------------------------------------------------------------------------
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) -> fmt::Result {
-    // HELP text escapes only backslash and newline; ours has neither, which a test checks.
-    writeln!(out, "# HELP {name} {help}")?;
-    writeln!(out, "# TYPE {name} {kind}")
-}
-
-fn sample(
-    out: &mut String,
-    name: &str,
-    labels: &[(&str, &str)],
-    value: impl fmt::Display,
-) -> fmt::Result {
-    out.push_str(name);
-    write_labels(out, labels, None)?;
-    writeln!(out, " {value}")
-}
-
-fn write_labels(out: &mut String, labels: &[(&str, &str)], le: Option<&str>) -> fmt::Result {
-    if labels.is_empty() && le.is_none() {
-        return Ok(());
-    }
-    out.push('{');
-    let mut first = true;
-    for (key, value) in labels.iter().copied().chain(le.map(|le| ("le", le))) {
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        out.push_str(key);
-        out.push_str("=\"");
-        escape_label_value(out, value);
-        out.push('"');
-    }
-    out.push('}');
-    Ok(())
-}
-
-/// Label values escape backslash, double quote and newline (peer ids come from configuration).
-fn escape_label_value(out: &mut String, value: &str) {
-    for character in value.chars() {
-        match character {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            other => out.push(other),
-        }
-    }
-}
-
-fn histogram(
-    out: &mut String,
-    name: &str,
-    labels: &[(&str, &str)],
-    histogram: &Histogram,
-) -> fmt::Result {
-    // Read the buckets first and derive the count from them, so `+Inf` always equals `_count`
-    // even while observations land concurrently.
-    let mut cumulative = 0u64;
-    let mut le = String::with_capacity(24);
-    for (index, bucket) in histogram.buckets[..=histogram.bounds.len()]
-        .iter()
-        .enumerate()
-    {
-        cumulative += bucket.load(Ordering::Relaxed);
-        le.clear();
-        match histogram.bounds.get(index) {
-            Some(&bound) => write!(le, "{}", bound as f64 / histogram.unit_per_rendered)?,
-            None => le.push_str("+Inf"),
-        }
-        out.push_str(name);
-        out.push_str("_bucket");
-        write_labels(out, labels, Some(&le))?;
-        writeln!(out, " {cumulative}")?;
-    }
-    let sum = histogram.sum() as f64 / histogram.unit_per_rendered;
-    out.push_str(name);
-    out.push_str("_sum");
-    write_labels(out, labels, None)?;
-    writeln!(out, " {sum}")?;
-    out.push_str(name);
-    out.push_str("_count");
-    write_labels(out, labels, None)?;
-    writeln!(out, " {cumulative}")
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1594,8 +1259,6 @@ mod tests {
             "ilp_packets_in_flight",
             "ilp_rejects_total",
             "connector_errors_total",
-            "account_balance_units",
-            "btp_connections",
             "btp_connections_accepted_total",
             "btp_auth_failures_total",
             "btp_connections_refused_total",
@@ -1603,16 +1266,34 @@ mod tests {
             "btp_frames_total",
             "btp_frames_dropped_total",
             "btp_frames_inverted_total",
-            "btp_reconnects_total",
-            "packets_in_total",
-            "packets_out_total",
             "pipeline_queue_depth",
             "pipeline_batch_size",
             "pipeline_busy_rejects_total",
+            "journal_head_seq",
+            "journal_durable_seq",
+            "journal_flush_seconds",
+            "journal_frame_size_bytes",
+            "journal_frame_events",
+            "journal_commit_log_restarts_total",
+            "journal_fsync_enabled",
+            "settlements_executed_total",
+            "settlement_failures_total",
+            "settlement_latency_seconds",
+            "payment_channels_active",
+            "payment_channels_funded_total",
+            "payment_channels_closed_total",
+            "payment_channels_disputes_total",
+            "claims_sent_total",
+            "claims_received_total",
+            "claim_verification_failures_total",
             "process_start_time_seconds",
             "connector_info",
         ] {
             assert!(families.contains_key(name), "{name} is rendered");
+        }
+        // Families whose series need a peer, a projection or a settlement are declared, empty.
+        for name in ["account_balance_units", "btp_connections", "packets_in_total", "projection_lag_events", "settlement_amount_total"] {
+            assert!(families[name].help && families[name].samples.is_empty(), "{name} is declared with no series yet");
         }
         // Only meaningful type/status pairs appear at zero: 3 kinds × 2 statuses.
         assert_eq!(families["ilp_packets_processed_total"].samples.len(), 6);
@@ -1872,7 +1553,13 @@ mod tests {
 
         m.unregister_peer("bob");
         let families = parse_exposition(&m.render());
-        assert!(families["btp_connections"].samples.is_empty());
+        assert!(families["btp_connections"].samples.is_empty(), "bob's series left the exposition");
+        // Registered again, the peer starts from zero.
+        replaced.packet_in();
+        let back = m.register_peer("bob", "EUR");
+        assert!(!Arc::ptr_eq(&back, &replaced));
+        let families = parse_exposition(&m.render());
+        assert_eq!(value(&families, "packets_in_total", &[("peer_id", "bob")]), 0.0);
     }
 
     #[test]
@@ -1905,21 +1592,25 @@ mod tests {
 
     #[test]
     fn histogram_bounds_are_le() {
-        let histogram = Histogram::new(&BATCH_SIZE_BOUNDS, 1.0);
+        let m = Metrics::new();
         for value in [0, 1, 2, 3, 4096, 4097, u64::MAX] {
-            histogram.observe(value);
+            m.batch_size(PipelineStage::Router, value);
         }
-        let buckets: Vec<u64> = histogram
-            .buckets
-            .iter()
-            .map(|bucket| bucket.load(Ordering::Relaxed))
-            .collect();
-        assert_eq!(buckets[0], 2, "0 and 1 are <= 1");
-        assert_eq!(buckets[1], 1, "2 is <= 2");
-        assert_eq!(buckets[2], 1, "3 is <= 4");
-        assert_eq!(buckets[12], 1, "4096 is <= 4096");
-        assert_eq!(buckets[13], 2, "above the last bound");
-        assert_eq!(histogram.count(), 7);
+        let families = parse_exposition(&m.render());
+        let bucket = |le: &str| value(&families, "pipeline_batch_size_bucket", &[("stage", "router"), ("le", le)]);
+        assert_eq!(bucket("1"), 2.0, "0 and 1 are <= 1");
+        assert_eq!(bucket("2"), 3.0, "2 is <= 2");
+        assert_eq!(bucket("4"), 4.0, "3 is <= 4");
+        assert_eq!(bucket("2048"), 4.0);
+        assert_eq!(bucket("4096"), 5.0, "4096 is <= 4096");
+        assert_eq!(bucket("+Inf"), 7.0, "above the last bound");
+        assert_eq!(m.pipeline_batch_size[PipelineStage::Router as usize].count(), 7);
+        // Latency is recorded in nanoseconds and exposed in seconds, bounds included.
+        m.packet_latency_ns(ReplyKind::Fulfill, 25_000);
+        m.packet_latency_ns(ReplyKind::Fulfill, 25_001);
+        let families = parse_exposition(&m.render());
+        let latency = |le: &str| value(&families, "ilp_packet_latency_seconds_bucket", &[("type", "fulfill"), ("le", le)]);
+        assert_eq!((latency("0.000025"), latency("0.00005"), latency("30")), (1.0, 2.0, 2.0));
     }
 
     #[test]
@@ -1962,8 +1653,8 @@ fn method_index(method: &str) -> usize {
     SETTLEMENT_METHODS.iter().position(|known| *known == method).unwrap_or(0)
 }
 
-/// Settlement's series. Recording is atomics except the amount totals (a short lock, once per
-/// completed settlement).
+/// Settlement's series. Recording is atomics, except the amount totals (a child looked up by
+/// token, once per completed settlement).
 #[derive(Debug)]
 pub struct SettlementMetrics {
     /// `[method][success, failure]`.
@@ -1971,8 +1662,9 @@ pub struct SettlementMetrics {
     /// `[method][stage]`.
     failures: [[Counter; SETTLEMENT_FAILURE_STAGES.len()]; 3],
     latency: [Histogram; 3],
-    /// (method, token) → units settled.
-    amounts: Mutex<Vec<(usize, String, u128)>>,
+    /// Labels `method`, `token`: units settled. A float counter, as Prometheus stores every
+    /// sample; the journal keeps the exact amounts.
+    amounts: prometheus::CounterVec,
     channels_active: Gauge,
     channels_funded: Counter,
     channels_closed: Counter,
@@ -1984,33 +1676,37 @@ pub struct SettlementMetrics {
 }
 
 impl SettlementMetrics {
-    fn new() -> SettlementMetrics {
+    fn new(r: &mut Families) -> SettlementMetrics {
+        let executed = r.counter_vec("settlements_executed_total", HELP_SETTLEMENTS_EXECUTED, &["method", "status"]);
+        let failures = r.counter_vec("settlement_failures_total", HELP_SETTLEMENT_FAILURES, &["method", "stage"]);
+        let latency =
+            r.histogram_vec("settlement_latency_seconds", HELP_SETTLEMENT_LATENCY, &["method"], &SETTLEMENT_LATENCY_BOUNDS_NS, 1e9);
+        let amounts = prometheus::CounterVec::new(Opts::new("settlement_amount_total", HELP_SETTLEMENT_AMOUNT), &["method", "token"])
+            .expect("valid metric name and labels");
+        let amounts = r.register(("settlement_amount_total", HELP_SETTLEMENT_AMOUNT, "counter"), amounts);
+        let claim_failures = r.counter_vec("claim_verification_failures_total", HELP_CLAIM_FAILURES, &["reason"]);
         SettlementMetrics {
-            executed: Default::default(),
-            failures: Default::default(),
-            latency: std::array::from_fn(|_| Histogram::new(&SETTLEMENT_LATENCY_BOUNDS_NS, 1e9)),
-            amounts: Mutex::new(Vec::new()),
-            channels_active: Gauge::new(),
-            channels_funded: Counter::new(),
-            channels_closed: Counter::new(),
-            disputes: Counter::new(),
-            claims_sent: Counter::new(),
-            claims_received: Counter::new(),
-            claim_failures: Default::default(),
+            executed: SETTLEMENT_METHODS.map(|method| ["success", "failure"].map(|status| executed.with_label_values(&[method, status]))),
+            failures: SETTLEMENT_METHODS.map(|method| SETTLEMENT_FAILURE_STAGES.map(|stage| failures.with_label_values(&[method, stage]))),
+            latency: SETTLEMENT_METHODS.map(|method| Histogram::of(latency.with_label_values(&[method]), 1e9)),
+            amounts,
+            channels_active: r.gauge("payment_channels_active", HELP_CHANNELS_ACTIVE),
+            channels_funded: r.counter("payment_channels_funded_total", HELP_CHANNELS_FUNDED),
+            channels_closed: r.counter("payment_channels_closed_total", HELP_CHANNELS_CLOSED),
+            disputes: r.counter("payment_channels_disputes_total", HELP_CHANNEL_DISPUTES),
+            claims_sent: r.counter("claims_sent_total", HELP_CLAIMS_SENT),
+            claims_received: r.counter("claims_received_total", HELP_CLAIMS_RECEIVED),
+            claim_failures: children(&claim_failures, crate::journal::event::ClaimRejection::ALL.map(|reason| reason.label())),
         }
     }
 
     /// A settlement ended: acknowledged (`success`), with its latency and amount.
     pub fn executed(&self, method: &str, success: bool, latency_ms: u64, amount: u128, token: &str) {
-        let method = method_index(method);
-        self.executed[method][usize::from(!success)].inc();
+        let index = method_index(method);
+        self.executed[index][usize::from(!success)].inc();
         if success {
-            self.latency[method].observe(latency_ms.saturating_mul(1_000_000));
-            let mut amounts = lock(&self.amounts);
-            match amounts.iter_mut().find(|(m, t, _)| *m == method && t == token) {
-                Some((_, _, total)) => *total = total.saturating_add(amount),
-                None => amounts.push((method, token.to_owned(), amount)),
-            }
+            self.latency[index].observe(latency_ms.saturating_mul(1_000_000));
+            self.amounts.with_label_values(&[SETTLEMENT_METHODS[index], token]).inc_by(amount as f64);
         }
     }
 
@@ -2056,50 +1752,6 @@ impl SettlementMetrics {
 
     pub fn claim_failures_count(&self, reason: crate::journal::event::ClaimRejection) -> u64 {
         self.claim_failures[reason as usize].get()
-    }
-
-    fn write(&self, out: &mut String) -> fmt::Result {
-        header(out, "settlements_executed_total", "counter", HELP_SETTLEMENTS_EXECUTED)?;
-        for (index, method) in SETTLEMENT_METHODS.iter().enumerate() {
-            for (status, label) in ["success", "failure"].iter().enumerate() {
-                let labels = [("method", *method), ("status", *label)];
-                sample(out, "settlements_executed_total", &labels, self.executed[index][status].get())?;
-            }
-        }
-        header(out, "settlement_failures_total", "counter", HELP_SETTLEMENT_FAILURES)?;
-        for (index, method) in SETTLEMENT_METHODS.iter().enumerate() {
-            for (stage_index, stage) in SETTLEMENT_FAILURE_STAGES.iter().enumerate() {
-                let labels = [("method", *method), ("stage", *stage)];
-                sample(out, "settlement_failures_total", &labels, self.failures[index][stage_index].get())?;
-            }
-        }
-        header(out, "settlement_latency_seconds", "histogram", HELP_SETTLEMENT_LATENCY)?;
-        for (index, method) in SETTLEMENT_METHODS.iter().enumerate() {
-            histogram(out, "settlement_latency_seconds", &[("method", *method)], &self.latency[index])?;
-        }
-        header(out, "settlement_amount_total", "counter", HELP_SETTLEMENT_AMOUNT)?;
-        for (method, token, total) in lock(&self.amounts).iter() {
-            let labels = [("method", SETTLEMENT_METHODS[*method]), ("token", token.as_str())];
-            sample(out, "settlement_amount_total", &labels, total)?;
-        }
-        header(out, "payment_channels_active", "gauge", HELP_CHANNELS_ACTIVE)?;
-        sample(out, "payment_channels_active", &[], self.channels_active.get())?;
-        header(out, "payment_channels_funded_total", "counter", HELP_CHANNELS_FUNDED)?;
-        sample(out, "payment_channels_funded_total", &[], self.channels_funded.get())?;
-        header(out, "payment_channels_closed_total", "counter", HELP_CHANNELS_CLOSED)?;
-        sample(out, "payment_channels_closed_total", &[], self.channels_closed.get())?;
-        header(out, "payment_channels_disputes_total", "counter", HELP_CHANNEL_DISPUTES)?;
-        sample(out, "payment_channels_disputes_total", &[], self.disputes.get())?;
-        header(out, "claims_sent_total", "counter", HELP_CLAIMS_SENT)?;
-        sample(out, "claims_sent_total", &[], self.claims_sent.get())?;
-        header(out, "claims_received_total", "counter", HELP_CLAIMS_RECEIVED)?;
-        sample(out, "claims_received_total", &[], self.claims_received.get())?;
-        header(out, "claim_verification_failures_total", "counter", HELP_CLAIM_FAILURES)?;
-        for reason in crate::journal::event::ClaimRejection::ALL {
-            let value = self.claim_failures[reason as usize].get();
-            sample(out, "claim_verification_failures_total", &[("reason", reason.label())], value)?;
-        }
-        Ok(())
     }
 }
 

@@ -394,7 +394,8 @@ mod tests {
         assert!(reply
             .body
             .contains("# TYPE ilp_packets_processed_total counter\n"));
-        let line = "ilp_packets_processed_total{type=\"prepare\",status=\"rejected\"} 1\n";
+        // The exposition writes label names in lexical order.
+        let line = "ilp_packets_processed_total{status=\"rejected\",type=\"prepare\"} 1\n";
         assert!(reply.body.contains(line), "{}", reply.body);
         let balance = "account_balance_units{peer_id=\"alice\",token_id=\"USD\"} 42\n";
         assert!(reply.body.contains(balance));

@@ -214,8 +214,9 @@ fn every_filter_selects_exactly_what_it_names() {
     assert_eq!(stats["since_start"]["fulfilled"], fulfilled_count, "{stats}");
     let metrics = node.connector.metrics();
     let metric = |status: &str| -> u64 {
-        let prefix = format!("ilp_packets_processed_total{{type=\"prepare\",status=\"{status}\"}} ");
-        metrics.lines().find_map(|line| line.strip_prefix(&prefix)).and_then(|value| value.parse().ok()).expect("the metric")
+        let samples = crate::support::metric_samples(&metrics, "ilp_packets_processed_total", &[("type", "prepare"), ("status", status)]);
+        assert_eq!(samples.len(), 1, "one ilp_packets_processed_total series for {status}");
+        samples[0].1 as u64
     };
     assert_eq!(metric("fulfilled"), fulfilled_count);
     assert_eq!(stats["since_start"]["rejected"], metric("rejected"));
@@ -295,8 +296,10 @@ fn paging_while_events_keep_arriving_has_no_duplicates_or_gaps() {
 fn bad_parameters_get_400_with_a_message_and_are_counted() {
     let node = start(None);
     let counted = |node: &Node| -> u64 {
-        let prefix = "connector_errors_total{type=\"explorer_request\",severity=\"warning\"} ";
-        node.connector.metrics().lines().find_map(|line| line.strip_prefix(prefix)).and_then(|v| v.parse().ok()).expect("the counter")
+        let labels = [("type", "explorer_request"), ("severity", "warning")];
+        let samples = crate::support::metric_samples(&node.connector.metrics(), "connector_errors_total", &labels);
+        assert_eq!(samples.len(), 1, "the counter");
+        samples[0].1 as u64
     };
     let before = counted(&node);
     let cases = [
@@ -400,8 +403,10 @@ fn a_stuck_websocket_client_is_dropped_while_a_healthy_one_keeps_its_frames() {
     use std::sync::Arc;
     let node = start(None);
     let dropped = |node: &Node| -> u64 {
-        let prefix = "connector_errors_total{type=\"explorer_client_dropped\",severity=\"warning\"} ";
-        node.connector.metrics().lines().find_map(|line| line.strip_prefix(prefix)).and_then(|v| v.parse().ok()).expect("the counter")
+        let labels = [("type", "explorer_client_dropped"), ("severity", "warning")];
+        let samples = crate::support::metric_samples(&node.connector.metrics(), "connector_errors_total", &labels);
+        assert_eq!(samples.len(), 1, "the counter");
+        samples[0].1 as u64
     };
     assert_eq!(dropped(&node), 0);
     let mut load = loadgen(&node, &["--role", "both", "--window", "16", "--seconds", "60"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();

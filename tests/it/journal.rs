@@ -234,12 +234,8 @@ async fn a_full_disk_refuses_new_prepares_with_t00_and_acknowledges_nothing_undu
     let _unmount = Unmount(mount.path());
 
     let journal_errors = || -> u64 {
-        m2m_connector::metrics::global()
-            .render()
-            .lines()
-            .filter(|line| line.starts_with("connector_errors_total{type=\"journal\""))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
+        let text = m2m_connector::metrics::global().render();
+        crate::support::metric_sum(&text, "connector_errors_total", &[("type", "journal")]) as u64
     };
     let journal_errors_before = journal_errors();
     let journal_dir = mount.path().join("journal");

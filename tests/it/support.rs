@@ -458,3 +458,37 @@ fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<St
         String::from_utf8_lossy(&bytes).into_owned()
     })
 }
+
+/// The samples of `name` in a `/metrics` text whose labels include every `(label, value)` of
+/// `labels`, in whatever order the exposition writes them, as (labels, value) pairs.
+pub fn metric_samples(text: &str, name: &str, labels: &[(&str, &str)]) -> Vec<(Vec<(String, String)>, f64)> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (sample_name, label_text) = match series.split_once('{') {
+                Some((sample_name, rest)) => (sample_name, rest.strip_suffix('}')?),
+                None => (series, ""),
+            };
+            if sample_name != name {
+                return None;
+            }
+            // Label values here never hold a comma or an escaped quote.
+            let sample_labels: Vec<(String, String)> = label_text
+                .split(',')
+                .filter(|pair| !pair.is_empty())
+                .filter_map(|pair| {
+                    let (key, quoted) = pair.split_once('=')?;
+                    Some((key.to_string(), quoted.trim_matches('"').to_string()))
+                })
+                .collect();
+            let wanted = labels.iter().all(|(key, value)| sample_labels.iter().any(|(k, v)| k == key && v == value));
+            Some((sample_labels, value.parse::<f64>().ok()?)).filter(|_| wanted)
+        })
+        .collect()
+}
+
+/// The sum of [`metric_samples`]: 0 when there is none.
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metric_samples(text, name, labels).iter().map(|(_, value)| value).sum()
+}
