@@ -32,7 +32,7 @@ use crate::ilp::error_code::ErrorCode;
 use crate::ilp::packet::{Fulfill, PacketType, ParseOptions, Prepare, Reject, RejectBuilder};
 use crate::metrics::{self, FrameDirection, FrameDropReason};
 use crate::pipeline::{
-    IncomingChannelMessage, IncomingClaim, IncomingPrepare, Input, LinkHandle, PeerIndex, Reply, SessionId,
+    IncomingChannelMessage, IncomingClaim, IncomingPrepare, Input, LinkHandle, PeerIndex, Reply, ReplySlot, SessionId,
 };
 use crate::settlement::claim;
 use crate::settlement::evm::cooperative;
@@ -366,7 +366,7 @@ impl Reader {
             }
         };
         // Reserve the answer's place in the reply queue now, so the forwarder can always answer.
-        let reply = match self.replies.clone().try_reserve_owned() {
+        let reply = match ReplySlot::reserve(&self.replies) {
             Ok(reply) if self.in_flight.load(Ordering::Relaxed) < self.context.in_flight_max => reply,
             Ok(_) | Err(mpsc::error::TrySendError::Full(_)) => {
                 metrics::global().pipeline_busy_reject();
@@ -421,7 +421,7 @@ impl Reader {
             }
         };
         let signer = claim::recover_signer(&claim);
-        let reply = match self.replies.clone().try_reserve_owned() {
+        let reply = match ReplySlot::reserve(&self.replies) {
             Ok(reply) => reply,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.answer_error(request_id, btp::BtpErrorCode::T00_UNREACHABLE, "busy: too many requests in flight on this link").await;
@@ -437,7 +437,7 @@ impl Reader {
     /// A channel message (an `m2m-channel` entry, a cooperative settle proposal): judged by the
     /// forwarder against the journal, answered in a reserved slot.
     async fn handle_channel_message(&mut self, request_id: u32, data: Bytes) {
-        let reply = match self.replies.clone().try_reserve_owned() {
+        let reply = match ReplySlot::reserve(&self.replies) {
             Ok(reply) => reply,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.answer_error(request_id, btp::BtpErrorCode::T00_UNREACHABLE, "busy: too many requests in flight on this link").await;

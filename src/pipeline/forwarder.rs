@@ -89,10 +89,10 @@ impl Release for Held {
                     packet.reason = UndeliveredReason::Expired;
                     false
                 } else {
-                    // The slot was reserved when the Prepare arrived, so there is room; a closed
-                    // session drops the frame.
+                    // The slot was reserved when the Prepare arrived, so there is room; a
+                    // session that has closed gets nothing.
                     packet.reason = UndeliveredReason::UpstreamGone;
-                    !slot.send(frame).is_closed()
+                    slot.deliver(frame)
                 };
                 if !delivered {
                     // Unbounded, and the forwarder outlives the writer's releases but for the

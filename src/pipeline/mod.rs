@@ -94,8 +94,41 @@ pub struct IncomingPrepare {
     pub reply: ReplySlot,
 }
 
-/// A reserved place for one frame in a session's reply queue.
-pub type ReplySlot = tokio::sync::mpsc::OwnedPermit<Bytes>;
+/// A reserved place for one frame in a session's reply queue, with a handle on the queue that
+/// tells, before a Fulfill is handed over, whether the session is still there.
+pub struct ReplySlot {
+    permit: tokio::sync::mpsc::OwnedPermit<Bytes>,
+    queue: tokio::sync::mpsc::Sender<Bytes>,
+}
+
+impl ReplySlot {
+    /// Reserves room for one frame in `queue`: `Full` or `Closed` when there is none.
+    pub fn reserve(queue: &tokio::sync::mpsc::Sender<Bytes>) -> Result<ReplySlot, tokio::sync::mpsc::error::TrySendError<()>> {
+        use tokio::sync::mpsc::error::TrySendError;
+        match queue.clone().try_reserve_owned() {
+            Ok(permit) => Ok(ReplySlot { permit, queue: queue.clone() }),
+            Err(TrySendError::Full(_)) => Err(TrySendError::Full(())),
+            Err(TrySendError::Closed(_)) => Err(TrySendError::Closed(())),
+        }
+    }
+
+    /// Queues `frame` in the reserved place; a closed session drops it.
+    pub fn send(self, frame: Bytes) {
+        self.permit.send(frame);
+    }
+
+    /// Queues `frame` if the session is still there, and says so; false (the frame dropped)
+    /// when it had closed. The check comes before the hand-over: checked after, a session that
+    /// took the frame, wrote it and then closed would look like one that never got it. A
+    /// session that closes between the check and the write still loses the frame, unseen here.
+    pub fn deliver(self, frame: Bytes) -> bool {
+        if self.queue.is_closed() {
+            return false;
+        }
+        self.permit.send(frame);
+        true
+    }
+}
 
 pub enum Reply {
     Fulfill(Fulfill),

@@ -118,7 +118,7 @@ impl Harness {
         }
         .build()
         .unwrap();
-        let reply = self.alice.replies_tx.clone().try_reserve_owned().expect("room for the answer");
+        let reply = crate::pipeline::ReplySlot::reserve(&self.alice.replies_tx).expect("room for the answer");
         self.forwarder.handle(Input::Prepare(IncomingPrepare {
             session: self.alice.id,
             peer: self.alice.peer,
@@ -307,4 +307,34 @@ fn a_fulfill_released_after_the_senders_expiry_is_not_delivered_nor_charged() {
     let alice = h.balance("alice");
     assert_eq!((alice.position, alice.undelivered, h.balance("bob").position), (0, 250, -250));
     assert!(matches!(h.journal.last().map(|entry| &entry.event), Some(Event::FulfillUndelivered(_))));
+}
+
+/// Whether a held Fulfill reached its sender is decided before the frame is handed over
+/// (`ReplySlot::deliver`): a session that is gone gets nothing and the loss is reported; a
+/// session that is there gets the frame and nothing is reported. Checked after the hand-over,
+/// as it once was, a loaded machine could let the session take the frame, write it and close
+/// before the check, and a delivered Fulfill was booked as a loss (seen in `journal_cli`); that
+/// interleaving cannot be forced from here, so this pins the order's two outcomes.
+#[test]
+fn a_held_fulfill_is_reported_undelivered_only_when_its_session_was_already_gone() {
+    let held = |queue: &mpsc::Sender<Bytes>, packet_id: u64| Held::Fulfill {
+        slot: ReplySlot::reserve(queue).expect("room"),
+        frame: Bytes::from_static(b"fulfill"),
+        expires_at_in_ms: T0 + 10_000,
+        packet: Undelivered { packet_id, from_peer: 0, amount_in: 10, reason: UndeliveredReason::UpstreamGone },
+    };
+    let (reports, reported) = crossbeam_channel::unbounded();
+
+    let (open_tx, mut open_rx) = mpsc::channel::<Bytes>(4);
+    held(&open_tx, 1).release(T0, &reports);
+    assert_eq!(open_rx.try_recv().ok().as_deref(), Some(&b"fulfill"[..]), "handed over");
+    drop(open_rx); // the session writes it and closes
+    assert!(reported.try_recv().is_err(), "a delivered Fulfill is not a loss");
+
+    let (gone_tx, gone_rx) = mpsc::channel::<Bytes>(4);
+    let fulfill = held(&gone_tx, 2);
+    drop(gone_rx); // the session closed while the frame waited for the journal
+    fulfill.release(T0, &reports);
+    let report = reported.try_recv().expect("reported");
+    assert_eq!((report.packet_id, report.reason), (2, UndeliveredReason::UpstreamGone));
 }
