@@ -4,10 +4,13 @@
 //! the process environment). Output: the validated [`Config`] and its warnings, or every
 //! problem found, each with its path (`peers[1].credit_limit`, `env BTP_PORT`).
 //!
-//! The file is read into a `toml::Table` and walked by hand rather than through serde: serde
-//! stops at the first problem and loses the path, and an operator fixing a config wants the
-//! whole list at once. Every key of every table is asked for, so any key left over is unknown
-//! and reported as such.
+//! Two passes. Serde reads the file into `raw` structs (`deny_unknown_fields`, every key
+//! optional), through `serde_path_to_error`, so a problem with the file's shape (a syntax
+//! error, an unknown key, a value of the wrong type) comes with its path, and an unknown key
+//! with the closest known one (`strsim`). Serde stops at the first such problem. Then one
+//! validation pass turns the raw values into a [`Config`]: defaults, ranges, formats,
+//! environment overrides and the checks across entries, reporting every problem it finds with
+//! its path, so an operator fixing a config gets the whole list at once.
 //!
 //! This module never echoes a secret: messages about tokens name the key, never the value, and
 //! URLs (which may carry API keys) are never quoted back.
@@ -17,7 +20,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use toml::{Table, Value};
+use toml::Value;
 
 use super::{
     Config, EvmSettlementConfig, ExplorerConfig, JournalConfig, NodeConfig, Retention, OutgoingLink, PeerConfig, PeerSettlementConfig,
@@ -231,22 +234,13 @@ pub fn load_from_process_env() -> Result<LoadedConfig, LoadError> {
 
 /// Validates a configuration given as TOML text.
 pub fn parse(text: &str, env: &Env) -> Result<LoadedConfig, ConfigErrors> {
+    let file: raw::File = match serde_path_to_error::deserialize(toml::Deserializer::new(text)) {
+        Ok(file) => file,
+        Err(error) => return Err(ConfigErrors { problems: vec![shape_problem(text, error)] }),
+    };
     let mut report = Report::default();
-    match toml::from_str::<Table>(text) {
-        Ok(table) => {
-            let config = read_config(&mut report, &table, env);
-            report.finish(config)
-        }
-        Err(error) => {
-            report.error(
-                syntax_error_position(text, &error),
-                error.message().trim().replace('\n', "; "),
-            );
-            Err(ConfigErrors {
-                problems: report.problems,
-            })
-        }
-    }
+    let config = read_config(&mut report, file, env);
+    report.finish(config)
 }
 
 fn syntax_error_position(text: &str, error: &toml::de::Error) -> String {
@@ -384,191 +378,248 @@ impl<T> Field<T> {
     }
 }
 
-/// The keys of one table, read one by one; `finish` reports the keys nobody asked for.
-struct Fields<'t> {
-    path: String,
-    table: &'t Table,
-    known: Vec<&'static str>,
-}
-
-impl<'t> Fields<'t> {
-    fn new(path: impl Into<String>, table: &'t Table) -> Self {
-        Fields {
-            path: path.into(),
-            table,
-            known: Vec::new(),
-        }
-    }
-
-    fn path(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}.{key}", self.path)
-        }
-    }
-
-    fn has(&self, key: &str) -> bool {
-        self.table.contains_key(key)
-    }
-
-    fn value(&mut self, key: &'static str) -> Option<&'t Value> {
-        self.known.push(key);
-        self.table.get(key)
-    }
-
-    fn typed<T>(
-        &mut self,
-        report: &mut Report,
-        key: &'static str,
-        expected: &str,
-        extract: impl FnOnce(&'t Value) -> Option<T>,
-    ) -> Field<T> {
-        let Some(value) = self.value(key) else {
-            return Field::Absent(self.path(key));
-        };
-        match extract(value) {
-            Some(value) => Field::Valid(value),
-            None => {
-                report.error(
-                    self.path(key),
-                    format!("expected {expected}, found {}", value.type_str()),
-                );
-                Field::Invalid
-            }
-        }
-    }
-
-    fn checked<V, T>(
-        &self,
-        report: &mut Report,
-        key: &str,
-        field: Field<V>,
-        check: impl FnOnce(V) -> Result<T, String>,
-    ) -> Field<T> {
-        match field {
-            Field::Absent(path) => Field::Absent(path),
-            Field::Invalid => Field::Invalid,
-            Field::Valid(value) => match check(value) {
-                Ok(value) => Field::Valid(value),
-                Err(message) => {
-                    report.error(self.path(key), message);
-                    Field::Invalid
-                }
-            },
-        }
-    }
-
-    fn string<T>(
-        &mut self,
-        report: &mut Report,
-        key: &'static str,
-        check: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Field<T> {
-        let field = self.typed(report, key, "a string", Value::as_str);
-        self.checked(report, key, field, check)
-    }
-
-    fn unsigned<T>(
-        &mut self,
-        report: &mut Report,
-        key: &'static str,
-        check: impl FnOnce(u64) -> Result<T, String>,
-    ) -> Field<T> {
-        let field = self.typed(report, key, "an integer", Value::as_integer);
-        let field = self.checked(report, key, field, |integer| {
-            u64::try_from(integer).map_err(|_| "must not be negative".to_string())
-        });
-        self.checked(report, key, field, check)
-    }
-
-    fn boolean(&mut self, report: &mut Report, key: &'static str) -> Field<bool> {
-        self.typed(report, key, "true or false", Value::as_bool)
-    }
-
-    fn table(&mut self, report: &mut Report, key: &'static str) -> Field<&'t Table> {
-        self.typed(report, key, "a table", Value::as_table)
-    }
-
-    /// An array of tables (`[[key]]`), each with its path `key[i]`.
-    fn tables(&mut self, report: &mut Report, key: &'static str) -> Vec<(String, &'t Table)> {
-        let expected = format!("an array of tables ([[{key}]])");
-        let Field::Valid(array) = self.typed(report, key, &expected, Value::as_array) else {
-            return Vec::new();
-        };
-        let mut tables = Vec::with_capacity(array.len());
-        for (index, value) in array.iter().enumerate() {
-            let path = format!("{}[{index}]", self.path(key));
-            match value.as_table() {
-                Some(table) => tables.push((path, table)),
-                None => report.error(
-                    path,
-                    format!("expected a table, found {}", value.type_str()),
-                ),
-            }
-        }
-        tables
-    }
-
-    fn finish(self, report: &mut Report) {
-        for key in self.table.keys() {
-            if self.known.contains(&key.as_str()) {
-                continue;
-            }
-            let message = match closest(key, &self.known) {
-                Some(known) => format!("unknown key (did you mean `{known}`?)"),
-                None => format!("unknown key (expected one of: {})", self.known.join(", ")),
-            };
-            report.error(self.path(key), message);
-        }
-    }
-}
-
 /// The known key within two edits of `key`, if any: most unknown keys are typos.
 fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
     known
         .iter()
-        .map(|candidate| (edit_distance(key, candidate), *candidate))
+        .map(|candidate| (strsim::levenshtein(key, candidate), *candidate))
         .filter(|(distance, _)| *distance <= 2)
         .min()
         .map(|(_, candidate)| candidate)
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        previous = current;
+// --- The file's shape ---------------------------------------------------------------------------
+
+/// The file as serde reads it: every table with `deny_unknown_fields`, every key optional, so
+/// a missing key, a default and an invalid value are all decided by one validation pass below,
+/// which reports every problem with its path. Integers are `i64` (what TOML holds), checked
+/// for sign and range there.
+mod raw {
+    use serde::Deserialize;
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct File {
+        pub node: Node,
+        pub journal: Journal,
+        pub explorer: Explorer,
+        pub peers: Vec<Peer>,
+        pub routes: Vec<Route>,
+        pub rates: Vec<Rate>,
     }
-    previous[b.len()]
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Node {
+        pub id: Option<String>,
+        pub ilp_address: Option<String>,
+        pub asset_code: Option<String>,
+        pub asset_scale: Option<i64>,
+        pub bind_host: Option<String>,
+        pub btp_port: Option<i64>,
+        pub health_port: Option<i64>,
+        pub log_level: Option<String>,
+        pub min_message_window_ms: Option<i64>,
+        pub max_hold_time_ms: Option<i64>,
+        pub reflection: Option<bool>,
+        pub ilp_trailing_bytes_allowed: Option<bool>,
+        pub btp_message_size_max: Option<i64>,
+        pub btp_auth_timeout_ms: Option<i64>,
+        pub btp_session_in_flight_max: Option<i64>,
+        pub pipeline_queue_max: Option<i64>,
+        pub max_sessions_per_peer: Option<i64>,
+        pub ready_peers_min: Option<i64>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Journal {
+        pub dir: Option<String>,
+        pub snapshot_every: Option<i64>,
+        pub retention: Option<String>,
+        pub archive_dir: Option<String>,
+        pub durable: Option<bool>,
+        pub commit_log_mib: Option<i64>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Explorer {
+        pub enabled: Option<bool>,
+        pub bind_host: Option<String>,
+        pub port: Option<i64>,
+        pub index_dir: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Peer {
+        pub id: Option<String>,
+        pub relation: Option<String>,
+        pub asset_code: Option<String>,
+        pub asset_scale: Option<i64>,
+        pub incoming_token: Option<String>,
+        pub incoming_token_env: Option<String>,
+        pub outgoing: Option<Outgoing>,
+        pub max_packet_amount: Option<i64>,
+        pub credit_limit: Option<i64>,
+        pub packets_per_second_max: Option<i64>,
+        pub throughput_per_second_max: Option<i64>,
+        pub settlement: Option<PeerSettlement>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Outgoing {
+        pub url: Option<String>,
+        pub token: Option<String>,
+        pub token_env: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct PeerSettlement {
+        pub chain: Option<String>,
+        pub threshold: Option<i64>,
+        pub settle_to: Option<i64>,
+        pub address: Option<String>,
+        pub direction: Option<String>,
+        pub prepayment_allowance: Option<i64>,
+        pub deposit_initial: Option<i64>,
+        pub deposit_topup: Option<i64>,
+        pub deposit_max: Option<i64>,
+        pub settle_timeout_s: Option<i64>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Route {
+        pub prefix: Option<String>,
+        pub peer: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Rate {
+        pub from: Option<String>,
+        pub to: Option<String>,
+        /// A decimal string ("0.9") or a whole number; a float is refused (it is not exact).
+        pub rate: Option<toml::Value>,
+    }
 }
 
-// --- The file -----------------------------------------------------------------------------------
+/// A problem with the file's shape (a syntax error, an unknown key, a value of the wrong type),
+/// with its path. Serde stops at the first one, so there is only ever one.
+fn shape_problem(text: &str, error: serde_path_to_error::Error<toml::de::Error>) -> Problem {
+    let path = error.path().to_string();
+    let inner = error.into_inner();
+    let message = inner.message().trim().replace('\n', "; ");
+    // A syntax error has no path (serde never got to a key): point at the line instead.
+    let path = if path == "." || path.is_empty() { syntax_error_position(text, &inner) } else { path };
+    let message = match unknown_field(&message) {
+        Some((key, expected)) => {
+            let path = path.rsplit_once('.').map_or(String::new(), |(table, _)| table.to_string());
+            let at = if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+            let message = match closest(key, &expected) {
+                Some(known) => format!("unknown key (did you mean `{known}`?)"),
+                None => format!("unknown key (expected one of: {})", expected.join(", ")),
+            };
+            return Problem { severity: Severity::Error, path: at, message };
+        }
+        None => with_array_hint(&path, readable_type_error(&message)),
+    };
+    Problem { severity: Severity::Error, path, message }
+}
 
-fn read_config(report: &mut Report, table: &Table, env: &Env) -> Config {
-    let mut root = Fields::new("", table);
-    let empty = Table::new();
-    let node_table = root.table(report, "node").optional().unwrap_or(&empty);
-    let node = read_node(report, node_table, env);
-    let journal_table = root.table(report, "journal").optional().unwrap_or(&empty);
-    let journal = read_journal(report, journal_table, env);
-    let explorer_table = root.table(report, "explorer").optional().unwrap_or(&empty);
-    let explorer = read_explorer(report, explorer_table, env, &node, &journal);
-    let peers: Vec<PeerConfig> = (root.tables(report, "peers").into_iter())
-        .map(|(path, table)| read_peer(report, path, table, env))
-        .collect();
-    let routes: Vec<RouteConfig> = (root.tables(report, "routes").into_iter())
-        .map(|(path, table)| read_route(report, path, table))
-        .collect();
-    let rates: Vec<Option<RateConfig>> = (root.tables(report, "rates").into_iter())
-        .map(|(path, table)| read_rate(report, path, table))
-        .collect();
-    root.finish(report);
+/// serde's "unknown field `x`, expected one of `a`, `b`" (or "expected `a`"), taken apart.
+fn unknown_field(message: &str) -> Option<(&str, Vec<&str>)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (key, rest) = rest.split_once('`')?;
+    let expected = rest.split('`').skip(1).step_by(2).collect();
+    Some((key, expected))
+}
+
+/// serde's "invalid type: string \"x\", expected i64" in the words the rest of the checks use.
+fn readable_type_error(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("invalid type: ") else {
+        return message.to_string();
+    };
+    let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
+    let found = match found.split_whitespace().next().unwrap_or(found) {
+        "integer" => "integer",
+        "string" => "string",
+        "boolean" => "boolean",
+        "floating" => "float",
+        "map" => "table",
+        "sequence" => "array",
+        other => other,
+    };
+    let expected = match expected {
+        "i64" => "an integer",
+        "a string" | "string" => "a string",
+        "a boolean" => "true or false",
+        "a sequence" => "an array of tables",
+        other if other.starts_with("struct ") => "a table",
+        other => other,
+    };
+    format!("expected {expected}, found {found}")
+}
+
+/// `peers: expected an array of tables` names the TOML that makes one: `([[peers]])`.
+fn with_array_hint(path: &str, message: String) -> String {
+    match message.strip_prefix("expected an array of tables,") {
+        Some(rest) if !path.contains('.') && !path.contains('[') => format!("expected an array of tables ([[{path}]]),{rest}"),
+        _ => message,
+    }
+}
+
+// --- Reading the file ---------------------------------------------------------------------------
+
+/// `value` at `path`, checked.
+fn string<T>(report: &mut Report, path: String, value: Option<String>, check: impl FnOnce(&str) -> Result<T, String>) -> Field<T> {
+    match value {
+        None => Field::Absent(path),
+        Some(text) => match check(&text) {
+            Ok(value) => Field::Valid(value),
+            Err(message) => {
+                report.error(path, message);
+                Field::Invalid
+            }
+        },
+    }
+}
+
+/// An integer at `path`: not negative, then checked.
+fn unsigned<T>(report: &mut Report, path: String, value: Option<i64>, check: impl FnOnce(u64) -> Result<T, String>) -> Field<T> {
+    match value {
+        None => Field::Absent(path),
+        Some(integer) => match u64::try_from(integer).map_err(|_| "must not be negative".to_string()).and_then(check) {
+            Ok(value) => Field::Valid(value),
+            Err(message) => {
+                report.error(path, message);
+                Field::Invalid
+            }
+        },
+    }
+}
+
+fn boolean(path: String, value: Option<bool>) -> Field<bool> {
+    match value {
+        None => Field::Absent(path),
+        Some(value) => Field::Valid(value),
+    }
+}
+
+fn read_config(report: &mut Report, file: raw::File, env: &Env) -> Config {
+    let node = read_node(report, file.node, env);
+    let journal = read_journal(report, file.journal, env);
+    let explorer = read_explorer(report, file.explorer, env, &node, &journal);
+    let peers: Vec<PeerConfig> =
+        file.peers.into_iter().enumerate().map(|(index, peer)| read_peer(report, format!("peers[{index}]"), peer, env)).collect();
+    let routes: Vec<RouteConfig> =
+        file.routes.into_iter().enumerate().map(|(index, route)| read_route(report, format!("routes[{index}]"), route)).collect();
+    let rates: Vec<Option<RateConfig>> =
+        file.rates.into_iter().enumerate().map(|(index, rate)| read_rate(report, format!("rates[{index}]"), rate)).collect();
 
     let settlement = read_settlement_env(report, env);
     let tigerbeetle = read_tigerbeetle_env(report, env);
@@ -580,38 +631,16 @@ fn read_config(report: &mut Report, table: &Table, env: &Env) -> Config {
     check_rates(report, &peers, &rates);
     check_settlement(report, &peers, &settlement, env);
     let rates = rates.into_iter().flatten().collect();
-    Config {
-        node,
-        peers,
-        routes,
-        rates,
-        settlement,
-        tigerbeetle,
-        journal,
-        explorer,
-    }
+    Config { node, peers, routes, rates, settlement, tigerbeetle, journal, explorer }
 }
 
-fn read_explorer(report: &mut Report, table: &Table, env: &Env, node: &NodeConfig, journal: &JournalConfig) -> ExplorerConfig {
+fn read_explorer(report: &mut Report, raw: raw::Explorer, env: &Env, node: &NodeConfig, journal: &JournalConfig) -> ExplorerConfig {
     let r = report;
-    let mut f = Fields::new("explorer", table);
-    let enabled = f
-        .boolean(r, "enabled")
-        .overridden_by(r, env, "EXPLORER_ENABLED", env_bool)
-        .or(true);
-    let bind_host = f
-        .string(r, "bind_host", bind_host)
-        .overridden_by(r, env, "EXPLORER_BIND_HOST", bind_host)
-        .optional();
-    let port = f
-        .unsigned(r, "port", listen_port)
-        .overridden_by(r, env, "EXPLORER_PORT", env_port)
-        .or(5173);
-    let index_dir = f
-        .string(r, "index_dir", non_empty)
-        .overridden_by(r, env, "EXPLORER_INDEX_DIR", non_empty)
-        .optional();
-    f.finish(r);
+    let at = |key: &str| format!("explorer.{key}");
+    let enabled = boolean(at("enabled"), raw.enabled).overridden_by(r, env, "EXPLORER_ENABLED", env_bool).or(true);
+    let bind_host = string(r, at("bind_host"), raw.bind_host, bind_host).overridden_by(r, env, "EXPLORER_BIND_HOST", bind_host).optional();
+    let port = unsigned(r, at("port"), raw.port, listen_port).overridden_by(r, env, "EXPLORER_PORT", env_port).or(5173);
+    let index_dir = string(r, at("index_dir"), raw.index_dir, non_empty).overridden_by(r, env, "EXPLORER_INDEX_DIR", non_empty).optional();
     let token = match env.get("EXPLORER_TOKEN") {
         Some(token) if token.len() < 16 => {
             r.error("env EXPLORER_TOKEN", "must be at least 16 characters (it guards the Explorer's API)");
@@ -653,30 +682,22 @@ fn env_bool(text: &str) -> Result<bool, String> {
     }
 }
 
-fn read_journal(report: &mut Report, table: &Table, env: &Env) -> JournalConfig {
+fn read_journal(report: &mut Report, raw: raw::Journal, env: &Env) -> JournalConfig {
     let r = report;
-    let mut f = Fields::new("journal", table);
-    let dir = f
-        .string(r, "dir", non_empty)
-        .overridden_by(r, env, "JOURNAL_DIR", non_empty)
-        .or("./data/journal".into());
-    let snapshot_every = f
-        .unsigned(r, "snapshot_every", positive)
+    let at = |key: &str| format!("journal.{key}");
+    let dir = string(r, at("dir"), raw.dir, non_empty).overridden_by(r, env, "JOURNAL_DIR", non_empty).or("./data/journal".into());
+    let snapshot_every = unsigned(r, at("snapshot_every"), raw.snapshot_every, positive)
         .overridden_by(r, env, "JOURNAL_SNAPSHOT_EVERY", env_positive)
         .or(100_000);
-    let retention = f
-        .string(r, "retention", retention)
-        .overridden_by(r, env, "JOURNAL_RETENTION", retention)
-        .or(Retention::Keep);
-    let archive_dir = f.string(r, "archive_dir", non_empty).optional();
-    let durable = f.boolean(r, "durable").or(true);
-    let commit_log_mib = f
-        .unsigned(r, "commit_log_mib", commit_log_mib)
+    let retention =
+        string(r, at("retention"), raw.retention, retention).overridden_by(r, env, "JOURNAL_RETENTION", retention).or(Retention::Keep);
+    let archive_dir = string(r, at("archive_dir"), raw.archive_dir, non_empty).optional();
+    let durable = boolean(at("durable"), raw.durable).or(true);
+    let commit_log_mib = unsigned(r, at("commit_log_mib"), raw.commit_log_mib, commit_log_mib)
         .overridden_by(r, env, "JOURNAL_COMMIT_LOG_MIB", |text| {
             text.parse::<u64>().map_err(|_| "must be a whole number".to_string()).and_then(commit_log_mib)
         })
         .or(super::COMMIT_LOG_BYTES_DEFAULT >> 20);
-    f.finish(r);
     if !durable.unwrap_or(true) {
         r.warning(
             "journal.durable",
@@ -721,47 +742,28 @@ fn env_positive(text: &str) -> Result<u64, String> {
     text.parse::<u64>().map_err(|_| "must be a whole number".to_string()).and_then(positive)
 }
 
-fn read_node(report: &mut Report, table: &Table, env: &Env) -> NodeConfig {
+fn read_node(report: &mut Report, raw: raw::Node, env: &Env) -> NodeConfig {
     let r = report;
-    let mut f = Fields::new("node", table);
-    let id = f
-        .string(r, "id", node_id)
-        .overridden_by(r, env, "NODE_ID", node_id)
-        .required(r);
-    let ilp_address = f.string(r, "ilp_address", node_address).required(r);
-    let asset_code = f.string(r, "asset_code", asset_code).required(r);
-    let asset_scale = f.unsigned(r, "asset_scale", asset_scale).required(r);
-    let bind_host = f
-        .string(r, "bind_host", bind_host)
-        .or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let btp_port = f
-        .unsigned(r, "btp_port", listen_port)
-        .overridden_by(r, env, "BTP_PORT", env_port);
-    let btp_port = btp_port.or(4000);
-    let health_port = f.unsigned(r, "health_port", listen_port);
-    let health_port = health_port
-        .overridden_by(r, env, "HEALTH_PORT", env_port)
-        .or(8080);
-    let log = f.string(r, "log_level", log_level);
-    let log_level = log
-        .overridden_by(r, env, "LOG_LEVEL", log_level)
-        .or("info".into());
-    let min_message_window_ms = f.unsigned(r, "min_message_window_ms", positive).or(1000);
-    let max_hold_time_ms = f.unsigned(r, "max_hold_time_ms", positive).or(30_000);
-    let reflection = f.boolean(r, "reflection").or(false);
-    let ilp_trailing_bytes_allowed = f.boolean(r, "ilp_trailing_bytes_allowed").or(true);
-    let btp_message_size_max = f
-        .unsigned(r, "btp_message_size_max", positive_usize)
-        .or(65_536);
-    let btp_auth_timeout_ms = f.unsigned(r, "btp_auth_timeout_ms", positive).or(10_000);
-    let btp_session_in_flight_max = f
-        .unsigned(r, "btp_session_in_flight_max", positive_usize)
-        .or(4096);
-    let pipeline_queue_max = f.unsigned(r, "pipeline_queue_max", positive_usize).or(8192);
-    let max_sessions_per_peer = f.unsigned(r, "max_sessions_per_peer", positive_usize).or(8);
-    let ready_peers_min = f.unsigned(r, "ready_peers_min", any_usize).or(0);
-
-    f.finish(r);
+    let at = |key: &str| format!("node.{key}");
+    let id = string(r, at("id"), raw.id, node_id).overridden_by(r, env, "NODE_ID", node_id).required(r);
+    let ilp_address = string(r, at("ilp_address"), raw.ilp_address, node_address).required(r);
+    let asset_code = string(r, at("asset_code"), raw.asset_code, asset_code).required(r);
+    let asset_scale = unsigned(r, at("asset_scale"), raw.asset_scale, asset_scale).required(r);
+    let bind_host = string(r, at("bind_host"), raw.bind_host, bind_host).or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let btp_port = unsigned(r, at("btp_port"), raw.btp_port, listen_port).overridden_by(r, env, "BTP_PORT", env_port).or(4000);
+    let health_port =
+        unsigned(r, at("health_port"), raw.health_port, listen_port).overridden_by(r, env, "HEALTH_PORT", env_port).or(8080);
+    let log_level = string(r, at("log_level"), raw.log_level, log_level).overridden_by(r, env, "LOG_LEVEL", log_level).or("info".into());
+    let min_message_window_ms = unsigned(r, at("min_message_window_ms"), raw.min_message_window_ms, positive).or(1000);
+    let max_hold_time_ms = unsigned(r, at("max_hold_time_ms"), raw.max_hold_time_ms, positive).or(30_000);
+    let reflection = boolean(at("reflection"), raw.reflection).or(false);
+    let ilp_trailing_bytes_allowed = boolean(at("ilp_trailing_bytes_allowed"), raw.ilp_trailing_bytes_allowed).or(true);
+    let btp_message_size_max = unsigned(r, at("btp_message_size_max"), raw.btp_message_size_max, positive_usize).or(65_536);
+    let btp_auth_timeout_ms = unsigned(r, at("btp_auth_timeout_ms"), raw.btp_auth_timeout_ms, positive).or(10_000);
+    let btp_session_in_flight_max = unsigned(r, at("btp_session_in_flight_max"), raw.btp_session_in_flight_max, positive_usize).or(4096);
+    let pipeline_queue_max = unsigned(r, at("pipeline_queue_max"), raw.pipeline_queue_max, positive_usize).or(8192);
+    let max_sessions_per_peer = unsigned(r, at("max_sessions_per_peer"), raw.max_sessions_per_peer, positive_usize).or(8);
+    let ready_peers_min = unsigned(r, at("ready_peers_min"), raw.ready_peers_min, any_usize).or(0);
 
     let bind_host = bind_host.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     NodeConfig {
@@ -825,45 +827,25 @@ fn check_node(report: &mut Report, node: &NodeConfig, env: &Env) {
     }
 }
 
-fn read_peer(report: &mut Report, path: String, table: &Table, env: &Env) -> PeerConfig {
+fn read_peer(report: &mut Report, path: String, raw: raw::Peer, env: &Env) -> PeerConfig {
     let r = report;
-    let mut f = Fields::new(path, table);
-    let id = f.string(r, "id", peer_id).required(r);
-    let relation = f.string(r, "relation", relation).required(r);
-    let asset_code = f.string(r, "asset_code", asset_code).required(r);
-    let asset_scale = f.unsigned(r, "asset_scale", asset_scale).required(r);
-    let incoming_token = read_secret(
-        r,
-        &mut f,
-        env,
-        ["incoming_token", "incoming_token_env"],
-        false,
-    );
-    let outgoing = match f.table(r, "outgoing") {
-        Field::Valid(table) => read_outgoing(r, f.path("outgoing"), table, env),
-        Field::Absent(_) | Field::Invalid => None,
-    };
-    let max_packet_amount = f.unsigned(r, "max_packet_amount", positive).optional();
-    let credit_limit = f.unsigned(r, "credit_limit", any).required(r);
-    let packets_per_second_max = f
-        .unsigned(r, "packets_per_second_max", positive_u32)
-        .optional();
-    let throughput_per_second_max = f
-        .unsigned(r, "throughput_per_second_max", positive)
-        .optional();
-    let settlement = match f.table(r, "settlement") {
-        Field::Valid(table) => read_peer_settlement(r, f.path("settlement"), table),
-        Field::Absent(_) | Field::Invalid => None,
-    };
-    let reachable = ["incoming_token", "incoming_token_env", "outgoing"]
-        .iter()
-        .any(|k| f.has(k));
+    let at = |key: &str| format!("{path}.{key}");
+    let id = string(r, at("id"), raw.id, peer_id).required(r);
+    let relation = string(r, at("relation"), raw.relation, relation).required(r);
+    let asset_code = string(r, at("asset_code"), raw.asset_code, asset_code).required(r);
+    let asset_scale = unsigned(r, at("asset_scale"), raw.asset_scale, asset_scale).required(r);
+    let reachable = raw.incoming_token.is_some() || raw.incoming_token_env.is_some() || raw.outgoing.is_some();
+    let incoming_token =
+        read_secret(r, env, [(at("incoming_token"), raw.incoming_token), (at("incoming_token_env"), raw.incoming_token_env)], false);
+    let outgoing = raw.outgoing.and_then(|outgoing| read_outgoing(r, at("outgoing"), outgoing, env));
+    let max_packet_amount = unsigned(r, at("max_packet_amount"), raw.max_packet_amount, positive).optional();
+    let credit_limit = unsigned(r, at("credit_limit"), raw.credit_limit, any).required(r);
+    let packets_per_second_max = unsigned(r, at("packets_per_second_max"), raw.packets_per_second_max, positive_u32).optional();
+    let throughput_per_second_max = unsigned(r, at("throughput_per_second_max"), raw.throughput_per_second_max, positive).optional();
+    let settlement = raw.settlement.and_then(|settlement| read_peer_settlement(r, at("settlement"), settlement));
     if !reachable {
-        let message = "neither incoming_token(_env) nor [outgoing]: this peer can never connect";
-        r.warning(f.path.as_str(), message);
+        r.warning(path.as_str(), "neither incoming_token(_env) nor [outgoing]: this peer can never connect");
     }
-    f.finish(r);
-
     PeerConfig {
         id: id.unwrap_or_default(),
         relation: relation.unwrap_or(Relation::Peer),
@@ -879,23 +861,16 @@ fn read_peer(report: &mut Report, path: String, table: &Table, env: &Env) -> Pee
     }
 }
 
-/// A token given either in the file (`keys[0]`) or as the name of an environment variable
-/// holding it (`keys[1]`), never both.
-fn read_secret(
-    report: &mut Report,
-    f: &mut Fields,
-    env: &Env,
-    keys: [&'static str; 2],
-    required: bool,
-) -> Option<Secret> {
-    let [key, env_key] = keys;
-    let direct = f.string(report, key, secret);
-    let variable = f.string(report, env_key, env_name);
+/// A token given either in the file (the first key) or as the name of an environment variable
+/// holding it (the second), never both.
+fn read_secret(report: &mut Report, env: &Env, keys: [(String, Option<String>); 2], required: bool) -> Option<Secret> {
+    let [(key_path, direct), (env_key_path, variable)] = keys;
+    let key = key_path.rsplit('.').next().unwrap_or_default().to_string();
+    let env_key = env_key_path.rsplit('.').next().unwrap_or_default().to_string();
+    let direct = string(report, key_path, direct, secret);
+    let variable = string(report, env_key_path.clone(), variable, env_name);
     if !direct.is_absent() && !variable.is_absent() {
-        report.error(
-            f.path(env_key),
-            format!("set either {key} or {env_key}, not both"),
-        );
+        report.error(env_key_path, format!("set either {key} or {env_key}, not both"));
         return None;
     }
     match (direct, variable) {
@@ -903,17 +878,11 @@ fn read_secret(
         (Field::Absent(_), Field::Valid(name)) => match env.get(&name).map(secret) {
             Some(Ok(token)) => Some(token),
             Some(Err(_)) => {
-                report.error(
-                    f.path(env_key),
-                    format!("environment variable {name} is empty"),
-                );
+                report.error(env_key_path, format!("environment variable {name} is empty"));
                 None
             }
             None => {
-                report.error(
-                    f.path(env_key),
-                    format!("environment variable {name} is not set"),
-                );
+                report.error(env_key_path, format!("environment variable {name} is not set"));
                 None
             }
         },
@@ -927,72 +896,52 @@ fn read_secret(
     }
 }
 
-fn read_outgoing(
-    report: &mut Report,
-    path: String,
-    table: &Table,
-    env: &Env,
-) -> Option<OutgoingLink> {
-    let mut f = Fields::new(path, table);
-    let url = f.string(report, "url", outgoing_url).required(report);
-    let token = read_secret(report, &mut f, env, ["token", "token_env"], true);
-    f.finish(report);
-    Some(OutgoingLink {
-        url: url?,
-        token: token?,
-    })
+fn read_outgoing(report: &mut Report, path: String, raw: raw::Outgoing, env: &Env) -> Option<OutgoingLink> {
+    let at = |key: &str| format!("{path}.{key}");
+    let url = string(report, at("url"), raw.url, outgoing_url).required(report);
+    let token = read_secret(report, env, [(at("token"), raw.token), (at("token_env"), raw.token_env)], true);
+    Some(OutgoingLink { url: url?, token: token? })
 }
 
-fn read_peer_settlement(
-    report: &mut Report,
-    path: String,
-    table: &Table,
-) -> Option<PeerSettlementConfig> {
+fn read_peer_settlement(report: &mut Report, path: String, raw: raw::PeerSettlement) -> Option<PeerSettlementConfig> {
     let r = report;
-    let mut f = Fields::new(path, table);
-    let chain = f.string(r, "chain", chain).required(r);
-    let threshold = f.unsigned(r, "threshold", positive).required(r);
-    let settle_to = f.unsigned(r, "settle_to", any).or(0);
-    let address = f
-        .string(r, "address", |a| Ok::<_, String>(a.to_string()))
-        .optional();
-    let direction = f.string(r, "direction", settlement_direction).or(SettlementDirection::Both);
-    let prepayment_allowance = f.unsigned(r, "prepayment_allowance", any).or(0);
+    let at = |key: &str| format!("{path}.{key}");
+    let chain = string(r, at("chain"), raw.chain, chain).required(r);
+    let threshold = unsigned(r, at("threshold"), raw.threshold, positive).required(r);
+    let settle_to = unsigned(r, at("settle_to"), raw.settle_to, any).or(0);
+    let address = raw.address;
+    let direction = string(r, at("direction"), raw.direction, settlement_direction).or(SettlementDirection::Both);
+    let prepayment_allowance = unsigned(r, at("prepayment_allowance"), raw.prepayment_allowance, any).or(0);
     let double = threshold.map_or(0, |threshold| threshold.saturating_mul(2));
-    let deposit_initial = f.unsigned(r, "deposit_initial", any);
+    let deposit_initial = unsigned(r, at("deposit_initial"), raw.deposit_initial, any);
     let initial_given = !deposit_initial.is_absent();
-    let deposit_topup = f.unsigned(r, "deposit_topup", any).or(double);
-    let deposit_max = f
-        .unsigned(r, "deposit_max", positive)
-        .or(threshold.map_or(1, |threshold| threshold.saturating_mul(10)));
+    let deposit_topup = unsigned(r, at("deposit_topup"), raw.deposit_topup, any).or(double);
+    let deposit_max =
+        unsigned(r, at("deposit_max"), raw.deposit_max, positive).or(threshold.map_or(1, |threshold| threshold.saturating_mul(10)));
     // Not given: twice the threshold, within deposit_max.
     let deposit_initial = deposit_initial.or(double.min(deposit_max.unwrap_or(u64::MAX)));
-    let settle_timeout_s = f.unsigned(r, "settle_timeout_s", positive).or(86_400);
+    let settle_timeout_s = unsigned(r, at("settle_timeout_s"), raw.settle_timeout_s, positive).or(86_400);
     if let (Some(threshold), Some(settle_to)) = (threshold, settle_to) {
         if settle_to >= threshold {
-            r.error(
-                f.path("settle_to"),
-                format!("must be less than threshold ({threshold})"),
-            );
+            r.error(at("settle_to"), format!("must be less than threshold ({threshold})"));
         }
     }
     if let (Some(initial), Some(maximum), true) = (deposit_initial, deposit_max, initial_given) {
         if initial > maximum {
-            r.error(f.path("deposit_initial"), format!("must not exceed deposit_max ({maximum})"));
+            r.error(at("deposit_initial"), format!("must not exceed deposit_max ({maximum})"));
         }
     }
     if let (Some(threshold), Some(maximum)) = (threshold, deposit_max) {
         if maximum < threshold {
             let message = format!("{maximum} is below threshold ({threshold}): a settlement could never be funded");
-            r.error(f.path("deposit_max"), message);
+            r.error(at("deposit_max"), message);
         }
     }
     if let (Some(chain), Some(address)) = (&chain, &address) {
         if let Err(message) = chain_address(chain, address) {
-            r.error(f.path("address"), message);
+            r.error(at("address"), message);
         }
     }
-    f.finish(r);
     Some(PeerSettlementConfig {
         chain: chain?,
         threshold: threshold?,
@@ -1007,50 +956,43 @@ fn read_peer_settlement(
     })
 }
 
-fn read_route(report: &mut Report, path: String, table: &Table) -> RouteConfig {
-    let mut f = Fields::new(path, table);
-    let prefix = f.string(report, "prefix", route_prefix).required(report);
-    let peer = f.string(report, "peer", non_empty).required(report);
-    f.finish(report);
-    RouteConfig {
-        prefix: prefix.unwrap_or_default(),
-        peer: peer.unwrap_or_default(),
-    }
+fn read_route(report: &mut Report, path: String, raw: raw::Route) -> RouteConfig {
+    let prefix = string(report, format!("{path}.prefix"), raw.prefix, route_prefix).required(report);
+    let peer = string(report, format!("{path}.peer"), raw.peer, non_empty).required(report);
+    RouteConfig { prefix: prefix.unwrap_or_default(), peer: peer.unwrap_or_default() }
 }
 
-fn read_rate(report: &mut Report, path: String, table: &Table) -> Option<RateConfig> {
-    let mut f = Fields::new(path, table);
-    let from = f.string(report, "from", asset_code).required(report);
-    let to = f.string(report, "to", asset_code).required(report);
-    let rate = match f.value("rate") {
-        None => Field::Absent(f.path("rate")),
-        Some(Value::String(text)) => Field::Valid(parse_rate(text)),
-        Some(Value::Integer(integer)) => Field::Valid(match u128::try_from(*integer) {
-            Ok(0) | Err(_) => Err("must be greater than 0".to_string()),
-            Ok(integer) => Ok((integer, 1)),
-        }),
-        Some(Value::Float(_)) => Field::Valid(Err(
-            "write the rate as a string (for example \"0.9\") so it is read exactly".to_string(),
-        )),
-        Some(other) => Field::Valid(Err(format!(
-            "expected a decimal string, found {}",
-            other.type_str()
-        ))),
+fn read_rate(report: &mut Report, path: String, raw: raw::Rate) -> Option<RateConfig> {
+    let at = |key: &str| format!("{path}.{key}");
+    let from = string(report, at("from"), raw.from, asset_code).required(report);
+    let to = string(report, at("to"), raw.to, asset_code).required(report);
+    let rate = match raw.rate {
+        None => Field::Absent(at("rate")),
+        Some(value) => {
+            let parsed = match value {
+                Value::String(text) => parse_rate(&text),
+                Value::Integer(integer) => match u128::try_from(integer) {
+                    Ok(0) | Err(_) => Err("must be greater than 0".to_string()),
+                    Ok(integer) => Ok((integer, 1)),
+                },
+                Value::Float(_) => Err("write the rate as a string (for example \"0.9\") so it is read exactly".to_string()),
+                other => Err(format!("expected a decimal string, found {}", other.type_str())),
+            };
+            match parsed {
+                Ok(rate) => Field::Valid(rate),
+                Err(message) => {
+                    report.error(at("rate"), message);
+                    Field::Invalid
+                }
+            }
+        }
     };
-    let rate = f
-        .checked(report, "rate", rate, |result| result)
-        .required(report);
+    let rate = rate.required(report);
     if from.is_some() && from == to {
-        report.error(f.path("to"), "a rate needs two different assets");
+        report.error(at("to"), "a rate needs two different assets");
     }
-    f.finish(report);
     let (numerator, denominator) = rate?;
-    Some(RateConfig {
-        from: from?,
-        to: to?,
-        numerator,
-        denominator,
-    })
+    Some(RateConfig { from: from?, to: to?, numerator, denominator })
 }
 
 // --- The environment ----------------------------------------------------------------------------
@@ -1904,8 +1846,10 @@ $ JOURNAL_COMMIT_LOG_MIB=lots
 @node log_level = ""
 => node.log_level: non-empty
 ---
-@node reflection = "yes"; ilp_trailing_bytes_allowed = 1
+@node reflection = "yes"
 => node.reflection: expected true or false, found string
+---
+@node ilp_trailing_bytes_allowed = 1
 => node.ilp_trailing_bytes_allowed: expected true or false, found integer
 ---
 @node btp_port = "4000"
@@ -1984,7 +1928,6 @@ colour = 1
 [peers.outgoing]
 url = "ws://h"
 tokn = "t"
-=> peers[0].outgoing.token: missing: set token or token_env
 => peers[0].outgoing.tokn: did you mean `token`?
 ---
 @node
@@ -2006,10 +1949,6 @@ peers = [1]
 ---
 node = 1
 => node: expected a table, found integer
-=> node.id: missing
-=> node.ilp_address: missing
-=> node.asset_code: missing
-=> node.asset_scale: missing
 ---
 [node]
 id =
@@ -2729,7 +2668,7 @@ $ READY_REQUIRES_TIGERBEETLE=yes
     fn several_problems_at_once() {
         check_cases(
             r#"
-@node asset_scale = 300; btp_port = 70000; bogus = 1
+@node asset_scale = 300; btp_port = 70000
 @peer a
 @peer a
 [[routes]]
@@ -2738,11 +2677,31 @@ peer = "z"
 $ HEALTH_PORT=x
 => node.asset_scale: 0 to 255
 => node.btp_port: 0 to 65535
-=> node.bogus: unknown key
 => env HEALTH_PORT: 0 to 65535
 => peers[1].id: duplicate peer id
 => peers[1].incoming_token: same token
 => routes[0].peer: no peer with id `z`
+"#,
+        );
+    }
+
+    /// Serde reads the file's shape first and stops at its first problem; the values are
+    /// validated (every problem at once) only once the shape is right.
+    #[test]
+    fn a_shape_problem_comes_alone_with_its_path() {
+        check_cases(
+            r#"
+@node asset_scale = 300; bogus = 1
+@peer a credit_limit = "lots"
+=> node.bogus: unknown key
+---
+@node asset_scale = 300
+@peer a credit_limit = "lots"
+=> peers[0].credit_limit: expected an integer, found string
+---
+@node asset_scale = 300
+@peer a
+=> node.asset_scale: 0 to 255
 "#,
         );
     }
@@ -2849,5 +2808,14 @@ $ HEALTH_PORT=x
         for output in outputs {
             assert!(!output.contains(SECRET), "secret shown in:\n{output}");
         }
+    }
+}
+#[cfg(test)]
+mod debug_dump {
+    #[test]
+    fn dump() {
+        let text = "\n[node]\nid = \"test-node\"\nilp_address = \"test.m2m\"\nasset_code = \"USD\"\nasset_scale = 6\nbind_host = \"127.0.0.1\"\nbtp_port = 0\nhealth_port = 0\n\n[explorer]\nenabled = false\n\n[[peers]]\nid = \"alice\"\nrelation = \"child\"\nasset_code = \"USD\"\nasset_scale = 6\nincoming_token = \"alice-token\"\ncredit_limit = 1000000\nmax_packet_amount = 500000\n\n[[rates]]\nfrom = \"USD\"\nto = \"EUR\"\nrate = \"0.5\"\n\n[journal]\ndir = \"/tmp/x\"\nsnapshot_every = 25\n";
+        let loaded = super::parse(text, &super::Env::default()).unwrap();
+        eprintln!("{:#?}", loaded.config);
     }
 }
