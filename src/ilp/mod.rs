@@ -9,6 +9,7 @@
 //! and which way we went.
 
 pub mod address;
+pub mod ccp;
 pub mod error_code;
 pub mod ildcp;
 pub mod oer;
