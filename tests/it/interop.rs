@@ -6,7 +6,8 @@
 //! - an `ilp-protocol-stream` payment between two child accounts, IL-DCP answered by the
 //!   connector (`stream_payment.js`);
 //! - `ilp-packet`/`btp-packet` and our codec agree byte for byte on generated corpora, in both
-//!   directions (`codec_corpus.js`).
+//!   directions (`codec_corpus.js`); the CCP codec likewise with `ilp-protocol-ccp`
+//!   (`ccp_corpus.js`, driven from `ccp_interop.rs`).
 //!
 //! These tests never skip: without Node or the installed packages they fail and say how to
 //! install them.
@@ -42,7 +43,7 @@ fn interop_dir() -> PathBuf {
 }
 
 /// Panics with the install instructions unless `node` runs and the pinned packages are present.
-fn require_js_stack() {
+pub(crate) fn require_js_stack() {
     let dir = interop_dir();
     let install = format!(
         "install the JavaScript reference stack with `bash {}/install.sh` (runs `npm ci` from the \
@@ -74,6 +75,7 @@ fn require_js_stack() {
         "ilp-packet",
         "btp-packet",
         "ilp-protocol-ildcp",
+        "ilp-protocol-ccp",
         "ws",
     ] {
         let manifest = dir.join("node_modules").join(package).join("package.json");
@@ -85,7 +87,7 @@ fn require_js_stack() {
     }
 }
 
-fn node_script(script: &str, args: &[&str]) -> CommandOutput {
+pub(crate) fn node_script(script: &str, args: &[&str]) -> CommandOutput {
     let mut command = Command::new("node");
     command
         .arg(interop_dir().join(script))
@@ -105,7 +107,7 @@ fn summary_line(output: &CommandOutput) -> Option<Value> {
 
 /// Panics with the script's output unless it exited 0 with an `ok: true` summary. (A
 /// [`Connector`] prints its own log when it is dropped during the panic.)
-fn expect_script_success(output: &CommandOutput, what: &str) {
+pub(crate) fn expect_script_success(output: &CommandOutput, what: &str) {
     let summary = summary_line(output);
     let ok = output.success()
         && summary
@@ -567,10 +569,10 @@ fn byte_difference(ours: &[u8], want: &[u8]) -> String {
 // Our corpus: seeded random packets built with our builders
 
 /// SplitMix64: small, seedable and good enough to spread test inputs.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -579,24 +581,24 @@ impl Rng {
     }
 
     /// Uniform in `lo..=hi` (just `lo` when `hi < lo`; callers clamp to their own maximum).
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
+    pub(crate) fn range(&mut self, lo: usize, hi: usize) -> usize {
         let hi = hi.max(lo);
         lo + (self.next() % (hi - lo + 1) as u64) as usize
     }
 
-    fn chance(&mut self, percent: u64) -> bool {
+    pub(crate) fn chance(&mut self, percent: u64) -> bool {
         self.next() % 100 < percent
     }
 
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.range(0, items.len() - 1)]
     }
 
-    fn bytes(&mut self, size: usize) -> Vec<u8> {
+    pub(crate) fn bytes(&mut self, size: usize) -> Vec<u8> {
         (0..size).map(|_| self.next() as u8).collect()
     }
 
-    fn amount(&mut self) -> u64 {
+    pub(crate) fn amount(&mut self) -> u64 {
         match self.range(0, 9) {
             0 => 0,
             1 => u64::MAX,
@@ -607,7 +609,7 @@ impl Rng {
     }
 
     /// Sizes around every length-determinant boundary (1, 2 and 3 bytes).
-    fn data_size(&mut self, max: usize) -> usize {
+    pub(crate) fn data_size(&mut self, max: usize) -> usize {
         let size = if self.chance(12) {
             match self.range(0, 4) {
                 0 => self.range(1001, 16383),
@@ -631,13 +633,13 @@ impl Rng {
         size.min(max)
     }
 
-    fn segment(&mut self, size: usize) -> String {
+    pub(crate) fn segment(&mut self, size: usize) -> String {
         const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_~-";
         (0..size).map(|_| *self.pick(CHARS) as char).collect()
     }
 
     /// A valid address of about `target` bytes (at most 1023).
-    fn address(&mut self) -> String {
+    pub(crate) fn address(&mut self) -> String {
         const SCHEMES: &[&str] = &[
             "g", "private", "example", "peer", "self", "test", "test1", "test2", "test3", "local",
         ];
@@ -660,7 +662,7 @@ impl Rng {
     }
 
     /// UTF-8 text of at most `max_bytes` bytes, with multi-byte characters.
-    fn text(&mut self, max_bytes: usize) -> String {
+    pub(crate) fn text(&mut self, max_bytes: usize) -> String {
         const PIECES: &[&str] = &["é", "ß", "€", "✗", "中", "💸", "\"", "\\", "\n", "\u{0}"];
         let target = self.range(0, max_bytes);
         let mut text = String::new();
@@ -678,7 +680,7 @@ impl Rng {
     }
 
     /// Milliseconds since the epoch for an expiry: edge instants and random ones in 2000..2099.
-    fn instant_ms(&mut self) -> i64 {
+    pub(crate) fn instant_ms(&mut self) -> i64 {
         match self.range(0, 19) {
             0 => 1,                   // 1970-01-01T00:00:00.001Z (ilp-packet refuses the epoch itself)
             1 => 253_402_300_799_999, // 9999-12-31T23:59:59.999Z

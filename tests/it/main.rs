@@ -1,6 +1,7 @@
 //! The integration tests: one binary, one module per area (rust-analyzer's layout).
 //! Everything runs against real sockets on 127.0.0.1.
 
+mod ccp_interop;
 mod chain;
 mod cli;
 mod crash;
