@@ -11,6 +11,7 @@
 //! input queues; sessions (tokio tasks) never block on them: they `try_send` Prepares and
 //! answer T03 when the queue is full, and wait asynchronously when the reply queue is full.
 
+pub mod ccp_receiver;
 pub mod forwarder;
 pub mod policy;
 pub mod routing;
