@@ -12,6 +12,7 @@
 //! answer T03 when the queue is full, and wait asynchronously when the reply queue is full.
 
 pub mod ccp_receiver;
+pub mod ccp_sender;
 pub mod forwarder;
 pub mod policy;
 pub mod routing;
