@@ -48,6 +48,28 @@ pub struct Config {
     pub tigerbeetle: TigerBeetleConfig,
     pub journal: JournalConfig,
     pub explorer: ExplorerConfig,
+    pub routing: RoutingConfig,
+}
+
+/// `[routing]`: route exchange with peers (CCP, RFC 10).
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    /// Exchange routes at all (default true). Off: only configured routes, and `peer.route.*`
+    /// requests are refused.
+    pub enabled: bool,
+    /// How often a peer that listens gets an update, at the latest (default 30000 ms): a
+    /// change goes out at once, a quiet table as a heartbeat once an interval.
+    pub broadcast_interval_ms: u64,
+    /// How long a peer keeps our routes after our last update (default 45000 ms), and the
+    /// hold-down time we announce. A child of ours that stays disconnected this long is
+    /// withdrawn from our announcements.
+    pub route_expiry_ms: u32,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> RoutingConfig {
+        RoutingConfig { enabled: true, broadcast_interval_ms: 30_000, route_expiry_ms: 45_000 }
+    }
 }
 
 /// `[explorer]` and `EXPLORER_*`: the read-only Explorer (dashboard, history API, live stream).
@@ -159,6 +181,10 @@ pub struct PeerConfig {
     pub throughput_per_second_max: Option<u64>,
     /// How we settle with this peer (`[peers.settlement]`); acted on with SETTLEMENT_ENABLED.
     pub settlement: Option<PeerSettlementConfig>,
+    /// Announce our routes to this peer when it asks (CCP); default: unless it is a child.
+    pub send_routes: bool,
+    /// Ask this peer for its routes and learn them; default: unless it is a child.
+    pub receive_routes: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -671,6 +671,9 @@ pub struct Metrics {
     btp_auth_failures: Counter,
     btp_connections_refused: [Counter; ConnectionRefusal::ALL.len()],
     fulfills_undelivered: [Counter; crate::journal::event::UndeliveredReason::ALL.len()],
+    ccp_messages: IntCounterVec,
+    ccp_routes_refused: IntCounterVec,
+    routes: IntGaugeVec,
     btp_frames: [Counter; 2],
     btp_frames_dropped: [Counter; FrameDropReason::ALL.len()],
     btp_frames_inverted: Counter,
@@ -742,6 +745,9 @@ impl Metrics {
             btp_connections_accepted: r.counter("btp_connections_accepted_total", HELP_BTP_ACCEPTED),
             btp_auth_failures: r.counter("btp_auth_failures_total", HELP_BTP_AUTH_FAILURES),
             btp_connections_refused: children(&refused, ConnectionRefusal::ALL.map(ConnectionRefusal::label)),
+            ccp_messages: r.counter_vec("ccp_messages_total", HELP_CCP_MESSAGES, &["kind", "direction", "outcome"]),
+            ccp_routes_refused: r.counter_vec("ccp_routes_refused_total", HELP_CCP_ROUTES_REFUSED, &["peer", "reason"]),
+            routes: r.gauge_vec("routing_table_routes", HELP_ROUTES, &["source"]),
             fulfills_undelivered: children(&undelivered, crate::journal::event::UndeliveredReason::ALL.map(|reason| reason.label())),
             btp_frames: children(&frames, FrameDirection::ALL.map(FrameDirection::label)),
             btp_frames_dropped: children(&dropped, FrameDropReason::ALL.map(FrameDropReason::label)),
@@ -913,6 +919,22 @@ impl Metrics {
         self.btp_frames[direction as usize].inc_by(count);
     }
 
+    /// A CCP message (`control` or `update`) we `sent` or `received`, by how it ended (`ok`,
+    /// `rejected`, `invalid`, `timeout`, `refused`).
+    pub fn ccp_message(&self, kind: &str, direction: &str, outcome: &str) {
+        self.ccp_messages.with_label_values(&[kind, direction, outcome]).inc();
+    }
+
+    /// A route a peer announced that its checks refused (see `ccp_receiver::Refusal`).
+    pub fn ccp_route_refused(&self, peer: &str, reason: &str) {
+        self.ccp_routes_refused.with_label_values(&[peer, reason]).inc();
+    }
+
+    /// Routes in use, by source (`child`, `static`, `learned`).
+    pub fn set_routes(&self, source: &str, count: usize) {
+        self.routes.with_label_values(&[source]).set(count as i64);
+    }
+
     pub fn btp_frame_dropped(&self, reason: FrameDropReason) {
         self.btp_frames_dropped[reason as usize].inc();
     }
@@ -1001,6 +1023,11 @@ const HELP_ERRORS: &str = "Operating errors, by type and severity.";
 const HELP_BTP_ACCEPTED: &str = "Incoming BTP WebSocket connections accepted.";
 const HELP_BTP_AUTH_FAILURES: &str = "BTP sessions that failed authentication.";
 const HELP_BTP_FRAMES: &str = "BTP frames received (in) and sent (out).";
+const HELP_CCP_MESSAGES: &str =
+    "Route exchange (CCP) messages, by kind (control, update), direction (sent, received) and outcome (ok, rejected, invalid, timeout, refused).";
+const HELP_CCP_ROUTES_REFUSED: &str =
+    "Routes a peer announced that were refused, by peer and reason (outside_global_prefix, loop, under_our_address, not_the_childs).";
+const HELP_ROUTES: &str = "Routes in use in the routing table, by source (child, static, learned).";
 const HELP_FULFILLS_UNDELIVERED: &str =
     "Fulfills journaled but not delivered upstream, by reason (expired: the sender's Prepare expired before the Fulfill was durable; upstream_gone: its session had closed). The sender is not charged; the connector bears the loss.";
 const HELP_BTP_CONNECTIONS_REFUSED: &str =

@@ -138,6 +138,7 @@ impl Node {
                 live,
                 journal.clone(),
                 pipeline.journal_status.clone(),
+                pipeline.routes.clone(),
                 health.clone(),
                 projections_stopping.clone(),
                 shutdown_rx.clone(),
@@ -198,6 +199,11 @@ impl Node {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// The routing table as the forwarder last published it (configured and learned routes).
+    pub fn routes(&self) -> Arc<crate::pipeline::routes::RoutesView> {
+        self.pipeline.as_ref().map(|pipeline| pipeline.routes.load_full()).unwrap_or_default()
     }
 
     /// Sequence number of the last journal event known to be on disk.

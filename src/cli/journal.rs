@@ -31,7 +31,7 @@ const EXIT_STATUS_JOURNAL: u8 = 1;
 const EXIT_STATUS_INVALID_INPUT: u8 = 2;
 
 /// Event kinds, as `Event::kind` names them, accepted by `inspect --type`.
-const EVENT_KINDS: [&str; 20] = crate::journal::Event::KINDS;
+const EVENT_KINDS: [&str; 23] = crate::journal::Event::KINDS;
 
 #[derive(clap::Args, Debug)]
 pub struct JournalArgs {

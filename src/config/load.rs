@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use toml::Value;
 
 use super::{
-    Config, EvmSettlementConfig, ExplorerConfig, JournalConfig, NodeConfig, Retention, OutgoingLink, PeerConfig, PeerSettlementConfig,
+    Config, EvmSettlementConfig, ExplorerConfig, RoutingConfig, JournalConfig, NodeConfig, Retention, OutgoingLink, PeerConfig, PeerSettlementConfig,
     RateConfig, Relation, RouteConfig, Secret, SettlementConfig, SettlementDirection, TigerBeetleConfig,
     EVM_CONFIRMATIONS_DEFAULT, EVM_POLL_INTERVAL_MS_DEFAULT, TIGERBEETLE_BATCH_MAX_DEFAULT,
 };
@@ -403,6 +403,7 @@ mod raw {
         pub node: Node,
         pub journal: Journal,
         pub explorer: Explorer,
+        pub routing: Routing,
         pub peers: Vec<Peer>,
         pub routes: Vec<Route>,
         pub rates: Vec<Rate>,
@@ -444,6 +445,14 @@ mod raw {
 
     #[derive(Debug, Default, Deserialize)]
     #[serde(deny_unknown_fields, default)]
+    pub struct Routing {
+        pub enabled: Option<bool>,
+        pub broadcast_interval_ms: Option<i64>,
+        pub route_expiry_ms: Option<i64>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
     pub struct Explorer {
         pub enabled: Option<bool>,
         pub bind_host: Option<String>,
@@ -465,6 +474,8 @@ mod raw {
         pub credit_limit: Option<i64>,
         pub packets_per_second_max: Option<i64>,
         pub throughput_per_second_max: Option<i64>,
+        pub send_routes: Option<bool>,
+        pub receive_routes: Option<bool>,
         pub settlement: Option<PeerSettlement>,
     }
 
@@ -614,6 +625,7 @@ fn read_config(report: &mut Report, file: raw::File, env: &Env) -> Config {
     let node = read_node(report, file.node, env);
     let journal = read_journal(report, file.journal, env);
     let explorer = read_explorer(report, file.explorer, env, &node, &journal);
+    let routing = read_routing(report, file.routing);
     let peers: Vec<PeerConfig> =
         file.peers.into_iter().enumerate().map(|(index, peer)| read_peer(report, format!("peers[{index}]"), peer, env)).collect();
     let routes: Vec<RouteConfig> =
@@ -631,7 +643,26 @@ fn read_config(report: &mut Report, file: raw::File, env: &Env) -> Config {
     check_rates(report, &peers, &rates);
     check_settlement(report, &peers, &settlement, env);
     let rates = rates.into_iter().flatten().collect();
-    Config { node, peers, routes, rates, settlement, tigerbeetle, journal, explorer }
+    Config { node, peers, routes, rates, settlement, tigerbeetle, journal, explorer, routing }
+}
+
+fn read_routing(report: &mut Report, raw: raw::Routing) -> RoutingConfig {
+    let r = report;
+    let at = |key: &str| format!("routing.{key}");
+    let enabled = boolean(at("enabled"), raw.enabled).or(true);
+    let broadcast_interval_ms = unsigned(r, at("broadcast_interval_ms"), raw.broadcast_interval_ms, positive).or(30_000);
+    let route_expiry_ms = unsigned(r, at("route_expiry_ms"), raw.route_expiry_ms, positive_u32).or(45_000);
+    let (broadcast_interval_ms, route_expiry_ms) = (broadcast_interval_ms.unwrap_or_default(), route_expiry_ms.unwrap_or_default());
+    if broadcast_interval_ms > 0 && route_expiry_ms > 0 && u64::from(route_expiry_ms) <= broadcast_interval_ms {
+        r.error(
+            "routing.route_expiry_ms",
+            format!(
+                "must be longer than broadcast_interval_ms ({broadcast_interval_ms}): peers drop our routes when no \
+                 update comes within it, and updates come once an interval"
+            ),
+        );
+    }
+    RoutingConfig { enabled: enabled.unwrap_or(true), broadcast_interval_ms, route_expiry_ms }
 }
 
 fn read_explorer(report: &mut Report, raw: raw::Explorer, env: &Env, node: &NodeConfig, journal: &JournalConfig) -> ExplorerConfig {
@@ -842,13 +873,20 @@ fn read_peer(report: &mut Report, path: String, raw: raw::Peer, env: &Env) -> Pe
     let credit_limit = unsigned(r, at("credit_limit"), raw.credit_limit, any).required(r);
     let packets_per_second_max = unsigned(r, at("packets_per_second_max"), raw.packets_per_second_max, positive_u32).optional();
     let throughput_per_second_max = unsigned(r, at("throughput_per_second_max"), raw.throughput_per_second_max, positive).optional();
+    let send_routes = boolean(at("send_routes"), raw.send_routes).optional();
+    let receive_routes = boolean(at("receive_routes"), raw.receive_routes).optional();
     let settlement = raw.settlement.and_then(|settlement| read_peer_settlement(r, at("settlement"), settlement));
     if !reachable {
         r.warning(path.as_str(), "neither incoming_token(_env) nor [outgoing]: this peer can never connect");
     }
+    let relation = relation.unwrap_or(Relation::Peer);
+    // As the reference connector: a child neither hears nor tells routes unless asked to.
+    let exchanges_routes = relation != Relation::Child;
     PeerConfig {
         id: id.unwrap_or_default(),
-        relation: relation.unwrap_or(Relation::Peer),
+        relation,
+        send_routes: send_routes.unwrap_or(exchanges_routes),
+        receive_routes: receive_routes.unwrap_or(exchanges_routes),
         asset_code: asset_code.unwrap_or_default(),
         asset_scale: asset_scale.unwrap_or_default(),
         incoming_token,
@@ -1895,6 +1933,40 @@ $ JOURNAL_COMMIT_LOG_MIB=lots
     }
 
     #[test]
+    fn route_exchange_settings() {
+        let text = format!(
+            "{NODE}{}{}{}",
+            peer("up").replace("\"peer\"", "\"parent\""),
+            peer("kid").replace("\"peer\"", "\"child\""),
+            edit(&peer("told").replace("\"peer\"", "\"child\""), "send_routes = true"),
+        );
+        let config = parse(&(text.clone() + &edit(&peer("quiet"), "receive_routes = false")), &Env::default()).unwrap().config;
+        let flags: Vec<(bool, bool)> = config.peers.iter().map(|peer| (peer.send_routes, peer.receive_routes)).collect();
+        // Defaults by relation (children neither), each overridable.
+        assert_eq!(flags, [(true, true), (false, false), (true, false), (true, false)]);
+        assert_eq!((config.routing.enabled, config.routing.broadcast_interval_ms, config.routing.route_expiry_ms), (true, 30_000, 45_000));
+        check_cases(
+            r#"
+@node
+[routing]
+broadcast_interval_ms = 1000
+route_expiry_ms = 1000
+=> routing.route_expiry_ms: must be longer than broadcast_interval_ms (1000)
+---
+@node
+[routing]
+enabled = "no"
+route_expiry_ms = 0
+=> routing.enabled: expected true or false
+---
+@node
+@peer a send_routes = 1
+=> peers[0].send_routes: expected true or false
+"#,
+        );
+    }
+
+    #[test]
     fn node_address_length() {
         let address = |length: usize| format!("ilp_address = \"test.{}\"", "a".repeat(length - 5));
         check(&edit(NODE, &address(1023)), &[], &[]);
@@ -1918,7 +1990,7 @@ $ JOURNAL_COMMIT_LOG_MIB=lots
             r#"
 colour = 1
 @node
-=> colour: unknown key (expected one of: node, journal, explorer, peers, routes, rates)
+=> colour: unknown key (expected one of: node, journal, explorer, routing, peers, routes, rates)
 ---
 @node btp_prot = 1
 => node.btp_prot: unknown key (did you mean `btp_port`?)

@@ -26,7 +26,7 @@ use tokio::sync::broadcast;
 use super::index::IndexReader;
 use super::live::Live;
 use super::query::{self, EventQuery, EventReader};
-use crate::config::{Config, Relation, Secret};
+use crate::config::Secret;
 use crate::health::Health;
 use crate::journal::{Event, JournalEntry, JournalStatus, SledStore};
 use crate::metrics::{self, ErrorKind};
@@ -41,36 +41,10 @@ pub struct ApiState {
     pub token: Option<Secret>,
     pub frames: broadcast::Sender<Arc<str>>,
     pub node_id: String,
-    pub routes: Vec<RouteView>,
+    /// The routing table the forwarder publishes (configured and learned routes).
+    pub routes: crate::pipeline::routes::RoutesPublished,
     /// The node's stop signal: WebSockets close on it, so the server's graceful stop ends.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
-}
-
-/// A route of the static table, with where it comes from.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RouteView {
-    pub prefix: String,
-    pub peer: String,
-    /// `child` (the child's own address), `static` (`[[routes]]`), or `default` (the only parent).
-    pub source: &'static str,
-}
-
-/// The routing table as the forwarder builds it from the configuration.
-pub fn configured_routes(config: &Config) -> Vec<RouteView> {
-    let mut routes = Vec::new();
-    for peer in &config.peers {
-        if peer.relation == Relation::Child {
-            routes.push(RouteView { prefix: peer.child_address(&config.node.ilp_address), peer: peer.id.clone(), source: "child" });
-        }
-    }
-    for route in &config.routes {
-        routes.push(RouteView { prefix: route.prefix.clone(), peer: route.peer.clone(), source: "static" });
-    }
-    let parents: Vec<&str> = config.peers.iter().filter(|peer| peer.relation == Relation::Parent).map(|peer| peer.id.as_str()).collect();
-    if let [parent] = parents[..] {
-        routes.push(RouteView { prefix: String::new(), peer: parent.to_owned(), source: "default" });
-    }
-    routes
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -293,6 +267,8 @@ async fn accounts(State(state): State<ApiState>) -> Response {
 }
 
 async fn peers(State(state): State<ApiState>) -> Response {
+    let table = state.routes.load_full();
+    let now_ms = crate::ilp::now_ms();
     let live = state.live.lock();
     let node_address = live.node.address.clone();
     let peers: Vec<Value> = live
@@ -300,7 +276,8 @@ async fn peers(State(state): State<ApiState>) -> Response {
         .values()
         .map(|terms| {
             let address = (terms.relation == "child").then(|| format!("{node_address}.{}", terms.peer));
-            let routes: Vec<&RouteView> = state.routes.iter().filter(|route| route.peer == terms.peer).collect();
+            let routes: Vec<Value> = table.routes.iter().filter(|route| route.peer == terms.peer).map(|route| route_json(route, now_ms)).collect();
+            let exchange = table.peers.iter().find(|exchange| exchange.peer == terms.peer);
             json!({
                 "peer": terms.peer,
                 "relation": terms.relation,
@@ -310,6 +287,7 @@ async fn peers(State(state): State<ApiState>) -> Response {
                 "sessions": live.sessions(&terms.peer).len(),
                 "connected": !live.sessions(&terms.peer).is_empty(),
                 "routes": routes,
+                "route_exchange": exchange,
                 "max_packet_amount": terms.max_packet_amount,
                 "credit_limit": terms.credit_limit,
                 "packets_per_second_max": terms.packets_per_second_max,
@@ -321,7 +299,26 @@ async fn peers(State(state): State<ApiState>) -> Response {
 }
 
 async fn routes(State(state): State<ApiState>) -> Response {
-    ok(json!({"routes": state.routes, "source": "configuration"}))
+    let table = state.routes.load_full();
+    let now_ms = crate::ilp::now_ms();
+    let routes: Vec<Value> = table.routes.iter().map(|route| route_json(route, now_ms)).collect();
+    ok(json!({
+        "routing_table_id": table.routing_table_id,
+        "epoch": table.epoch,
+        "routes": routes,
+        "peers": table.peers,
+    }))
+}
+
+/// A route with its age (`age_ms`, since it became the route in use; null for the default
+/// route, which is there from the start).
+fn route_json(route: &crate::pipeline::routes::RouteRow, now_ms: i64) -> Value {
+    let mut value = serde_json::to_value(route).unwrap_or(Value::Null);
+    if let Value::Object(fields) = &mut value {
+        let age = (route.since_ms > 0).then(|| now_ms.saturating_sub(route.since_ms).max(0));
+        fields.insert("age_ms".into(), json!(age));
+    }
+    value
 }
 
 async fn stats(State(state): State<ApiState>) -> Response {

@@ -981,6 +981,8 @@ fn event_peer<'a>(event: &'a Event, balances: &'a Balances) -> Option<&'a str> {
         Event::ChannelActionFailed(event) => Some(&event.peer),
         Event::ChannelCloseRequested(event) => Some(&event.peer),
         Event::CooperativeSettleAgreed(event) => Some(&event.peer),
+        Event::RouteLearned(event) => Some(&event.peer),
+        Event::RouteWithdrawn(event) => Some(&event.peer),
         Event::SettlementCorrected(event) => Some(&event.peer),
         Event::ChannelObserved(event) => balances.settlement().channel(&event.channel_id).map(|channel| channel.peer.as_str()),
         _ => None,

@@ -50,11 +50,13 @@ pub struct Explorer {
 /// Opens (or rebuilds) the index, starts its projection thread, the frame ticker and the HTTP
 /// server. `start_seq` is the journal's durable head when this run started: counts "since
 /// start" cover the events after it, like the node's `/metrics`.
+#[allow(clippy::too_many_arguments)]
 pub async fn start(
     config: &Config,
     live: Arc<live::Live>,
     store: SledStore,
     journal: Arc<JournalStatus>,
+    routes: crate::pipeline::routes::RoutesPublished,
     health: Arc<Health>,
     stopping: Arc<AtomicBool>,
     shutdown: watch::Receiver<bool>,
@@ -97,7 +99,7 @@ pub async fn start(
         token: settings.token.clone(),
         frames: frames.clone(),
         node_id: config.node.id.clone(),
-        routes: api::configured_routes(config),
+        routes,
         shutdown: shutdown.clone(),
     };
     let mut tasks = Vec::new();

@@ -354,6 +354,8 @@ fn other_peer(event: &Event) -> Option<&str> {
         Event::ChannelActionFailed(event) => Some(&event.peer),
         Event::ChannelCloseRequested(event) => Some(&event.peer),
         Event::CooperativeSettleAgreed(event) => Some(&event.peer),
+        Event::RouteLearned(event) => Some(&event.peer),
+        Event::RouteWithdrawn(event) => Some(&event.peer),
         Event::SettlementCorrected(event) => Some(&event.peer),
         Event::FulfillUndelivered(event) => Some(&event.from_peer),
         _ => None,

@@ -42,6 +42,10 @@ pub enum Event {
     SettlementCorrected(SettlementCorrected),
     // Issue 12: appended last, so journals written before it still decode.
     FulfillUndelivered(FulfillUndelivered),
+    // Issue 13: route exchange (CCP). Appended last, so older journals still decode.
+    RoutingConfigured(RoutingConfigured),
+    RouteLearned(RouteLearned),
+    RouteWithdrawn(RouteWithdrawn),
 }
 
 impl Event {
@@ -68,11 +72,14 @@ impl Event {
             Event::CooperativeSettleAgreed(_) => "CooperativeSettleAgreed",
             Event::SettlementCorrected(_) => "SettlementCorrected",
             Event::FulfillUndelivered(_) => "FulfillUndelivered",
+            Event::RoutingConfigured(_) => "RoutingConfigured",
+            Event::RouteLearned(_) => "RouteLearned",
+            Event::RouteWithdrawn(_) => "RouteWithdrawn",
         }
     }
 
     /// Every kind [`Event::kind`] returns, for `journal inspect --type`.
-    pub const KINDS: [&'static str; 20] = [
+    pub const KINDS: [&'static str; 23] = [
         "ConfigurationApplied",
         "PeerConnected",
         "PeerDisconnected",
@@ -93,12 +100,81 @@ impl Event {
         "CooperativeSettleAgreed",
         "SettlementCorrected",
         "FulfillUndelivered",
+        "RoutingConfigured",
+        "RouteLearned",
+        "RouteWithdrawn",
     ];
 
     /// Whether this event is a settlement decision: the events the settlement ledger derives from
     /// the journal before them, which `audit settlements` re-derives and compares.
     pub fn is_settlement_decision(&self) -> bool {
         matches!(self, Event::SettlementTriggered(_) | Event::ClaimSent(_) | Event::SettlementCorrected(_))
+    }
+}
+
+/// The routes a start configures, right after its `ConfigurationApplied`: with the learned
+/// routes that follow, what a replay rebuilds the routing table from. Children's addresses and
+/// the default route (the only parent) follow from `peers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutingConfigured {
+    pub node_address: String,
+    /// Every peer and its relation, in the configuration's order.
+    pub peers: Vec<PeerRelation>,
+    /// `[[routes]]`: prefix → peer.
+    pub routes: Vec<ConfiguredRoute>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerRelation {
+    pub peer: String,
+    /// `parent`, `peer` or `child`.
+    pub relation: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfiguredRoute {
+    pub prefix: String,
+    pub peer: String,
+}
+
+/// A peer announced a route (CCP) and it passed the checks: `prefix` is reachable through
+/// `peer` along `path` (the peer first). Whether it becomes the route we use is decided by the
+/// table (configured routes first, then the relation, then the shortest path), the same way
+/// live and in a replay. Learned routes do not outlive the process: every
+/// `ConfigurationApplied` (a start) begins with none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteLearned {
+    pub peer: String,
+    pub prefix: String,
+    pub path: Vec<String>,
+}
+
+/// A route learned from `peer` is gone: the peer withdrew it, restarted with a new routing
+/// table, or sent no update within its hold-down time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteWithdrawn {
+    pub peer: String,
+    pub prefix: String,
+    pub reason: RouteWithdrawnReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RouteWithdrawnReason {
+    /// The peer's update withdrew it.
+    Withdrawn,
+    /// The peer started a new routing table (it restarted) without it.
+    NewTable,
+    /// No update from the peer within the hold-down time it announced.
+    Expired,
+}
+
+impl RouteWithdrawnReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            RouteWithdrawnReason::Withdrawn => "withdrawn",
+            RouteWithdrawnReason::NewTable => "new_table",
+            RouteWithdrawnReason::Expired => "expired",
+        }
     }
 }
 

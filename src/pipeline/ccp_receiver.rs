@@ -107,6 +107,10 @@ impl Receiver {
         self.epoch
     }
 
+    pub fn table_id(&self) -> RoutingTableId {
+        self.table_id
+    }
+
     /// Whether the hold-down time has passed with no update: the routes are to be dropped.
     pub fn expired(&self, now_ms: i64) -> bool {
         !self.routes.is_empty() && now_ms > self.hold_until_ms

@@ -22,7 +22,8 @@ pub const EPOCHS_PER_UPDATE_MAX: usize = 50;
 /// first).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Announced {
-    pub next_hop: PeerIndex,
+    /// None: we are the destination (our own address).
+    pub next_hop: Option<PeerIndex>,
     pub path: Vec<String>,
     pub auth: [u8; 32],
 }
@@ -93,6 +94,11 @@ impl Sender {
         self.mode
     }
 
+    /// The epoch the peer holds, as far as we know.
+    pub fn confirmed_epoch(&self) -> u32 {
+        self.confirmed_epoch
+    }
+
     /// The peer's route control request: start (from the epoch it names, if it names our
     /// table) or stop.
     pub fn handle_control(&mut self, control: &RouteControlRequest, log: &RouteLog) {
@@ -104,17 +110,33 @@ impl Sender {
     /// heartbeat (it keeps the peer's hold-down time going). `relation` tells the relation of
     /// a next hop; `own_address` is the speaker.
     pub fn next_update(&self, log: &RouteLog, own_address: &str, hold_down_time_ms: u32, relation: impl Fn(PeerIndex) -> Relation) -> Option<RouteUpdateRequest> {
+        self.next_update_of(log, own_address, hold_down_time_ms, relation, EPOCHS_PER_UPDATE_MAX)
+    }
+
+    /// [`Sender::next_update`] covering at most `epochs_max` epochs (an update too large for
+    /// one Prepare is cut again with fewer).
+    pub fn next_update_of(
+        &self,
+        log: &RouteLog,
+        own_address: &str,
+        hold_down_time_ms: u32,
+        relation: impl Fn(PeerIndex) -> Relation,
+        epochs_max: usize,
+    ) -> Option<RouteUpdateRequest> {
         if self.mode != Mode::Sync {
             return None;
         }
-        let from = self.confirmed_epoch as usize;
-        let to = log.changes.len().min(from + EPOCHS_PER_UPDATE_MAX);
+        let from = (self.confirmed_epoch as usize).min(log.changes.len());
+        let to = log.changes.len().min(from + epochs_max.max(1));
         let to_parent = relation(self.peer) == Relation::Parent;
         let mut new_routes = Vec::new();
         let mut withdrawn_routes = Vec::new();
         for change in log.changes[from..to].iter().flatten() {
-            let told = change.route.as_ref().filter(|route| {
-                route.next_hop != self.peer && !(to_parent && matches!(relation(route.next_hop), Relation::Peer | Relation::Parent))
+            let told = change.route.as_ref().filter(|route| match route.next_hop {
+                None => true,
+                Some(next_hop) => {
+                    next_hop != self.peer && !(to_parent && matches!(relation(next_hop), Relation::Peer | Relation::Parent))
+                }
             });
             match told {
                 Some(route) => new_routes.push(Route { prefix: change.prefix.clone(), path: route.path.clone(), auth: route.auth, props: Vec::new() }),
@@ -124,7 +146,7 @@ impl Sender {
         Some(RouteUpdateRequest {
             routing_table_id: log.table_id,
             current_epoch_index: log.epoch(),
-            from_epoch_index: self.confirmed_epoch,
+            from_epoch_index: u32::try_from(from).unwrap_or(u32::MAX),
             to_epoch_index: u32::try_from(to).unwrap_or(u32::MAX),
             hold_down_time_ms,
             speaker: own_address.to_string(),
@@ -153,7 +175,7 @@ mod tests {
     }
 
     fn via(next_hop: PeerIndex) -> Announced {
-        Announced { next_hop, path: vec!["test.m2m".into()], auth: [next_hop as u8; 32] }
+        Announced { next_hop: Some(next_hop), path: vec!["test.m2m".into()], auth: [next_hop as u8; 32] }
     }
 
     fn sync(epoch: u32, table_id: RoutingTableId) -> RouteControlRequest {

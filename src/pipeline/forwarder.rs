@@ -22,9 +22,11 @@ use crossbeam_channel::{Receiver, Sender};
 use rustc_hash::FxHashMap;
 
 use super::policy::{outgoing_expiry_ms, Conversion, TokenBucket};
-use super::routing::{PeerIndex, RoutingTable};
+use super::routes::Routes;
+use super::routing::PeerIndex;
 use super::{IncomingPrepare, Input, LinkHandle, Reply, ReplySlot, SessionId};
 
+mod ccp;
 mod settlement;
 #[cfg(test)]
 mod tests;
@@ -35,7 +37,7 @@ use crate::ilp::error_code::ErrorCode;
 use crate::ilp::packet::{truncate_message, FulfillBuilder, Prepare, RejectBuilder, MESSAGE_SIZE_MAX};
 use crate::ilp::{self, ildcp, timestamp};
 use crate::journal::{
-    journaled_message, Commit, ConfigurationApplied, Event, FulfillUndelivered, JournalEntry, JournalStatus,
+    journaled_message, Commit, ConfigurationApplied, ConfiguredRoute, Event, PeerRelation, RoutingConfigured, FulfillUndelivered, JournalEntry, JournalStatus,
     PacketFulfilled, PacketPrepared, PacketRejected, PeerTerms, Release, Stage, UndeliveredReason,
 };
 use crate::metrics::{self, PacketKind, PacketStatus, PeerMetrics, RejectOrigin, ReplyKind};
@@ -160,7 +162,10 @@ pub struct Forwarder {
     reflection: bool,
     in_flight_max: usize,
     peers: Vec<PeerState>,
-    routing: RoutingTable,
+    /// Configured and learned routes, and the table looked up per packet.
+    routes: Routes,
+    /// Route exchange with peers (see `forwarder/ccp.rs`).
+    ccp: ccp::CcpRuntime,
     /// `conversions[from_asset][to_asset]`; None when no rate is configured.
     conversions: Vec<Vec<Option<Conversion>>>,
     balances: Balances,
@@ -257,7 +262,8 @@ impl Forwarder {
             reflection: config.node.reflection,
             in_flight_max,
             peers,
-            routing: routing_table(config),
+            routes: Routes::new(&routing_configured(config), ccp::new_table_id(), now_ms),
+            ccp: ccp::CcpRuntime::new(config, now_ms),
             conversions,
             balances,
             sessions: FxHashMap::default(),
@@ -282,6 +288,7 @@ impl Forwarder {
         };
         forwarder.next_packet_id = forwarder.balances.packet_id_max() + 1;
         forwarder.append(Event::ConfigurationApplied(configuration_applied(config)));
+        forwarder.append(Event::RoutingConfigured(routing_configured(config)));
         forwarder.settlement_start();
         forwarder
     }
@@ -320,6 +327,7 @@ impl Forwarder {
             self.drain(&replies, &prepares);
             self.expire_due();
             self.settlement_tick();
+            self.ccp_tick();
             self.commit();
             self.in_flight_published.store(self.in_flight.len(), Ordering::Release);
         }
@@ -434,6 +442,7 @@ impl Forwarder {
     pub fn tick_at(&mut self, now_ms: i64) {
         self.now_ms = now_ms;
         self.expire_due();
+        self.ccp_tick();
         self.commit();
     }
 
@@ -502,11 +511,15 @@ impl Forwarder {
         let state = &mut self.peers[peer];
         state.sessions.push(session);
         state.metrics.connection_opened();
-        if state.sessions.len() == 1 {
+        let first = state.sessions.len() == 1;
+        if first {
             self.health.peer_connected();
         }
         let peer_id = state.id.clone();
         self.append(Event::PeerConnected { peer: peer_id, session });
+        if first {
+            self.ccp_peer_up(peer);
+        }
     }
 
     fn session_down(&mut self, session: SessionId) {
@@ -514,11 +527,16 @@ impl Forwarder {
         let peer = &mut self.peers[state.peer];
         peer.sessions.retain(|&s| s != session);
         peer.metrics.connection_closed();
-        if peer.sessions.is_empty() {
+        let last = peer.sessions.is_empty();
+        if last {
             self.health.peer_disconnected();
         }
         let peer_id = peer.id.clone();
         self.append(Event::PeerDisconnected { peer: peer_id, session });
+        self.ccp_session_down(session);
+        if last {
+            self.ccp_peer_down(state.peer);
+        }
         // Replies for packets sent on this session can no longer arrive: end them now.
         let orphaned: Vec<u64> = self
             .in_flight
@@ -609,9 +627,9 @@ impl Forwarder {
         } else if under_own_address {
             // Only routes below our own address (our children) may serve it: never a shorter
             // prefix such as a `test` route to the parent, or the packet could loop.
-            self.routing.lookup_below(destination, self.node_address.len())
+            self.routes.table().lookup_below(destination, self.node_address.len())
         } else {
-            self.routing.lookup(destination)
+            self.routes.table().lookup(destination)
         };
         let Some(to) = to else {
             return Err(Refusal::new(ErrorCode::F02_UNREACHABLE, "no route to destination", Stage::Routing));
@@ -744,6 +762,24 @@ impl Forwarder {
         self.in_flight.insert(packet_id, packet);
     }
 
+    /// A request id on `session` that no request of ours awaiting an answer uses.
+    fn next_request_id(&mut self, session: SessionId) -> u32 {
+        let Some(state) = self.sessions.get(&session) else { return 0 };
+        let mut request_id = state.next_request_id;
+        let taken = |request_id: u32, forwarder: &Self| {
+            forwarder.by_request.contains_key(&(session, request_id))
+                || forwarder.ccp.is_pending(session, request_id)
+                || forwarder.settlement_request_pending(session, request_id)
+        };
+        while taken(request_id, self) {
+            request_id = request_id.wrapping_add(1);
+        }
+        if let Some(state) = self.sessions.get_mut(&session) {
+            state.next_request_id = request_id.wrapping_add(1);
+        }
+        request_id
+    }
+
     fn take_in_flight(&mut self, packet_id: u64) -> Option<InFlight> {
         let packet = self.in_flight.remove(&packet_id)?;
         self.by_request.remove(&(packet.to_session, packet.to_request_id));
@@ -753,6 +789,9 @@ impl Forwarder {
 
     fn handle_reply(&mut self, session: SessionId, request_id: u32, reply: Reply) {
         let Some(&packet_id) = self.by_request.get(&(session, request_id)) else {
+            if self.ccp_answered(session, request_id, &reply) {
+                return;
+            }
             if let Reply::Channel(data) = &reply {
                 self.channel_message_answered(session, request_id, Ok(data.clone()));
                 return;
@@ -964,7 +1003,7 @@ impl Forwarder {
     }
 
     /// `peer.*` destinations are answered here and never forwarded (RFC 34). They move no
-    /// money, so they are not journaled.
+    /// money, so they are not journaled themselves (the routes a route update teaches are).
     fn handle_peer_protocol(&mut self, incoming: IncomingPrepare) {
         let prepare = &incoming.prepare;
         let reply = if prepare.expires_at_ms() <= self.now_ms {
@@ -977,10 +1016,8 @@ impl Forwarder {
         } else {
             match prepare.destination() {
                 "peer.config" => self.ildcp_response(incoming.peer),
-                "peer.route.control" | "peer.route.update" => {
-                    // Route exchange (CCP) is acknowledged and ignored: routes are static here.
-                    Ok(Bytes::new())
-                }
+                ilp::ccp::CONTROL_DESTINATION => self.ccp_handle_control(incoming.peer, prepare.data()),
+                ilp::ccp::UPDATE_DESTINATION => self.ccp_handle_update(incoming.peer, prepare.data()),
                 _ => Err((ErrorCode::F01_INVALID_PACKET, "unknown peer protocol")),
             }
         };
@@ -1038,26 +1075,16 @@ fn forwarded_frame(prepare: &Prepare, request_id: u32, amount: u64, expires_at_m
 }
 
 
-fn routing_table(config: &Config) -> RoutingTable {
-    let mut table = RoutingTable::new();
-    let index_of = |id: &str| config.peers.iter().position(|peer| peer.id == id);
-    for (index, peer) in config.peers.iter().enumerate() {
-        if peer.relation == Relation::Child {
-            table.insert(&peer.child_address(&config.node.ilp_address), index);
-        }
+fn routing_configured(config: &Config) -> RoutingConfigured {
+    RoutingConfigured {
+        node_address: config.node.ilp_address.clone(),
+        peers: config
+            .peers
+            .iter()
+            .map(|peer| PeerRelation { peer: peer.id.clone(), relation: peer.relation.as_str().to_owned() })
+            .collect(),
+        routes: config.routes.iter().map(|route| ConfiguredRoute { prefix: route.prefix.clone(), peer: route.peer.clone() }).collect(),
     }
-    for route in &config.routes {
-        if let Some(index) = index_of(&route.peer) {
-            table.insert(&route.prefix, index);
-        }
-    }
-    let parents: Vec<usize> = (0..config.peers.len())
-        .filter(|&index| config.peers[index].relation == Relation::Parent)
-        .collect();
-    if let [parent] = parents[..] {
-        table.set_default_route(Some(parent));
-    }
-    table
 }
 
 fn conversion_matrix(assets: &[(String, u8)], config: &Config) -> Vec<Vec<Option<Conversion>>> {

@@ -15,6 +15,7 @@ pub mod ccp_receiver;
 pub mod ccp_sender;
 pub mod forwarder;
 pub mod policy;
+pub mod routes;
 pub mod routing;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -168,6 +169,8 @@ pub struct Pipeline {
     pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
     /// The seq of the last event the forwarder appended (durable once `durable_seq` reaches it).
     pub journal_head: Arc<std::sync::atomic::AtomicU64>,
+    /// The routing table as the forwarder last published it (for the Explorer's `/api/routes`).
+    pub routes: routes::RoutesPublished,
     /// A handle on the journal for readers (the store is shared; sled is safe to read while the
     /// writer appends).
     pub journal_store: SledStore,
@@ -233,6 +236,7 @@ impl Pipeline {
             Forwarder::new(config, journal_tx, forwarder_status, health, in_flight_max, recovered, settlement);
         let in_flight = forwarder.in_flight_published();
         let journal_head = forwarder.head_published();
+        let routes = forwarder.routes_published();
         let stopping = Arc::new(AtomicBool::new(false));
         let forwarder_stopping = stopping.clone();
         let forwarder_thread = std::thread::Builder::new()
@@ -244,6 +248,7 @@ impl Pipeline {
             journal_status,
             in_flight,
             journal_head,
+            routes,
             journal_store: store,
             settlement_recovered,
             stopping,

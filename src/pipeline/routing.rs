@@ -3,8 +3,9 @@
 //! A prefix `P` matches a destination `D` when `D == P` or `D` starts with `P` followed by `.`,
 //! so `g.alice` never matches `g.alicebob`. Lookup probes the destination's own prefixes from
 //! the longest to the shortest, one hash lookup per segment boundary; addresses have a handful
-//! of segments, so this is a few lookups and no allocation. Pure data: built once from the
-//! configuration, read by the forwarder.
+//! of segments, so this is a few lookups and no allocation. Pure data, owned by the forwarder
+//! (the only reader on the packet path, and the only writer): [`super::routes`] keeps it in step
+//! with configured and learned routes.
 
 use rustc_hash::FxHashMap;
 
@@ -26,6 +27,11 @@ impl RoutingTable {
     /// Adds or replaces the route for `prefix`.
     pub fn insert(&mut self, prefix: &str, peer: PeerIndex) {
         self.routes.insert(prefix.into(), peer);
+    }
+
+    /// Removes the route for `prefix`, if any.
+    pub fn remove(&mut self, prefix: &str) {
+        self.routes.remove(prefix);
     }
 
     pub fn set_default_route(&mut self, peer: Option<PeerIndex>) {

@@ -312,6 +312,7 @@ impl Projection for Balances {
                 self.undelivered(from, undelivered.amount_in);
             }
             Event::PeerConnected { .. } | Event::PeerDisconnected { .. } => {}
+            Event::RoutingConfigured(_) | Event::RouteLearned(_) | Event::RouteWithdrawn(_) => {}
             Event::SettlementConfigured(_)
             | Event::SettlementChainReady(_)
             | Event::SettlementTriggered(_)

@@ -141,7 +141,7 @@ async fn packets_open_at_a_crash_end_after_their_expiry() {
     if m2m_connector::ilp::timestamp::now_ms() + 200 < expires_at_in_ms {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let early = node.journal.entries_from(1).filter_map(Result::ok).count();
-        assert_eq!(early, 3, "configuration, prepared, and this start's configuration only");
+        assert_eq!(early, 4, "configuration, prepared, and this start's configuration and routing only");
     }
     // ...but soon after it, with R00 and the recovery stage.
     let wait_ms = (expires_at_in_ms - m2m_connector::ilp::timestamp::now_ms()).max(0) as u64 + 1000;

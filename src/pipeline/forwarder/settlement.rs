@@ -746,22 +746,11 @@ impl Forwarder {
         Ok(cooperative::Proposal { chain_id, token_network, channel_id: channel_b256, balance1, balance2, signature })
     }
 
-    fn next_request_id(&mut self, session: SessionId) -> u32 {
-        let Some(state) = self.sessions.get_mut(&session) else { return 0 };
-        let mut request_id = state.next_request_id;
-        let taken = |request_id: u32, forwarder: &Self| {
-            forwarder.by_request.contains_key(&(session, request_id))
-                || forwarder.settlement.as_ref().is_some_and(|runtime| {
-                    runtime.claims_out.contains_key(&(session, request_id)) || runtime.proposals_out.contains_key(&(session, request_id))
-                })
-        };
-        while taken(request_id, self) {
-            request_id = request_id.wrapping_add(1);
-        }
-        if let Some(state) = self.sessions.get_mut(&session) {
-            state.next_request_id = request_id.wrapping_add(1);
-        }
-        request_id
+    /// Whether a claim or channel message of ours awaits an answer on `(session, request_id)`.
+    pub(super) fn settlement_request_pending(&self, session: SessionId, request_id: u32) -> bool {
+        self.settlement.as_ref().is_some_and(|runtime| {
+            runtime.claims_out.contains_key(&(session, request_id)) || runtime.proposals_out.contains_key(&(session, request_id))
+        })
     }
 
     /// The peer's answer to a cooperative settle we proposed: with its signature, the executor
