@@ -246,3 +246,62 @@ fn ccp_answerer() -> PrepareHandler {
         FulfillBuilder { fulfillment: ilp::PEER_PROTOCOL_FULFILLMENT, data: &[] }.build().unwrap()
     })
 }
+
+/// Our node with child `alice` and the peer `ilpc` (ilp-connector dials in), the Explorer on
+/// `explorer_port` for `/api/routes`, and fast route exchange: a child gone 1.5 s is withdrawn.
+fn ilp_connector_peer_config(btp_port: u16, health_port: u16, explorer_port: u16) -> String {
+    format!(
+        r#"
+[node]
+id = "m2m"
+ilp_address = "test.m2m"
+asset_code = "USD"
+asset_scale = 6
+bind_host = "127.0.0.1"
+btp_port = {btp_port}
+health_port = {health_port}
+[explorer]
+enabled = true
+bind_host = "127.0.0.1"
+port = {explorer_port}
+[routing]
+broadcast_interval_ms = 500
+route_expiry_ms = 1500
+
+[[peers]]
+id = "alice"
+relation = "child"
+asset_code = "USD"
+asset_scale = 6
+incoming_token = "alice-token"
+credit_limit = 1000000000
+
+[[peers]]
+id = "ilpc"
+relation = "peer"
+asset_code = "USD"
+asset_scale = 6
+incoming_token = "ilpc-token"
+credit_limit = 1000000000
+"#
+    )
+}
+
+/// Against a live ilp-connector 23 (tests/interop/ccp_ilp_connector.js): each side's table
+/// learns the other's routes with none configured, STREAM payments cross them both ways, and
+/// a child gone (ours) or a connector gone (theirs) is withdrawn on the other side.
+#[test]
+fn interop_ilp_connector_learns_our_routes_and_we_learn_its() {
+    crate::interop::require_js_stack();
+    let explorer_port = free_port();
+    let connector = crate::support::Connector::start_with(|btp, health| ilp_connector_peer_config(btp, health, explorer_port));
+    let output = crate::interop::node_script(
+        "ccp_ilp_connector.js",
+        &["--btp-port", &connector.btp_port.to_string(), "--explorer-port", &explorer_port.to_string()],
+    );
+    crate::interop::expect_script_success(&output, "ccp_ilp_connector.js");
+    // Every route event is journaled: the learning, and the withdrawal after ilp-connector left.
+    let metrics = connector.metrics();
+    assert!(crate::support::metric_sum(&metrics, "ccp_messages_total", &[("kind", "update"), ("direction", "received"), ("outcome", "ok")]) >= 1.0, "{metrics}");
+    assert!(crate::support::metric_sum(&metrics, "ccp_messages_total", &[("kind", "update"), ("direction", "sent"), ("outcome", "ok")]) >= 1.0, "{metrics}");
+}

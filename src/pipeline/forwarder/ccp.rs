@@ -33,8 +33,10 @@ use crate::pipeline::Reply;
 /// How long a peer has to answer our route control or update (and the expiry of its Prepare).
 const REQUEST_TIMEOUT_MS: i64 = 30_000;
 
-/// The soonest a route control request is sent again after one failed.
-const CONTROL_RETRY_MS: i64 = 5_000;
+/// How soon a failed route control request is sent again: the first retry (a peer that has
+/// just connected may not be ready to route yet), doubling up to the last.
+const CONTROL_RETRY_FIRST_MS: i64 = 500;
+const CONTROL_RETRY_MAX_MS: i64 = 30_000;
 
 /// The most often the published view is rebuilt while routes keep changing.
 const PUBLISH_INTERVAL_MS: i64 = 100;
@@ -61,6 +63,8 @@ struct PeerCcp {
     control_in_flight: bool,
     /// A route control request waiting to be (re)sent at this time.
     control_due_ms: Option<i64>,
+    /// The wait before the next retry of a failed route control request.
+    control_retry_ms: i64,
     /// For a child: since when it has had no session.
     down_since_ms: Option<i64>,
 }
@@ -94,6 +98,7 @@ impl CcpRuntime {
                     next_update_ms: i64::MAX,
                     control_in_flight: false,
                     control_due_ms: None,
+                    control_retry_ms: CONTROL_RETRY_FIRST_MS,
                     down_since_ms: Some(now_ms),
                 })
                 .collect(),
@@ -250,6 +255,7 @@ impl Forwarder {
                     Request::Control => {
                         metrics::global().ccp_message("control", "sent", "ok");
                         state.control_in_flight = false;
+                        state.control_retry_ms = CONTROL_RETRY_FIRST_MS;
                     }
                     Request::Update(update) => {
                         metrics::global().ccp_message("update", "sent", "ok");
@@ -283,9 +289,10 @@ impl Forwarder {
         match pending.request {
             Request::Control => {
                 metrics::global().ccp_message("control", "sent", outcome);
-                tracing::info!(peer = %peer_id, "route control request failed ({why}); trying again in {} s", CONTROL_RETRY_MS / 1000);
+                tracing::info!(peer = %peer_id, "route control request failed ({why}); trying again in {} ms", state.control_retry_ms);
                 state.control_in_flight = false;
-                state.control_due_ms = Some(self.now_ms + CONTROL_RETRY_MS);
+                state.control_due_ms = Some(self.now_ms + state.control_retry_ms);
+                state.control_retry_ms = (state.control_retry_ms * 2).min(CONTROL_RETRY_MAX_MS);
             }
             Request::Update(_) => {
                 metrics::global().ccp_message("update", "sent", outcome);
@@ -340,7 +347,7 @@ impl Forwarder {
             if self.ccp_send(peer, ccp::CONTROL_DESTINATION, &control.encode(), Request::Control) {
                 self.ccp.peers[peer].control_in_flight = true;
             } else {
-                self.ccp.peers[peer].control_due_ms = Some(self.now_ms + CONTROL_RETRY_MS);
+                self.ccp.peers[peer].control_due_ms = Some(self.now_ms + CONTROL_RETRY_FIRST_MS);
             }
         }
     }
