@@ -237,5 +237,66 @@ fn lookup(c: &mut Criterion) {
     eprintln!();
 }
 
-criterion_group!(benches, lookup);
+// ---------------------------------------------------------------------------------------------
+// Learned routes (CCP, issue 13)
+
+/// The 100,000 prefixes learned over CCP instead of configured: every prefix announced by one of
+/// 64 peers, a quarter of them by a second peer too (a candidate that loses on path length), so
+/// the table the forwarder looks up is built by `Routes::learn`. Lookup must cost what it costs
+/// on the configured table of the same prefixes (`routing_lookup/100000/mixed_4096`); the
+/// second number is what applying one learned route costs the forwarder (table, candidates and
+/// our announcement log together).
+fn learned(c: &mut Criterion) {
+    use m2m_connector::ilp::ccp::RoutingTableId;
+    use m2m_connector::journal::{PeerRelation, RoutingConfigured};
+    use m2m_connector::pipeline::routes::Routes;
+
+    let size = 100_000;
+    let base = fixture(size);
+    let prefixes: Vec<String> = base.prefixes_by_depth.iter().flatten().cloned().collect();
+    let configured = RoutingConfigured {
+        node_address: "g.m2m".into(),
+        peers: (0..PEER_COUNT).map(|index| PeerRelation { peer: format!("peer{index}"), relation: "peer".into() }).collect(),
+        routes: Vec::new(),
+    };
+    let mut routes = Routes::new(&configured, RoutingTableId([1; 16]), 0);
+    let mut random = Random(0xcc9);
+    for (index, prefix) in prefixes.iter().enumerate() {
+        let peer = random.below(PEER_COUNT);
+        routes.learn(peer, prefix, vec![format!("g.peer{peer}")], [0; 32], index as i64);
+        if index % 4 == 0 {
+            let other = (peer + 1) % PEER_COUNT;
+            routes.learn(other, prefix, vec![format!("g.peer{other}"), "g.far".into()], [0; 32], index as i64);
+        }
+    }
+    assert_eq!(routes.in_use().len(), prefixes.len());
+    let mixed = mixed_destinations(&base);
+    let mut group = c.benchmark_group("routing_learned/100000");
+    group.throughput(Throughput::Elements(1));
+    let mut next = 0;
+    group.bench_function("mixed_4096", |b| {
+        b.iter(|| {
+            next = (next + 1) % MIXED_DESTINATION_COUNT;
+            routes.table().lookup(black_box(&mixed[next]))
+        })
+    });
+    // One element per route learned: 1,000 new prefixes applied to the full table.
+    group.throughput(Throughput::Elements(1_000));
+    let fresh: Vec<String> = (0..1_000).map(|index| format!("g.fresh{index}.wallet")).collect();
+    group.bench_function("learn_1000_into_100000", |b| {
+        b.iter_batched(
+            || routes.clone(),
+            |mut routes| {
+                for (index, prefix) in fresh.iter().enumerate() {
+                    routes.learn(index % PEER_COUNT, prefix, vec!["g.x".into()], [0; 32], 0);
+                }
+                routes
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, lookup, learned);
 criterion_main!(benches);
