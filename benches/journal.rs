@@ -154,6 +154,7 @@ impl EventStream {
             expires_at_out_ms: self.now_ms + 29_000,
             condition,
             destination,
+            rate: None,
         });
         self.entry(event)
     }

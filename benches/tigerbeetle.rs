@@ -97,6 +97,7 @@ fn journal(packets: u64) -> Vec<JournalEntry> {
                 expires_at_out_ms: 1_700_000_029_000 + packet_id as i64,
                 condition: [0; 32],
                 destination: "test.bench.x".into(),
+                rate: None,
             }));
         }
         if packet_id > IN_FLIGHT {

@@ -99,6 +99,7 @@ fn main() {
                 expires_at_out_ms: time_ms + 29_000,
                 condition,
                 destination: format!("test.a.bob.{}", packet_id % 1000),
+                rate: None,
             }),
             time_ms,
             &mut entries,

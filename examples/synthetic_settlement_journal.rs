@@ -142,6 +142,7 @@ fn main() {
             expires_at_out_ms: writer.time_ms + 29_000,
             condition: [7; 32],
             destination: "test.b.bob".into(),
+            rate: None,
         }));
         writer.append(Event::PacketFulfilled(PacketFulfilled { packet_id, fulfillment: [8; 32] }));
         // What the forwarder appends after a Fulfill: every decision due, then the payee's ack.

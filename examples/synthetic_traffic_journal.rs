@@ -109,6 +109,7 @@ fn main() {
                 expires_at_out_ms: time_ms + 29_000,
                 condition,
                 destination: destination.clone(),
+                rate: None,
             }),
             time_ms,
             &mut store,

@@ -44,6 +44,8 @@ pub struct Config {
     pub peers: Vec<PeerConfig>,
     pub routes: Vec<RouteConfig>,
     pub rates: Vec<RateConfig>,
+    /// `[[rate_feeds]]`: live rate sources (see `crate::rates`).
+    pub rate_feeds: Vec<RateFeedConfig>,
     pub settlement: SettlementConfig,
     pub tigerbeetle: TigerBeetleConfig,
     pub journal: JournalConfig,
@@ -254,6 +256,26 @@ pub struct RateConfig {
     /// The rate as an exact fraction, parsed from a decimal string such as `"0.9"`.
     pub numerator: u128,
     pub denominator: u128,
+}
+
+/// A live rate source: its quotes replace `[[rates]]` for the pairs it names, and go stale
+/// `max_age_ms` after they were observed.
+#[derive(Debug, Clone)]
+pub struct RateFeedConfig {
+    pub kind: RateFeedKind,
+    /// How often it is read (default 1000 ms).
+    pub poll_interval_ms: u64,
+    /// How long a quote stays usable after it was observed (default 30000 ms); after that,
+    /// packets between its assets are refused until a fresh one comes.
+    pub max_age_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub enum RateFeedKind {
+    /// A JSON feed polled over `http://` or `https://`.
+    Http { url: String },
+    /// A JSON file another process writes; its modification time is when the rates were observed.
+    File { path: std::path::PathBuf },
 }
 
 /// `SETTLEMENT_*` and the EVM chain settings.

@@ -21,6 +21,7 @@ pub mod node;
 pub mod pipeline;
 pub mod process;
 pub mod projections;
+pub mod rates;
 pub mod settlement;
 
 pub use process::{init_logging, runtime, wait_for_signal};

@@ -674,6 +674,8 @@ pub struct Metrics {
     ccp_messages: IntCounterVec,
     ccp_routes_refused: IntCounterVec,
     routes: IntGaugeVec,
+    rate_feed_reads: IntCounterVec,
+    rate_rejects: IntCounterVec,
     btp_frames: [Counter; 2],
     btp_frames_dropped: [Counter; FrameDropReason::ALL.len()],
     btp_frames_inverted: Counter,
@@ -748,6 +750,8 @@ impl Metrics {
             ccp_messages: r.counter_vec("ccp_messages_total", HELP_CCP_MESSAGES, &["kind", "direction", "outcome"]),
             ccp_routes_refused: r.counter_vec("ccp_routes_refused_total", HELP_CCP_ROUTES_REFUSED, &["peer", "reason"]),
             routes: r.gauge_vec("routing_table_routes", HELP_ROUTES, &["source"]),
+            rate_feed_reads: r.counter_vec("rate_feed_reads_total", HELP_RATE_FEED_READS, &["source", "outcome"]),
+            rate_rejects: r.counter_vec("rate_rejects_total", HELP_RATE_REJECTS, &["from", "to", "reason"]),
             fulfills_undelivered: children(&undelivered, crate::journal::event::UndeliveredReason::ALL.map(|reason| reason.label())),
             btp_frames: children(&frames, FrameDirection::ALL.map(FrameDirection::label)),
             btp_frames_dropped: children(&dropped, FrameDropReason::ALL.map(FrameDropReason::label)),
@@ -930,6 +934,16 @@ impl Metrics {
         self.ccp_routes_refused.with_label_values(&[peer, reason]).inc();
     }
 
+    /// A read of a rate source (`ok` or `error`).
+    pub fn rate_feed_read(&self, source: &str, outcome: &str) {
+        self.rate_feed_reads.with_label_values(&[source, outcome]).inc();
+    }
+
+    /// A packet refused for want of a usable rate between its assets (`stale` or `missing`).
+    pub fn rate_reject(&self, from: &str, to: &str, reason: &str) {
+        self.rate_rejects.with_label_values(&[from, to, reason]).inc();
+    }
+
     /// Routes in use, by source (`child`, `static`, `learned`).
     pub fn set_routes(&self, source: &str, count: usize) {
         self.routes.with_label_values(&[source]).set(count as i64);
@@ -1027,6 +1041,9 @@ const HELP_CCP_MESSAGES: &str =
     "Route exchange (CCP) messages, by kind (control, update), direction (sent, received) and outcome (ok, rejected, invalid, timeout, refused).";
 const HELP_CCP_ROUTES_REFUSED: &str =
     "Routes a peer announced that were refused, by peer and reason (outside_global_prefix, loop, under_our_address, not_the_childs).";
+const HELP_RATE_FEED_READS: &str = "Reads of live exchange-rate sources, by source and outcome (ok, error).";
+const HELP_RATE_REJECTS: &str =
+    "Packets refused (T00) for want of a usable exchange rate between their assets, by pair and reason (stale: the feed's quote is older than its max age; missing: no rate at all).";
 const HELP_ROUTES: &str = "Routes in use in the routing table, by source (child, static, learned).";
 const HELP_FULFILLS_UNDELIVERED: &str =
     "Fulfills journaled but not delivered upstream, by reason (expired: the sender's Prepare expired before the Fulfill was durable; upstream_gone: its session had closed). The sender is not charged; the connector bears the loss.";

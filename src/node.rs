@@ -118,6 +118,13 @@ impl Node {
             let replies = pipeline.replies.clone();
             tasks.extend(crate::settlement::evm::executor::spawn(executor, jobs, Arc::new(replies), health.clone(), shutdown_rx.clone()));
         }
+        if !config.rate_feeds.is_empty() {
+            let queue: Arc<dyn crate::rates::RatesQueue> = Arc::new(pipeline.replies.clone());
+            for source in &config.rate_feeds {
+                tracing::info!(feed = ?source.kind, max_age_ms = source.max_age_ms, "reading exchange rates from a feed");
+            }
+            tasks.extend(crate::rates::spawn(crate::rates::sources(&config.rate_feeds), queue, shutdown_rx.clone()));
+        }
         let journal = pipeline.journal_store.clone();
         tasks.push(crate::journal::retention::spawn(
             journal.clone(),

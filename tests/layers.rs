@@ -34,6 +34,8 @@ const LAYERS: &[&str] = &[
     "journal",
     // The settlement rules (ledger arithmetic, claims, the EVM codec) and the chain executor.
     "settlement",
+    // Live exchange-rate sources (they feed the forwarder through a trait it implements).
+    "rates",
     // Projections of the journal: balances, recovery, TigerBeetle, the settlement audit.
     "projections",
     // The forwarder, then the BTP sessions that feed it.

@@ -24,7 +24,7 @@ use toml::Value;
 
 use super::{
     Config, EvmSettlementConfig, ExplorerConfig, RoutingConfig, JournalConfig, NodeConfig, Retention, OutgoingLink, PeerConfig, PeerSettlementConfig,
-    RateConfig, Relation, RouteConfig, Secret, SettlementConfig, SettlementDirection, TigerBeetleConfig,
+    RateConfig, RateFeedConfig, RateFeedKind, Relation, RouteConfig, Secret, SettlementConfig, SettlementDirection, TigerBeetleConfig,
     EVM_CONFIRMATIONS_DEFAULT, EVM_POLL_INTERVAL_MS_DEFAULT, TIGERBEETLE_BATCH_MAX_DEFAULT,
 };
 
@@ -407,6 +407,17 @@ mod raw {
         pub peers: Vec<Peer>,
         pub routes: Vec<Route>,
         pub rates: Vec<Rate>,
+        pub rate_feeds: Vec<RateFeed>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct RateFeed {
+        pub kind: Option<String>,
+        pub url: Option<String>,
+        pub path: Option<String>,
+        pub poll_interval_ms: Option<i64>,
+        pub max_age_ms: Option<i64>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -633,6 +644,12 @@ fn read_config(report: &mut Report, file: raw::File, env: &Env) -> Config {
     let rates: Vec<Option<RateConfig>> =
         file.rates.into_iter().enumerate().map(|(index, rate)| read_rate(report, format!("rates[{index}]"), rate)).collect();
 
+    let rate_feeds: Vec<RateFeedConfig> = file
+        .rate_feeds
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, feed)| read_rate_feed(report, format!("rate_feeds[{index}]"), feed))
+        .collect();
     let settlement = read_settlement_env(report, env);
     let tigerbeetle = read_tigerbeetle_env(report, env);
     warn_unknown_env(report, env);
@@ -640,10 +657,58 @@ fn read_config(report: &mut Report, file: raw::File, env: &Env) -> Config {
     check_node(report, &node, env);
     check_peers(report, &node, &peers);
     check_routes(report, &node, &peers, &routes);
-    check_rates(report, &peers, &rates);
+    check_rates(report, &peers, &rates, !rate_feeds.is_empty());
     check_settlement(report, &peers, &settlement, env);
     let rates = rates.into_iter().flatten().collect();
-    Config { node, peers, routes, rates, settlement, tigerbeetle, journal, explorer, routing }
+    Config { node, peers, routes, rates, rate_feeds, settlement, tigerbeetle, journal, explorer, routing }
+}
+
+fn read_rate_feed(report: &mut Report, path: String, raw: raw::RateFeed) -> Option<RateFeedConfig> {
+    let r = report;
+    let at = |key: &str| format!("{path}.{key}");
+    let kind = string(r, at("kind"), raw.kind, non_empty).required(r);
+    let poll_interval_ms = unsigned(r, at("poll_interval_ms"), raw.poll_interval_ms, positive).or(1000);
+    let max_age_ms = unsigned(r, at("max_age_ms"), raw.max_age_ms, positive).or(30_000);
+    let kind = match kind.as_deref() {
+        Some("http") => {
+            if raw.path.is_some() {
+                r.error(at("path"), "only for kind = \"file\"");
+            }
+            match raw.url {
+                Some(url) if url.starts_with("http://") || url.starts_with("https://") => Some(RateFeedKind::Http { url }),
+                Some(_) => {
+                    r.error(at("url"), "must start with http:// or https://");
+                    None
+                }
+                None => {
+                    r.error(at("url"), "required for kind = \"http\"");
+                    None
+                }
+            }
+        }
+        Some("file") => {
+            if raw.url.is_some() {
+                r.error(at("url"), "only for kind = \"http\"");
+            }
+            match raw.path {
+                Some(file) if !file.is_empty() => Some(RateFeedKind::File { path: PathBuf::from(file) }),
+                _ => {
+                    r.error(at("path"), "required for kind = \"file\"");
+                    None
+                }
+            }
+        }
+        Some(other) => {
+            r.error(at("kind"), format!("`{other}` is not a rate feed kind (http or file)"));
+            None
+        }
+        None => None,
+    };
+    let (poll_interval_ms, max_age_ms) = (poll_interval_ms.unwrap_or_default(), max_age_ms.unwrap_or_default());
+    if poll_interval_ms > 0 && max_age_ms > 0 && max_age_ms <= poll_interval_ms {
+        r.error(at("max_age_ms"), format!("must be longer than poll_interval_ms ({poll_interval_ms}), or every quote goes stale before the next read"));
+    }
+    Some(RateFeedConfig { kind: kind?, poll_interval_ms, max_age_ms })
 }
 
 fn read_routing(report: &mut Report, raw: raw::Routing) -> RoutingConfig {
@@ -1347,7 +1412,7 @@ fn check_routes(
     }
 }
 
-fn check_rates(report: &mut Report, peers: &[PeerConfig], rates: &[Option<RateConfig>]) {
+fn check_rates(report: &mut Report, peers: &[PeerConfig], rates: &[Option<RateConfig>], fed: bool) {
     let mut pairs: HashMap<(&str, &str), usize> = HashMap::new();
     for (index, rate) in rates.iter().enumerate() {
         let Some(rate) = rate else { continue };
@@ -1367,7 +1432,8 @@ fn check_rates(report: &mut Report, peers: &[PeerConfig], rates: &[Option<RateCo
         .collect();
     for (position, &a) in assets.iter().enumerate() {
         for &b in assets.iter().skip(position + 1) {
-            if !pairs.contains_key(&(a, b)) {
+            // With feeds, a pair may come from them: nothing to say until a packet finds none.
+            if !pairs.contains_key(&(a, b)) && !fed {
                 let message = format!("no rate between {a} and {b}: packets between peers in these assets will be rejected");
                 report.warning("rates", message);
             }
@@ -1659,7 +1725,8 @@ fn chain_address(chain: &str, address: &str) -> Result<(), String> {
 }
 
 /// A positive decimal such as `0.9` or `1250`, as an exact reduced fraction.
-fn parse_rate(text: &str) -> Result<(u128, u128), String> {
+/// A positive decimal (`"0.9"`) as an exact fraction in lowest terms.
+pub fn parse_rate(text: &str) -> Result<(u128, u128), String> {
     let invalid = || format!("`{text}` is not a positive decimal number such as \"0.9\"");
     let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
     let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
@@ -1967,6 +2034,46 @@ route_expiry_ms = 0
     }
 
     #[test]
+    fn rate_feeds() {
+        let text = format!(
+            "{NODE}[[rate_feeds]]\nkind = \"http\"\nurl = \"https://rates.example/fx\"\n[[rate_feeds]]\nkind = \"file\"\npath = \"/run/fx.json\"\npoll_interval_ms = 250\nmax_age_ms = 5000\n"
+        );
+        let config = parse(&text, &Env::default()).unwrap().config;
+        assert!(matches!(&config.rate_feeds[0].kind, RateFeedKind::Http { url } if url == "https://rates.example/fx"));
+        assert_eq!((config.rate_feeds[0].poll_interval_ms, config.rate_feeds[0].max_age_ms), (1000, 30_000));
+        assert!(matches!(&config.rate_feeds[1].kind, RateFeedKind::File { path } if path == Path::new("/run/fx.json")));
+        check_cases(
+            r#"
+@node
+[[rate_feeds]]
+kind = "ftp"
+=> rate_feeds[0].kind: `ftp` is not a rate feed kind (http or file)
+---
+@node
+[[rate_feeds]]
+kind = "http"
+url = "ws://x"
+path = "/x"
+=> rate_feeds[0].url: must start with http:// or https://
+=> rate_feeds[0].path: only for kind = "file"
+---
+@node
+[[rate_feeds]]
+kind = "file"
+=> rate_feeds[0].path: required for kind = "file"
+---
+@node
+[[rate_feeds]]
+kind = "file"
+path = "/x"
+poll_interval_ms = 1000
+max_age_ms = 1000
+=> rate_feeds[0].max_age_ms: must be longer than poll_interval_ms (1000)
+"#,
+        );
+    }
+
+    #[test]
     fn node_address_length() {
         let address = |length: usize| format!("ilp_address = \"test.{}\"", "a".repeat(length - 5));
         check(&edit(NODE, &address(1023)), &[], &[]);
@@ -1990,7 +2097,7 @@ route_expiry_ms = 0
             r#"
 colour = 1
 @node
-=> colour: unknown key (expected one of: node, journal, explorer, routing, peers, routes, rates)
+=> colour: unknown key (expected one of: node, journal, explorer, routing, peers, routes, rates, rate_feeds)
 ---
 @node btp_prot = 1
 => node.btp_prot: unknown key (did you mean `btp_port`?)

@@ -1083,6 +1083,7 @@ mod tests {
                 expires_at_out_ms: i64::MAX / 2,
                 condition: condition(packet_id),
                 destination: "test.a.bob".into(),
+                rate: None,
             };
             push(Event::PacketPrepared(prepared), &mut frame, &mut store);
             let end = if packet_id % 10 == 5 {

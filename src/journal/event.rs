@@ -217,6 +217,19 @@ pub struct PacketPrepared {
     pub expires_at_out_ms: i64,
     pub condition: [u8; 32],
     pub destination: String,
+    /// The exchange rate the packet was converted at, between two different assets (None when
+    /// both peers are in the same asset): what a later rate change can never alter.
+    pub rate: Option<AppliedRate>,
+}
+
+/// An exchange rate as applied: one unit of the incoming asset (at scale 0) is worth
+/// `numerator / denominator` units of the outgoing one; the scales are the peers'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedRate {
+    #[serde(with = "super::wide::u128_text")]
+    pub numerator: u128,
+    #[serde(with = "super::wide::u128_text")]
+    pub denominator: u128,
 }
 
 /// The next hop fulfilled a prepared packet with a fulfillment that hashes to its condition.

@@ -10,9 +10,13 @@
 
 use super::event::JournalEntry;
 
-/// The only format this build writes and reads. A journal written by a newer format fails with
-/// a clear error instead of being misread.
-pub const FORMAT_VERSION: u8 = 1;
+/// The format this build writes. It also reads format 1 (before `PacketPrepared` carried its
+/// rate, see [`v1`]); a journal written by a newer format fails with a clear error instead of
+/// being misread.
+pub const FORMAT_VERSION: u8 = 2;
+
+/// The oldest format this build still reads.
+pub const FORMAT_VERSION_OLDEST: u8 = 1;
 
 /// Version byte plus checksum.
 pub const HEADER_SIZE: usize = 5;
@@ -57,7 +61,7 @@ pub fn check(value: &[u8]) -> Result<(), FrameError> {
     if value.len() < HEADER_SIZE {
         return Err(FrameError::Truncated(value.len()));
     }
-    if value[0] != FORMAT_VERSION {
+    if !(FORMAT_VERSION_OLDEST..=FORMAT_VERSION).contains(&value[0]) {
         return Err(FrameError::UnknownVersion(value[0]));
     }
     let stored = u32::from_be_bytes([value[1], value[2], value[3], value[4]]);
@@ -71,9 +75,17 @@ pub fn check(value: &[u8]) -> Result<(), FrameError> {
 /// Decodes a frame stored under `key` (its first sequence number).
 pub fn decode(key: u64, value: &[u8]) -> Result<Vec<JournalEntry>, FrameError> {
     check(value)?;
-    let (entries, _): (Vec<JournalEntry>, usize) =
-        bincode::serde::decode_from_slice(&value[HEADER_SIZE..], bincode_config())
-            .map_err(|error| FrameError::Decode(error.to_string()))?;
+    let entries: Vec<JournalEntry> = if value[0] == 1 {
+        let (entries, _): (Vec<v1::JournalEntry>, usize) =
+            bincode::serde::decode_from_slice(&value[HEADER_SIZE..], bincode_config())
+                .map_err(|error| FrameError::Decode(error.to_string()))?;
+        entries.into_iter().map(JournalEntry::from).collect()
+    } else {
+        let (entries, _): (Vec<JournalEntry>, usize) =
+            bincode::serde::decode_from_slice(&value[HEADER_SIZE..], bincode_config())
+                .map_err(|error| FrameError::Decode(error.to_string()))?;
+        entries
+    };
     if entries.is_empty() {
         return Err(FrameError::Empty);
     }
@@ -84,6 +96,93 @@ pub fn decode(key: u64, value: &[u8]) -> Result<Vec<JournalEntry>, FrameError> {
         }
     }
     Ok(entries)
+}
+
+/// Format 1: `PacketPrepared` without its `rate`; every other event as today. Read, never
+/// written: a journal from before format 2 decodes into today's events with `rate: None`.
+mod v1 {
+    use serde::Deserialize;
+
+    use super::super::event as current;
+
+    #[derive(Deserialize, serde::Serialize)]
+    pub struct JournalEntry {
+        pub seq: u64,
+        pub timestamp_ms: i64,
+        pub event: Event,
+    }
+
+    #[derive(Deserialize, serde::Serialize)]
+    pub struct PacketPreparedV1 {
+        pub packet_id: u64,
+        pub from_peer: String,
+        pub to_peer: String,
+        pub amount_in: u64,
+        pub amount_out: u64,
+        pub expires_at_in_ms: i64,
+        pub expires_at_out_ms: i64,
+        pub condition: [u8; 32],
+        pub destination: String,
+    }
+
+    /// Variant for variant in today's order (bincode numbers variants by position).
+    #[derive(Deserialize, serde::Serialize)]
+    pub enum Event {
+        ConfigurationApplied(current::ConfigurationApplied),
+        PeerConnected { peer: String, session: u64 },
+        PeerDisconnected { peer: String, session: u64 },
+        PacketPrepared(PacketPreparedV1),
+        PacketFulfilled(current::PacketFulfilled),
+        PacketRejected(current::PacketRejected),
+        SettlementConfigured(current::SettlementConfigured),
+        SettlementChainReady(current::SettlementChainReady),
+        SettlementTriggered(current::SettlementTriggered),
+        ClaimSent(current::ClaimSent),
+        ClaimReceived(current::ClaimReceived),
+        ChannelObserved(current::ChannelObserved),
+        SettlementCompleted(current::SettlementCompleted),
+        SettlementFailed(current::SettlementFailed),
+        ChannelActionFailed(current::ChannelActionFailed),
+        ChainScanned(current::ChainScanned),
+        ChannelCloseRequested(current::ChannelCloseRequested),
+        CooperativeSettleAgreed(current::CooperativeSettleAgreed),
+        SettlementCorrected(current::SettlementCorrected),
+        FulfillUndelivered(current::FulfillUndelivered),
+        RoutingConfigured(current::RoutingConfigured),
+        RouteLearned(current::RouteLearned),
+        RouteWithdrawn(current::RouteWithdrawn),
+    }
+
+    impl From<JournalEntry> for current::JournalEntry {
+        fn from(entry: JournalEntry) -> current::JournalEntry {
+            let event = match entry.event {
+            Event::ConfigurationApplied(event) => current::Event::ConfigurationApplied(event),
+            Event::PeerConnected { peer, session } => current::Event::PeerConnected { peer, session },
+            Event::PeerDisconnected { peer, session } => current::Event::PeerDisconnected { peer, session },
+            Event::PacketPrepared(p) => current::Event::PacketPrepared(current::PacketPrepared { packet_id: p.packet_id, from_peer: p.from_peer, to_peer: p.to_peer, amount_in: p.amount_in, amount_out: p.amount_out, expires_at_in_ms: p.expires_at_in_ms, expires_at_out_ms: p.expires_at_out_ms, condition: p.condition, destination: p.destination, rate: None }),
+            Event::PacketFulfilled(event) => current::Event::PacketFulfilled(event),
+            Event::PacketRejected(event) => current::Event::PacketRejected(event),
+            Event::SettlementConfigured(event) => current::Event::SettlementConfigured(event),
+            Event::SettlementChainReady(event) => current::Event::SettlementChainReady(event),
+            Event::SettlementTriggered(event) => current::Event::SettlementTriggered(event),
+            Event::ClaimSent(event) => current::Event::ClaimSent(event),
+            Event::ClaimReceived(event) => current::Event::ClaimReceived(event),
+            Event::ChannelObserved(event) => current::Event::ChannelObserved(event),
+            Event::SettlementCompleted(event) => current::Event::SettlementCompleted(event),
+            Event::SettlementFailed(event) => current::Event::SettlementFailed(event),
+            Event::ChannelActionFailed(event) => current::Event::ChannelActionFailed(event),
+            Event::ChainScanned(event) => current::Event::ChainScanned(event),
+            Event::ChannelCloseRequested(event) => current::Event::ChannelCloseRequested(event),
+            Event::CooperativeSettleAgreed(event) => current::Event::CooperativeSettleAgreed(event),
+            Event::SettlementCorrected(event) => current::Event::SettlementCorrected(event),
+            Event::FulfillUndelivered(event) => current::Event::FulfillUndelivered(event),
+            Event::RoutingConfigured(event) => current::Event::RoutingConfigured(event),
+            Event::RouteLearned(event) => current::Event::RouteLearned(event),
+            Event::RouteWithdrawn(event) => current::Event::RouteWithdrawn(event),
+            };
+            current::JournalEntry { seq: entry.seq, timestamp_ms: entry.timestamp_ms, event }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -107,8 +206,40 @@ mod tests {
             assert!(decode(10, &corrupted).is_err(), "flip at byte {index} must be detected");
         }
         let mut newer = value.clone();
-        newer[0] = 2;
-        assert_eq!(decode(10, &newer), Err(FrameError::UnknownVersion(2)));
+        newer[0] = FORMAT_VERSION + 1;
+        let checksum = crc32fast::hash(&newer[HEADER_SIZE..]).to_be_bytes();
+        newer[1..HEADER_SIZE].copy_from_slice(&checksum);
+        assert_eq!(decode(10, &newer), Err(FrameError::UnknownVersion(FORMAT_VERSION + 1)));
         assert_eq!(decode(10, &value[..3]), Err(FrameError::Truncated(3)));
+    }
+
+    /// A frame written before `PacketPrepared` carried its rate still reads, with no rate.
+    #[test]
+    fn format_1_frames_still_decode() {
+        let prepared = v1::PacketPreparedV1 {
+            packet_id: 7,
+            from_peer: "alice".into(),
+            to_peer: "bob".into(),
+            amount_in: 100,
+            amount_out: 90,
+            expires_at_in_ms: 5,
+            expires_at_out_ms: 4,
+            condition: [1; 32],
+            destination: "test.x".into(),
+        };
+        let old = vec![
+            v1::JournalEntry { seq: 3, timestamp_ms: 9, event: v1::Event::PacketPrepared(prepared) },
+            v1::JournalEntry { seq: 4, timestamp_ms: 9, event: v1::Event::PeerConnected { peer: "bob".into(), session: 2 } },
+        ];
+        let mut value = vec![1, 0, 0, 0, 0];
+        bincode::serde::encode_into_std_write(&old, &mut value, bincode_config()).unwrap();
+        let checksum = crc32fast::hash(&value[HEADER_SIZE..]);
+        value[1..HEADER_SIZE].copy_from_slice(&checksum.to_be_bytes());
+        let entries = decode(3, &value).unwrap();
+        match &entries[0].event {
+            crate::journal::Event::PacketPrepared(prepared) => assert_eq!((prepared.amount_out, prepared.rate), (90, None)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(entries[1].event, crate::journal::Event::PeerConnected { peer: "bob".into(), session: 2 });
     }
 }

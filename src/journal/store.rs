@@ -681,6 +681,7 @@ mod tests {
                 expires_at_out_ms: 1,
                 condition: [3; 32],
                 destination: format!("test.m2m.{}", "x".repeat(1000)),
+                rate: None,
             }),
         };
         let big: Vec<JournalEntry> = (1..=4096).map(long).collect();

@@ -37,7 +37,7 @@ use crate::ilp::error_code::ErrorCode;
 use crate::ilp::packet::{truncate_message, FulfillBuilder, Prepare, RejectBuilder, MESSAGE_SIZE_MAX};
 use crate::ilp::{self, ildcp, timestamp};
 use crate::journal::{
-    journaled_message, Commit, ConfigurationApplied, ConfiguredRoute, Event, PeerRelation, RoutingConfigured, FulfillUndelivered, JournalEntry, JournalStatus,
+    journaled_message, AppliedRate, Commit, ConfigurationApplied, ConfiguredRoute, Event, PeerRelation, RoutingConfigured, FulfillUndelivered, JournalEntry, JournalStatus,
     PacketFulfilled, PacketPrepared, PacketRejected, PeerTerms, Release, Stage, UndeliveredReason,
 };
 use crate::metrics::{self, PacketKind, PacketStatus, PeerMetrics, RejectOrigin, ReplyKind};
@@ -166,8 +166,10 @@ pub struct Forwarder {
     routes: Routes,
     /// Route exchange with peers (see `forwarder/ccp.rs`).
     ccp: ccp::CcpRuntime,
-    /// `conversions[from_asset][to_asset]`; None when no rate is configured.
-    conversions: Vec<Vec<Option<Conversion>>>,
+    /// `rates[from_asset][to_asset]`; None when no rate is known.
+    rates: Vec<Vec<Option<PairRate>>>,
+    /// The (code, scale) of each asset index.
+    assets: Vec<(String, u8)>,
     balances: Balances,
     sessions: FxHashMap<SessionId, SessionState>,
     in_flight: FxHashMap<u64, InFlight>,
@@ -252,7 +254,7 @@ impl Forwarder {
                 },
             })
             .collect();
-        let conversions = conversion_matrix(&assets, config);
+        let rates = rate_matrix(&assets, &crate::rates::StaticSource::new(&config.rates).update());
         let peer_ids: Vec<&str> = config.peers.iter().map(|peer| peer.id.as_str()).collect();
         let settlement = settlement_link.map(|link| settlement::SettlementRuntime::new(link, &peer_ids));
         let mut forwarder = Forwarder {
@@ -264,7 +266,8 @@ impl Forwarder {
             peers,
             routes: Routes::new(&routing_configured(config), ccp::new_table_id(), now_ms),
             ccp: ccp::CcpRuntime::new(config, now_ms),
-            conversions,
+            rates,
+            assets,
             balances,
             sessions: FxHashMap::default(),
             in_flight: FxHashMap::default(),
@@ -428,6 +431,7 @@ impl Forwarder {
             Input::Settlement(input) => self.handle_settlement_input(input),
             Input::ChannelMessage(message) => self.handle_channel_message(message),
             Input::Admin(request) => self.handle_admin(request),
+            Input::Rates(update) => self.rates_update(update),
         }
     }
 
@@ -676,9 +680,16 @@ impl Forwarder {
         amount_in: u64,
         expires_at_out_ms: i64,
     ) -> Result<Decision, Refusal> {
-        let conversion = self.conversions[self.peers[from].asset][self.peers[to].asset].ok_or_else(|| {
+        let (asset_in, asset_out) = (self.peers[from].asset, self.peers[to].asset);
+        let pair = self.rates[asset_in][asset_out].as_ref().ok_or_else(|| {
+            metrics::global().rate_reject(&self.assets[asset_in].0, &self.assets[asset_out].0, "missing");
             Refusal::new(ErrorCode::T00_INTERNAL_ERROR, "no exchange rate between the two assets", Stage::Risk)
         })?;
+        if pair.fresh_until_ms.is_some_and(|until| self.now_ms > until) {
+            metrics::global().rate_reject(&self.assets[asset_in].0, &self.assets[asset_out].0, "stale");
+            return Err(Refusal::new(ErrorCode::T00_INTERNAL_ERROR, "exchange rate between the two assets is stale (its feed has not updated it)", Stage::Risk));
+        }
+        let (conversion, rate) = (pair.conversion, (asset_in != asset_out).then_some(pair.rate));
         let amount_out = conversion.apply(amount_in).map_err(|code| {
             let message = if code == ErrorCode::R01_INSUFFICIENT_SOURCE_AMOUNT {
                 "amount rounds to zero after conversion"
@@ -697,7 +708,14 @@ impl Forwarder {
         let to_session = self.pick_session(to).ok_or_else(|| {
             Refusal::new(ErrorCode::T01_PEER_UNREACHABLE, "next hop is not connected", Stage::Routing)
         })?;
-        Ok(Decision { to, to_session, amount_out, expires_at_out_ms })
+        Ok(Decision { to, to_session, amount_out, expires_at_out_ms, rate })
+    }
+
+    /// A rate source read: its quotes replace what we held for those pairs. Packets already in
+    /// flight keep the amounts they were prepared with.
+    fn rates_update(&mut self, update: crate::rates::RatesUpdate) {
+        let pairs = apply_quotes(&mut self.rates, &self.assets, &update);
+        tracing::debug!(source = %update.source, quotes = update.quotes.len(), pairs, "exchange rates updated");
     }
 
     fn pick_session(&self, peer: PeerIndex) -> Option<SessionId> {
@@ -734,6 +752,7 @@ impl Forwarder {
             expires_at_out_ms: decision.expires_at_out_ms,
             condition,
             destination: prepare.destination().to_owned(),
+            rate: decision.rate,
         }));
         let packet = InFlight {
             reply: incoming.reply,
@@ -1050,6 +1069,17 @@ struct Decision {
     to_session: SessionId,
     amount_out: u64,
     expires_at_out_ms: i64,
+    /// The rate converted at, between two assets.
+    rate: Option<AppliedRate>,
+}
+
+/// The rate held for one pair of assets.
+#[derive(Debug, Clone, Copy)]
+struct PairRate {
+    conversion: Conversion,
+    rate: AppliedRate,
+    /// Journal time after which it may not be used (None: a configured rate, never stale).
+    fresh_until_ms: Option<i64>,
 }
 
 struct Refusal {
@@ -1087,33 +1117,51 @@ fn routing_configured(config: &Config) -> RoutingConfigured {
     }
 }
 
-fn conversion_matrix(assets: &[(String, u8)], config: &Config) -> Vec<Vec<Option<Conversion>>> {
-    let rate = |from: &str, to: &str| -> Option<(u128, u128)> {
-        if from == to {
-            return Some((1, 1));
+/// The rates between every two assets the static rates give (each serves both directions);
+/// same asset: 1.
+fn rate_matrix(assets: &[(String, u8)], statics: &crate::rates::RatesUpdate) -> Vec<Vec<Option<PairRate>>> {
+    let mut matrix: Vec<Vec<Option<PairRate>>> = vec![vec![None; assets.len()]; assets.len()];
+    for (index, (_, scale)) in assets.iter().enumerate() {
+        let rate = AppliedRate { numerator: 1, denominator: 1 };
+        matrix[index][index] = Some(PairRate { conversion: Conversion::new(1, 1, *scale, *scale), rate, fresh_until_ms: None });
+    }
+    apply_quotes(&mut matrix, assets, statics);
+    matrix
+}
+
+/// Sets the rates `update` quotes (and, for a pair it does not quote the other way, the
+/// inverse) for every pair of assets with those codes.
+fn apply_quotes(matrix: &mut [Vec<Option<PairRate>>], assets: &[(String, u8)], update: &crate::rates::RatesUpdate) -> usize {
+    let fresh_until_ms = update.max_age_ms.map(|age| update.observed_at_ms.saturating_add(i64::try_from(age).unwrap_or(i64::MAX)));
+    let quoted = |from: &str, to: &str| update.quotes.iter().any(|quote| quote.from == from && quote.to == to);
+    let mut pairs = 0;
+    // Inverses first, so a pair quoted in both directions keeps its own quote.
+    for inverse in [true, false] {
+        for quote in &update.quotes {
+            let (from, to, numerator, denominator) = if inverse {
+                if quoted(&quote.to, &quote.from) {
+                    continue;
+                }
+                (&quote.to, &quote.from, quote.denominator, quote.numerator)
+            } else {
+                (&quote.from, &quote.to, quote.numerator, quote.denominator)
+            };
+            for (index_in, (code_in, scale_in)) in assets.iter().enumerate() {
+                if code_in != from {
+                    continue;
+                }
+                for (index_out, (code_out, scale_out)) in assets.iter().enumerate() {
+                    if code_out != to {
+                        continue;
+                    }
+                    let rate = AppliedRate { numerator, denominator };
+                    matrix[index_in][index_out] = Some(PairRate { conversion: Conversion::new(numerator, denominator, *scale_in, *scale_out), rate, fresh_until_ms });
+                    pairs += 1;
+                }
+            }
         }
-        if let Some(rate) = config.rates.iter().find(|rate| rate.from == from && rate.to == to) {
-            return Some((rate.numerator, rate.denominator));
-        }
-        config
-            .rates
-            .iter()
-            .find(|rate| rate.from == to && rate.to == from)
-            .map(|rate| (rate.denominator, rate.numerator))
-    };
-    assets
-        .iter()
-        .map(|(code_in, scale_in)| {
-            assets
-                .iter()
-                .map(|(code_out, scale_out)| {
-                    rate(code_in, code_out).map(|(numerator, denominator)| {
-                        Conversion::new(numerator, denominator, *scale_in, *scale_out)
-                    })
-                })
-                .collect()
-        })
-        .collect()
+    }
+    pairs
 }
 
 fn configuration_applied(config: &Config) -> ConfigurationApplied {

@@ -52,6 +52,17 @@ pub enum Input {
     ChannelMessage(IncomingChannelMessage),
     /// An operator's request (admin HTTP API).
     Admin(crate::settlement::AdminRequest),
+    /// What a rate source read (see `crate::rates`).
+    Rates(crate::rates::RatesUpdate),
+}
+
+/// Rate sources hand their reads to the forwarder through this. A full queue drops the read
+/// (the next one comes an interval later; until then the rates held stay, and go stale on
+/// their own).
+impl crate::rates::RatesQueue for crossbeam_channel::Sender<Input> {
+    fn offer(&self, update: crate::rates::RatesUpdate) -> bool {
+        !matches!(self.try_send(Input::Rates(update)), Err(crossbeam_channel::TrySendError::Disconnected(_)))
+    }
 }
 
 /// The settlement executor reports into the forwarder's queue through this, without knowing

@@ -1175,6 +1175,7 @@ mod tests {
             expires_at_out_ms: expires_at_in_ms - 1000,
             condition: [0; 32],
             destination: "test.bob.x".into(),
+            rate: None,
         })
     }
 

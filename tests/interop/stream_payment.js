@@ -10,15 +10,18 @@ require('./lib/stream_node20_shim')
 const { createServer, createConnection } = require('ilp-protocol-stream')
 const { DEFAULT_TIMEOUT_MS, parseArgs, portArg, Report, watchdog, withTimeout, errorText } = require('./lib/harness')
 
-const USAGE = 'usage: node stream_payment.js --btp-port PORT [--address test.m2m] [--amount 1000] [--timeout-ms 30000]'
+const USAGE = 'usage: node stream_payment.js --btp-port PORT [--address test.m2m] [--amount 1000] [--receiver-asset USD] [--expect-received N] [--timeout-ms 30000]'
 const args = parseArgs(process.argv.slice(2))
 const port = portArg(args, 'btp-port', USAGE)
 const NODE = typeof args.address === 'string' ? args.address : 'test.m2m'
 const AMOUNT = Number(args.amount || 1000)
+// bob's asset, and what he must receive (in his units): another asset converts at the node's rate.
+const RECEIVER_ASSET = typeof args['receiver-asset'] === 'string' ? args['receiver-asset'] : 'USD'
+const EXPECT_RECEIVED = Number(args['expect-received'] || AMOUNT)
 const TIMEOUT_MS = Number(args['timeout-ms']) || DEFAULT_TIMEOUT_MS
 const STEP_MS = Math.min(15000, TIMEOUT_MS)
 
-const report = new Report('stream_payment', { btpPort: port, node: NODE, amount: AMOUNT })
+const report = new Report('stream_payment', { btpPort: port, node: NODE, amount: AMOUNT, receiverAsset: RECEIVER_ASSET, expectReceived: EXPECT_RECEIVED })
 watchdog(report, TIMEOUT_MS)
 
 function makePlugin (account, token) {
@@ -49,7 +52,7 @@ async function main () {
   step('server')
   const server = await withTimeout(createServer({ plugin: bob, serverSecret: crypto.randomBytes(32) }), STEP_MS,
     'STREAM server start (IL-DCP for bob)')
-  report.equal('server: asset from IL-DCP', { code: server.assetCode, scale: server.assetScale }, { code: 'USD', scale: 6 })
+  report.equal('server: asset from IL-DCP', { code: server.assetCode, scale: server.assetScale }, { code: RECEIVER_ASSET, scale: 6 })
 
   let received = 0
   let moneyEvents = 0
@@ -61,7 +64,7 @@ async function main () {
       stream.on('money', (amount) => {
         received += Number(amount)
         moneyEvents++
-        if (received >= AMOUNT) resolveReceived()
+        if (received >= EXPECT_RECEIVED) resolveReceived()
       })
     })
   })
@@ -79,7 +82,7 @@ async function main () {
   await withTimeout(stream.sendTotal(AMOUNT), STEP_MS, `sending ${AMOUNT} over STREAM`)
   await withTimeout(allReceived, 5000, 'receiver seeing the money')
   report.equal('payment: stream totalSent', stream.totalSent, String(AMOUNT))
-  report.equal('payment: server received the full amount', received, AMOUNT)
+  report.equal('payment: server received the full amount (converted at the node\'s rate)', received, EXPECT_RECEIVED)
   report.extra.moneyEvents = moneyEvents
   report.extra.totalDelivered = conn.totalDelivered
 

@@ -121,6 +121,7 @@ fn write_crashed_journal(dir: &std::path::Path, expires_at_in_ms: i64) {
         expires_at_out_ms: expires_at_in_ms - 1000,
         condition: [3; 32],
         destination: "test.m2m.bob".into(),
+        rate: None,
     });
     let entries = vec![
         JournalEntry { seq: 1, timestamp_ms: 1, event: configuration },

@@ -14,6 +14,7 @@ mod journal;
 mod journal_cli;
 mod late_fulfills;
 mod loadgen;
+mod rates;
 mod routing;
 mod settlement;
 mod support;

@@ -68,7 +68,7 @@ fn outer_config(id: &str, b_address: &str, child_id: &str) -> String {
 }
 
 /// Fulfills every Prepare (the condition is made from the data, as `prepare` makes it).
-fn fulfiller() -> PrepareHandler {
+pub(crate) fn fulfiller() -> PrepareHandler {
     Arc::new(|prepare| FulfillBuilder { fulfillment: fulfillment_for(prepare.data()), data: &[] }.build().unwrap())
 }
 

@@ -191,6 +191,7 @@ impl Journal {
             expires_at_out_ms: expires_at_in_ms - 1000,
             condition: [packet_id as u8; 32],
             destination: format!("test.{to}.x"),
+            rate: None,
         }));
     }
 

@@ -72,7 +72,10 @@ struct Harness {
 
 impl Harness {
     fn new() -> Harness {
-        let config = config();
+        Harness::with(config())
+    }
+
+    fn with(config: Config) -> Harness {
         let (journal, commits) = crossbeam_channel::bounded(1024);
         let status = Arc::new(JournalStatus::default());
         let health = Arc::new(Health::new("unit", "test", 2, 0));
@@ -337,4 +340,46 @@ fn a_held_fulfill_is_reported_undelivered_only_when_its_session_was_already_gone
     fulfill.release(T0, &reports);
     let report = reported.try_recv().expect("reported");
     assert_eq!((report.packet_id, report.reason), (2, UndeliveredReason::UpstreamGone));
+}
+
+/// bob in EUR: alice's packets convert at the rate the forwarder holds when each arrives.
+#[test]
+fn feed_rates_convert_packets_as_they_arrive_are_journaled_and_go_stale() {
+    let mut config = config();
+    config.peers[1].asset_code = "EUR".into();
+    let mut harness = Harness::with(config);
+    harness.alice_prepares(100, 10_000);
+    let reject = harness.alice_rejected(ErrorCode::T00_INTERNAL_ERROR);
+    assert_eq!(reject.message_lossy(), "no exchange rate between the two assets");
+    let quote = |numerator: u128, denominator: u128| crate::rates::Quote { from: "USD".into(), to: "EUR".into(), numerator, denominator };
+    let update = |quotes, observed_at_ms| crate::rates::RatesUpdate { source: "test".into(), quotes, observed_at_ms, max_age_ms: Some(5_000) };
+    harness.forwarder.handle(Input::Rates(update(vec![quote(1, 2)], T0)));
+    harness.alice_prepares(100, 10_000);
+    let (first, prepare) = harness.bob_receives();
+    assert_eq!(prepare.amount(), 50);
+    // A new rate while the first packet is in flight: the next packet takes it; the first
+    // keeps the amounts it was prepared with, and settles at them.
+    harness.forwarder.handle(Input::Rates(update(vec![quote(1, 4)], T0 + 1_000)));
+    harness.alice_prepares(100, 10_000);
+    assert_eq!(harness.bob_receives().1.amount(), 25);
+    harness.bob_fulfills(first, FULFILLMENT);
+    assert!(matches!(harness.alice_answer(), Packet::Fulfill(_)));
+    assert_eq!(harness.balance("bob").position, -50);
+    let rates: Vec<Option<(u128, u128)>> = harness
+        .journal
+        .iter()
+        .filter_map(|entry| match &entry.event {
+            Event::PacketPrepared(prepared) => Some(prepared.rate.map(|rate| (rate.numerator, rate.denominator))),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rates, [Some((1, 2)), Some((1, 4))]);
+    // The feed falls silent: past its max age the pair is refused, and a fresh quote cures it.
+    harness.tick(T0 + 6_001);
+    harness.alice_prepares(100, 10_000);
+    let reject = harness.alice_rejected(ErrorCode::T00_INTERNAL_ERROR);
+    assert!(reject.message_lossy().contains("stale"), "{}", reject.message_lossy());
+    harness.forwarder.handle(Input::Rates(update(vec![quote(1, 1)], T0 + 6_001)));
+    harness.alice_prepares(100, 10_000);
+    assert_eq!(harness.bob_receives().1.amount(), 100);
 }
