@@ -44,7 +44,7 @@ pub struct Config {
     pub peers: Vec<PeerConfig>,
     pub routes: Vec<RouteConfig>,
     pub rates: Vec<RateConfig>,
-    /// `[[rate_feeds]]`: live rate sources (see `crate::rates`).
+    /// `[[rate_feeds]]`: live rate sources (see `src/rates.rs`).
     pub rate_feeds: Vec<RateFeedConfig>,
     pub settlement: SettlementConfig,
     pub tigerbeetle: TigerBeetleConfig,

@@ -207,6 +207,9 @@ fn packet_story(packet_id: u64, index: &IndexReader, store: &SledStore) -> Resul
                     "expires_at_out": crate::journal::json::rfc3339(prepared.expires_at_out_ms),
                     "destination": prepared.destination,
                     "condition": hex::encode(prepared.condition),
+                    // The exchange rate it was converted at (between two assets), as an exact
+                    // fraction in decimal strings.
+                    "rate": prepared.rate.map(|rate| json!({"numerator": rate.numerator.to_string(), "denominator": rate.denominator.to_string()})),
                 });
                 story["decision"] = json!({"action": "forwarded", "next_hop": prepared.to_peer});
             }

@@ -178,6 +178,7 @@ function PacketDetail({ id, onClose }: { id: string; onClose: () => void }) {
             <dt>Condition</dt><dd className="hex" data-testid="detail-condition">{String(story.prepared?.condition ?? "–")}</dd>
             <dt>From → to</dt><dd>{String(story.prepared?.from_peer ?? "?")} → {String(story.prepared?.to_peer ?? "–")}</dd>
             <dt>Amount in / out</dt><dd>{String(story.prepared?.amount_in ?? "–")} / {String(story.prepared?.amount_out ?? "–")}</dd>
+            {rateOf(story.prepared) && (<><dt>Exchange rate</dt><dd data-testid="detail-rate">{rateOf(story.prepared)}</dd></>)}
             <dt>Destination</dt><dd>{String(story.prepared?.destination ?? "–")}</dd>
             <dt>Expiry in / out</dt><dd>{String(story.prepared?.expires_at_in ?? "–")} / {String(story.prepared?.expires_at_out ?? "–")}</dd>
             <dt>Expiry</dt><dd data-testid="expiry-countdown">{countdown}</dd>
@@ -192,4 +193,10 @@ function PacketDetail({ id, onClose }: { id: string; onClose: () => void }) {
       )}
     </aside>
   );
+}
+
+/** The exchange rate a packet was converted at ("numerator / denominator"), if it changed assets. */
+function rateOf(prepared: Record<string, unknown> | null): string | null {
+  const rate = prepared?.rate as { numerator: string; denominator: string } | null | undefined;
+  return rate ? `${rate.numerator} / ${rate.denominator}` : null;
 }
