@@ -155,8 +155,17 @@ impl Sender {
         })
     }
 
+    /// Our log started over under a new table id: the peer is sent everything from epoch 0
+    /// (it resets when it sees the new id).
+    pub fn restart(&mut self) {
+        self.confirmed_epoch = 0;
+    }
+
     /// The peer fulfilled `update`: it now holds its `to_epoch_index`.
-    pub fn confirmed(&mut self, update: &RouteUpdateRequest) {
+    pub fn confirmed(&mut self, update: &RouteUpdateRequest, log: &RouteLog) {
+        if update.routing_table_id != log.table_id {
+            return;
+        }
         self.confirmed_epoch = self.confirmed_epoch.max(update.to_epoch_index);
     }
 }
@@ -202,7 +211,7 @@ mod tests {
         assert_eq!(prefixes(&update.new_routes), ["test.m2m.alice", "test.m2m.carol"]);
         assert_eq!(update.withdrawn_routes, ["test.far"]);
         assert_eq!((update.speaker.as_str(), update.hold_down_time_ms), ("test.m2m", 30_000));
-        sender.confirmed(&update);
+        sender.confirmed(&update, &log);
         // Nothing new: a heartbeat from 4 to 4.
         let heartbeat = sender.next_update(&log, "test.m2m", 30_000, relation).unwrap();
         assert_eq!((heartbeat.from_epoch_index, heartbeat.to_epoch_index, heartbeat.new_routes.len()), (4, 4, 0));
@@ -245,7 +254,7 @@ mod tests {
         let mut ranges = Vec::new();
         while let Some(update) = sender.next_update(&log, "test.m2m", 1_000, relation).filter(|update| update.to_epoch_index > update.from_epoch_index) {
             ranges.push((update.from_epoch_index, update.to_epoch_index, update.new_routes.len()));
-            sender.confirmed(&update);
+            sender.confirmed(&update, &log);
         }
         assert_eq!(ranges, [(0, 50, 50), (50, 100, 50), (100, 120, 20)]);
     }

@@ -317,6 +317,32 @@ impl Routes {
                 }
             }
         }
+        self.compact_if_needed();
+    }
+
+    /// The log keeps one slot per epoch, and routes that come and go (a flapping peer) would
+    /// grow it without bound. Past [`LOG_SLACK`] slots more than what is announced, it starts
+    /// over under a new routing table id (derived from the old one, so a replay does the same):
+    /// every peer then asks for, and gets, the whole table again from epoch 0.
+    fn compact_if_needed(&mut self) {
+        if (self.log.epoch() as usize) <= LOG_SLACK + 4 * self.announced.len() {
+            return;
+        }
+        let mut seed = Sha256::new();
+        seed.update(self.log.table_id().0);
+        seed.update(self.log.epoch().to_be_bytes());
+        let digest: [u8; 32] = seed.finalize().into();
+        let mut table_id = [0; 16];
+        table_id.copy_from_slice(&digest[..16]);
+        self.log = RouteLog::new(RoutingTableId(table_id));
+        let own = self.own_address.clone();
+        let mut prefixes: Vec<String> = self.announced.keys().filter(|prefix| **prefix != own).cloned().collect();
+        prefixes.sort();
+        for prefix in std::iter::once(own).chain(prefixes) {
+            if let Some(route) = self.announced.get(&prefix) {
+                self.log.announce(&prefix, route.clone());
+            }
+        }
     }
 
     fn to_announce(&self, prefix: &str) -> Option<Announced> {
@@ -343,6 +369,10 @@ impl Routes {
         }
     }
 }
+
+/// Log slots beyond four per announced prefix before the log starts over (see
+/// `Routes::compact_if_needed`).
+const LOG_SLACK: usize = 10_000;
 
 /// The routing table as readers off the packet path see it (`GET /api/routes`, the Explorer):
 /// a copy the forwarder publishes after a change, swapped in whole, so readers never wait on
@@ -513,6 +543,22 @@ mod tests {
         let update = sender.next_update(routes.log(), "test.m2m", 1_000, |peer| routes.relation(peer)).unwrap();
         let far = update.new_routes.iter().find(|route| route.prefix == "test.far").unwrap();
         assert_eq!((far.path.clone(), far.auth), (path(&["test.m2m", "test.a"]), <[u8; 32]>::from(Sha256::digest([9; 32]))));
+    }
+
+    #[test]
+    fn a_flapping_route_cannot_grow_the_log_without_bound() {
+        let mut routes = Routes::new(&configured(), RoutingTableId([1; 16]), 0);
+        let first_table = routes.log().table_id();
+        for round in 0..30_000 {
+            routes.learn(PEER_A, "test.flap", path(&["test.a"]), [0; 32], round);
+            routes.withdraw(PEER_A, "test.flap", round);
+        }
+        assert!(routes.log().epoch() as usize <= LOG_SLACK + 4 * 8, "epoch {}", routes.log().epoch());
+        assert_ne!(routes.log().table_id(), first_table, "a new table: peers resync from epoch 0");
+        // What a peer gets from the new table is everything still announced.
+        let (new_routes, withdrawn) = everything_told_to(&routes, PEER_B);
+        assert_eq!(new_routes, ["test.m2m"]);
+        assert!(withdrawn.contains(&"test.fixed".to_string()), "{withdrawn:?}");
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub(super) struct CcpRuntime {
     peers: Vec<PeerCcp>,
     pending: FxHashMap<(SessionId, u32), Pending>,
     published: RoutesPublished,
+    /// The routing table id the senders' epochs refer to.
+    table_id: RoutingTableId,
     dirty: bool,
     next_publish_ms: i64,
 }
@@ -104,6 +106,7 @@ impl CcpRuntime {
                 .collect(),
             pending: FxHashMap::default(),
             published: RoutesPublished::default(),
+            table_id: RoutingTableId::default(),
             dirty: true,
             next_publish_ms: 0,
         }
@@ -260,7 +263,7 @@ impl Forwarder {
                     Request::Update(update) => {
                         metrics::global().ccp_message("update", "sent", "ok");
                         state.update_in_flight = false;
-                        state.sender.confirmed(&update);
+                        state.sender.confirmed(&update, self.routes.log());
                         // More to send goes at once; otherwise the next heartbeat.
                         state.next_update_ms = if state.sender.confirmed_epoch() < self.routes.log().epoch() {
                             self.now_ms
@@ -353,6 +356,13 @@ impl Forwarder {
     }
 
     fn ccp_send_updates_due(&mut self) {
+        if self.routes.log().table_id() != self.ccp.table_id {
+            // Our log started over (see `Routes::compact_if_needed`): everyone from epoch 0.
+            self.ccp.table_id = self.routes.log().table_id();
+            for state in &mut self.ccp.peers {
+                state.sender.restart();
+            }
+        }
         let epoch = self.routes.log().epoch();
         for peer in 0..self.ccp.peers.len() {
             let state = &self.ccp.peers[peer];
