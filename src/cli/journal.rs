@@ -97,6 +97,18 @@ enum JournalCommand {
         #[arg(long, value_name = "SEQ")]
         at: Option<u64>,
     },
+    /// The routing table (configured and learned routes) as it was at a point in history,
+    /// rebuilt from the start's RoutingConfigured and the RouteLearned/RouteWithdrawn after it.
+    Routes {
+        #[command(flatten)]
+        location: Location,
+        /// The table as of this event [default: the journal's last].
+        #[arg(long, value_name = "SEQ")]
+        at: Option<u64>,
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Counts and ranges: events, frames, bytes, times, snapshots, checkpoints, event types.
     Stats {
         #[command(flatten)]
@@ -151,6 +163,7 @@ pub fn run(args: JournalArgs) -> ExitCode {
             replay(&location, &projection, from, at, &mut stdout)
         }
         JournalCommand::Stats { location } => stats(&location, &mut stdout),
+        JournalCommand::Routes { location, at, json } => routes(&location, at, json, &mut stdout),
     };
     // What was printed before a failure stays printed; a closed pipe (`| head`) is no error.
     let _ = stdout.flush();
@@ -635,6 +648,58 @@ impl Drop for QuietPanics {
 
 // ---------------------------------------------------------------------------------------------
 // stats
+
+fn routes(location: &Location, at: Option<u64>, json: bool, out: &mut impl Write) -> Result<(), Failure> {
+    use crate::ilp::ccp::RoutingTableId;
+    use crate::pipeline::routes::Routes;
+    let store = open(location)?;
+    let mut table: Option<(u64, Routes)> = None;
+    let mut last: Option<(u64, i64)> = None;
+    'frames: for frame in frames(&store, location, 1)? {
+        for entry in &frame?.entries {
+            if at.is_some_and(|at| entry.seq > at) {
+                break 'frames;
+            }
+            last = Some((entry.seq, entry.timestamp_ms));
+            match &entry.event {
+                crate::journal::Event::RoutingConfigured(configured) => {
+                    table = Some((entry.seq, Routes::new(configured, RoutingTableId::default(), entry.timestamp_ms)));
+                }
+                event => {
+                    if let Some((_, routes)) = table.as_mut() {
+                        routes.apply(event, entry.timestamp_ms);
+                    }
+                }
+            }
+        }
+    }
+    let Some((seq, timestamp_ms)) = last else {
+        return Err(Failure::Journal(format!("the journal in {} holds no events", location.dir.display())));
+    };
+    if at.is_some_and(|at| at > seq) {
+        return Err(Failure::Usage(format!("--at {}: the journal ends at seq {seq}", at.unwrap_or_default())));
+    }
+    let Some((started, routes)) = table else {
+        return Err(Failure::Journal(format!(
+            "no RoutingConfigured event at or before seq {seq}: the journal was written before routes were journaled"
+        )));
+    };
+    let rows = routes.rows();
+    if json {
+        let value = serde_json::json!({"seq": seq, "timestamp": rfc3339(timestamp_ms), "configured_at_seq": started, "routes": rows});
+        let _ = writeln!(out, "{value}");
+        return Ok(());
+    }
+    let _ = writeln!(out, "routing table as of seq {seq} ({}), configured at seq {started}", rfc3339(timestamp_ms));
+    let width = rows.iter().map(|row| row.prefix.len().max(15)).max().unwrap_or(15);
+    let _ = writeln!(out, "  {:width$}  {:12}  {:8}  {:24}  path", "prefix", "next hop", "source", "since");
+    for row in &rows {
+        let prefix = if row.prefix.is_empty() { "(default route)" } else { &row.prefix };
+        let since = if row.since_ms > 0 { rfc3339(row.since_ms) } else { "-".into() };
+        let _ = writeln!(out, "  {prefix:width$}  {:12}  {:8}  {since:24}  {}", row.peer, row.source, row.path.join(" "));
+    }
+    Ok(())
+}
 
 fn stats(location: &Location, out: &mut impl Write) -> Result<(), Failure> {
     let store = open(location)?;

@@ -80,7 +80,7 @@ fn journal_once(args: &[&str]) -> Output {
 }
 
 /// [`journal_once`], again while the journal is still locked by this process's last handle.
-fn journal(args: &[&str]) -> Output {
+pub(crate) fn journal(args: &[&str]) -> Output {
     let deadline = std::time::Instant::now() + UNLOCK_TIMEOUT;
     loop {
         let output = journal_once(args);
@@ -99,7 +99,7 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-fn success(output: Output) -> String {
+pub(crate) fn success(output: Output) -> String {
     assert!(output.status.success(), "status {:?}\nstdout: {}\nstderr: {}", output.status, stdout(&output), stderr(&output));
     stdout(&output)
 }

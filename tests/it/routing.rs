@@ -170,8 +170,35 @@ async fn three_nodes_in_a_line_learn_each_other_lose_the_middle_and_get_it_back(
         published.routes.iter().map(|row| (row.prefix.clone(), row.peer.clone(), row.source, row.path.clone())).collect();
     assert_eq!(replayed_rows, published_rows);
 
+    // So does `journal routes` on the stopped node's journal, now and before the expiry.
+    let expired_at = entries
+        .iter()
+        .find(|entry| matches!(&entry.event, Event::RouteWithdrawn(w) if w.prefix == "test.c.carol"))
+        .map(|entry| entry.seq)
+        .unwrap();
     drop((alice, carol, b_journal));
-    a.stop().await;
+    let a_journal = a.stop().await;
+    let dir = a_journal.path().display().to_string();
+    let cli_rows = |at: Option<u64>| -> Vec<(String, String, String)> {
+        let at_text = at.map(|seq| seq.to_string());
+        let mut args = vec!["routes", "--dir", dir.as_str(), "--json"];
+        if let Some(at) = at_text.as_deref() {
+            args.extend(["--at", at]);
+        }
+        let text = crate::journal_cli::success(crate::journal_cli::journal(&args));
+        let value: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON object");
+        value["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| (row["prefix"].as_str().unwrap().to_string(), row["peer"].as_str().unwrap().to_string(), row["source"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    let published: Vec<(String, String, String)> = published_rows.iter().map(|(prefix, peer, source, _)| (prefix.clone(), peer.clone(), source.to_string())).collect();
+    assert_eq!(cli_rows(None), published);
+    let before_expiry = cli_rows(Some(expired_at - 1));
+    assert!(before_expiry.iter().any(|(prefix, peer, _)| prefix == "test.c.carol" && peer == "b"), "{before_expiry:?}");
+    assert!(!cli_rows(Some(expired_at)).iter().any(|(prefix, _, _)| prefix == "test.c.carol"));
     c.stop().await;
     b.stop().await;
 }
