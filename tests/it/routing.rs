@@ -262,6 +262,35 @@ async fn a_child_may_announce_only_its_own_address_and_refusals_are_counted() {
         other => panic!("expected F01, got {other:?}"),
     }
     assert_eq!(b.routes().routes.len(), view.routes.len());
+
+    // A flood of updates (heartbeats here) is cut off with T05 past 20 a second.
+    let mut heartbeat = update.clone();
+    heartbeat.from_epoch_index = 3;
+    heartbeat.new_routes.clear();
+    let request = PrepareBuilder {
+        amount: 0,
+        expires_at_ms: timestamp::now_ms() + 10_000,
+        execution_condition: ilp::PEER_PROTOCOL_CONDITION,
+        destination: UPDATE_DESTINATION,
+        data: &heartbeat.encode(),
+    }
+    .build()
+    .unwrap();
+    let started = Instant::now();
+    let replies = futures_util::future::join_all((0..40).map(|_| kid.send(&request, TIMEOUT))).await;
+    let elapsed = started.elapsed();
+    let mut limited = 0;
+    for reply in replies {
+        if let Packet::Reject(reject) = Packet::parse(reply.unwrap()).unwrap() {
+            assert_eq!(reject.code(), ErrorCode::T05_RATE_LIMITED, "{}", reject.message_lossy());
+            limited += 1;
+        }
+    }
+    // 20 at once, then 20 a second (the two messages above took up to 2): at least what the
+    // time taken did not refill is refused, and never more than the burst leaves.
+    let refilled = (elapsed.as_secs_f64() * 20.0).ceil() as i64;
+    assert!(limited as i64 >= 20 - refilled && limited <= 22, "{limited} of 40 refused in {elapsed:?}");
+    assert_eq!(b.routes().routes.len(), view.routes.len(), "heartbeats change nothing");
     drop(kid);
     b.stop().await;
 }

@@ -38,6 +38,11 @@ const REQUEST_TIMEOUT_MS: i64 = 30_000;
 const CONTROL_RETRY_FIRST_MS: i64 = 500;
 const CONTROL_RETRY_MAX_MS: i64 = 30_000;
 
+/// CCP messages a peer may send us per second (a burst of as many): the reference sends at
+/// most one update every 150 ms, and each update costs the forwarder thread up to a few ms
+/// (see BENCHMARKS.md), so a flood is refused (T05) rather than let it slow forwarding.
+const MESSAGES_PER_SECOND_MAX: u64 = 20;
+
 /// The most often the published view is rebuilt while routes keep changing.
 const PUBLISH_INTERVAL_MS: i64 = 100;
 
@@ -67,6 +72,8 @@ struct PeerCcp {
     control_retry_ms: i64,
     /// For a child: since when it has had no session.
     down_since_ms: Option<i64>,
+    /// Bounds the CCP messages the peer sends us.
+    incoming: crate::pipeline::policy::TokenBucket,
 }
 
 pub(super) struct CcpRuntime {
@@ -102,6 +109,7 @@ impl CcpRuntime {
                     control_due_ms: None,
                     control_retry_ms: CONTROL_RETRY_FIRST_MS,
                     down_since_ms: Some(now_ms),
+                    incoming: crate::pipeline::policy::TokenBucket::new(MESSAGES_PER_SECOND_MAX, now_ms),
                 })
                 .collect(),
             pending: FxHashMap::default(),
@@ -167,6 +175,10 @@ impl Forwarder {
             global.ccp_message("control", "received", "refused");
             return Err((ErrorCode::F00_BAD_REQUEST, "route exchange: we are configured not to send routes to you"));
         }
+        if !self.ccp.peers[peer].incoming.try_take(1, self.now_ms) {
+            global.ccp_message("control", "received", "rate_limited");
+            return Err((ErrorCode::T05_RATE_LIMITED, "route exchange: too many messages; slow down"));
+        }
         let control = RouteControlRequest::parse(data).map_err(|error| {
             global.ccp_message("control", "received", "invalid");
             tracing::warn!(peer = %self.peers[peer].id, %error, "invalid route control request");
@@ -187,6 +199,10 @@ impl Forwarder {
         if !self.ccp.peers[peer].receive {
             global.ccp_message("update", "received", "refused");
             return Err((ErrorCode::F00_BAD_REQUEST, "route exchange: we are configured not to receive routes from you"));
+        }
+        if !self.ccp.peers[peer].incoming.try_take(1, self.now_ms) {
+            global.ccp_message("update", "received", "rate_limited");
+            return Err((ErrorCode::T05_RATE_LIMITED, "route exchange: too many messages; slow down"));
         }
         let update = RouteUpdateRequest::parse(data).map_err(|error| {
             global.ccp_message("update", "received", "invalid");
