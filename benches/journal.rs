@@ -255,6 +255,16 @@ fn varint_u64(out: &mut Vec<u8>, value: u64) {
     }
 }
 
+fn varint_u128(out: &mut Vec<u8>, value: u128) {
+    match u64::try_from(value) {
+        Ok(small) => varint_u64(out, small),
+        Err(_) => {
+            out.push(254);
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+}
+
 #[inline(always)]
 fn varint_i64(out: &mut Vec<u8>, value: i64) {
     varint_u64(out, ((value << 1) ^ (value >> 63)) as u64);
@@ -287,6 +297,14 @@ fn encode_manual(entries: &[JournalEntry], out: &mut Vec<u8>) {
                 varint_i64(out, event.expires_at_out_ms);
                 out.extend_from_slice(&event.condition);
                 string(out, &event.destination);
+                match event.rate {
+                    None => out.push(0),
+                    Some(rate) => {
+                        out.push(1);
+                        varint_u128(out, rate.numerator);
+                        varint_u128(out, rate.denominator);
+                    }
+                }
             }
             Event::PacketFulfilled(event) => {
                 out.push(4);
