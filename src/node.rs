@@ -91,6 +91,7 @@ impl Node {
             next_session_id: AtomicU64::new(1),
             shutdown: shutdown_rx.clone(),
             draining: std::sync::atomic::AtomicBool::new(false),
+            owed: std::sync::Mutex::default(),
         });
         let websocket = server::websocket_config(config.node.btp_message_size_max);
 
@@ -205,6 +206,18 @@ impl Node {
                 logged = true;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The forwarder is done with every packet, but its last answers can still be on their
+        // way to the sockets (held for the journal's fsync, or queued for a writer): closing the
+        // sessions now would turn a settled Fulfill into an undelivered one. They take
+        // milliseconds; a writer stuck on a peer that stopped reading gets two seconds.
+        let deadline = deadline.min(tokio::time::Instant::now() + Duration::from_secs(2));
+        while self.sessions.replies_owed() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(owed = self.sessions.replies_owed(), "stopping with answers not yet written to their peers");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 

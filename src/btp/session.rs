@@ -59,11 +59,21 @@ pub struct SessionContext {
     /// Set when the node begins to stop: new Prepares get T00 at once while replies to those
     /// already forwarded keep flowing, so a stop loses no downstream Fulfill.
     pub draining: std::sync::atomic::AtomicBool,
+    /// Each live session's count of answers it owes its peer and has not yet written (the
+    /// session's own counter, shared here so a stop can wait for them off the packet path).
+    pub owed: std::sync::Mutex<rustc_hash::FxHashMap<SessionId, Arc<AtomicUsize>>>,
 }
 
 impl SessionContext {
     pub fn allocate_session_id(&self) -> SessionId {
         self.next_session_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Answers the live sessions owe their peers and have not written yet: a Fulfill the
+    /// forwarder has settled can still be waiting for the journal's fsync or for its writer.
+    pub fn replies_owed(&self) -> usize {
+        let owed = self.owed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        owed.values().map(|count| count.load(Ordering::Acquire)).sum()
     }
 }
 
@@ -77,6 +87,7 @@ where
     let (requests_tx, requests_rx) = mpsc::channel(REQUEST_QUEUE_MAX);
     let (replies_tx, replies_rx) = mpsc::channel(context.in_flight_max + 16);
     let in_flight = Arc::new(AtomicUsize::new(0));
+    context.owed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(session, in_flight.clone());
     let outstanding = Arc::new(Outstanding::default());
     let closing = Arc::new(tokio::sync::Notify::new());
     let writer = tokio::spawn(write_loop(sink, replies_rx, requests_rx, in_flight.clone(), outstanding.clone(), closing.clone()));
@@ -84,6 +95,7 @@ where
     let link = LinkHandle { session, peer, requests: requests_tx };
     if send_input(&context.replies, Input::SessionUp(link)).await.is_err() {
         writer.abort();
+        context.owed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&session);
         return;
     }
     tracing::info!(peer = %peer_id, session, "BTP session up");
@@ -109,6 +121,7 @@ where
     if tokio::time::timeout(Duration::from_secs(1), writer).await.is_err() {
         abort.abort();
     }
+    context.owed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&session);
 }
 
 async fn write_loop<S>(

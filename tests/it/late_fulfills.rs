@@ -93,3 +93,45 @@ fn a_fulfill_durable_only_after_the_senders_expiry_is_not_sent_nor_charged() {
     let (_, live) = store.latest_snapshot().unwrap().expect("a snapshot at the stop");
     assert_eq!(Balances::from_snapshot(&live).unwrap().digest(), balances.digest());
 }
+
+/// A stop that comes while a settled Fulfill waits for the journal's fsync (1 s here, by the
+/// delay point) still delivers it: the forwarder is done with the packet at once, but the
+/// sessions stay open until their owed answers are written. Closing them as soon as the
+/// forwarder had nothing in flight turned this Fulfill into `FulfillUndelivered` and left alice
+/// with a closed socket (a CI failure of `a_stop_waits_for_packets_in_flight...`, seen once).
+#[test]
+fn a_stop_delivers_a_fulfill_still_waiting_for_the_journal() {
+    assert!(cfg!(feature = "fault-injection"), "this test needs the delay point: cargo test --features fault-injection");
+    let delay = vec![("M2M_FAULT_DELAY".to_string(), "journal-release:1000".to_string())];
+    let mut connector = Connector::start_with_env(two_children_config, &delay);
+    let url = format!("ws://127.0.0.1:{}", connector.btp_port);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (bob, alice) = runtime.block_on(async {
+        let bob = Endpoint::connect(&url, "bob", "bob-token", Some(bob_handler(received.clone()))).await.unwrap();
+        let alice = Arc::new(Endpoint::connect(&url, "alice", "alice-token", None).await.unwrap());
+        (bob, alice)
+    });
+    let reply = {
+        let alice = alice.clone();
+        runtime.spawn(async move { alice.send(&prepare(7_000, "test.m2m.bob", b"held", 20_000), Duration::from_secs(15)).await })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while received.lock().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "bob never got the Prepare\n{}", connector.log_section());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Bob has fulfilled; the Fulfill now waits ~1 s for the journal. Stop the node meanwhile.
+    let stopped = connector.stop(Duration::from_secs(30));
+    let reply = runtime.block_on(reply).unwrap();
+    let reply = reply.unwrap_or_else(|error| panic!("alice lost her Fulfill to the stop: {error:?}\n{}", connector.log_section()));
+    assert!(matches!(Packet::parse(reply).unwrap(), Packet::Fulfill(_)), "alice gets the Fulfill");
+    assert!(stopped.success(), "{stopped}\n{}", connector.log_section());
+    let kinds: Vec<&str> = journal_of(&connector)
+        .iter()
+        .map(|entry| entry.event.kind())
+        .filter(|kind| kind.starts_with("Packet") || *kind == "FulfillUndelivered")
+        .collect();
+    assert_eq!(kinds, ["PacketPrepared", "PacketFulfilled"], "delivered, so not journaled as undelivered");
+    drop((bob, alice));
+}
