@@ -369,6 +369,11 @@ pub struct ExplorerIndex {
     kind_counts: Vec<(&'static str, u64)>,
     /// Reused for posting keys (no allocation per event).
     key_buffer: Vec<u8>,
+    /// What `persist` writes to the files, kept between calls: a fresh buffer of half a
+    /// megabyte each time took new pages from the OS (zeroed by the kernel) on every persist.
+    write_buffer: Vec<u8>,
+    /// Packet chunks evicted from `packet_chunks`, reused for new ones (same reason).
+    spare_chunks: Vec<Vec<u8>>,
     /// Chunks that filled during the current batch: written with it.
     sealed: Vec<(Vec<u8>, Vec<u8>)>,
     /// Seconds seen since the last persist, with their first seq.
@@ -455,6 +460,8 @@ impl ExplorerIndex {
             kind_counts: Vec::new(),
             sealed: Vec::new(),
             key_buffer: Vec::new(),
+            write_buffer: Vec::new(),
+            spare_chunks: Vec::new(),
             packet_chunks: BTreeMap::new(),
             packet_chunks_written_below: 0,
             seconds: Vec::new(),
@@ -543,7 +550,8 @@ impl ExplorerIndex {
         let pairs = &mut *pending;
         pairs.sort_unstable();
         let offset = self.runs.runs.last().map_or(0, RunIndex::end);
-        let mut bytes = Vec::with_capacity(pairs.len() * 16);
+        let bytes = &mut self.write_buffer;
+        bytes.clear();
         let mut first_keys = Vec::with_capacity(pairs.len() / RUN_BLOCK + 1);
         for block in pairs.chunks(RUN_BLOCK) {
             first_keys.push(block[0].0);
@@ -552,7 +560,7 @@ impl ExplorerIndex {
                 bytes.extend_from_slice(&packet.to_be_bytes());
             }
         }
-        self.reader.conditions.write_all_at(&bytes, offset)?;
+        self.reader.conditions.write_all_at(bytes, offset)?;
         self.runs.runs.push(RunIndex { offset, pairs: pairs.len() as u64, first_keys });
         self.runs.through_seq = self.position;
         pending.clear();
@@ -733,7 +741,13 @@ impl ExplorerIndex {
             std::collections::btree_map::Entry::Vacant(entry) => {
                 // A chunk past the newest one written is new (no read); an older one is read
                 // again for a late end.
-                let mut chunk = vec![0u8; PACKET_CHUNK];
+                let mut chunk = match self.spare_chunks.pop() {
+                    Some(mut spare) => {
+                        spare.fill(0);
+                        spare
+                    }
+                    None => vec![0u8; PACKET_CHUNK],
+                };
                 if chunk_id < self.packet_chunks_written_below {
                     read_up_to(&self.reader.packets, &mut chunk, chunk_id * PACKET_CHUNK as u64)?;
                 }
@@ -902,7 +916,8 @@ impl ExplorerIndex {
         }
         self.reader.postings.apply_batch(postings)?;
         // Dirty chunks are consecutive ids: written as runs of adjacent chunks, one write each.
-        let mut run: Vec<u8> = Vec::new();
+        let mut run = std::mem::take(&mut self.write_buffer);
+        run.clear();
         let mut run_first = 0u64;
         for (&chunk_id, (chunk, dirty)) in &mut self.packet_chunks {
             if !*dirty {
@@ -922,8 +937,13 @@ impl ExplorerIndex {
         if !run.is_empty() {
             self.reader.packets.write_all_at(&run, run_first * PACKET_CHUNK as u64)?;
         }
+        self.write_buffer = run;
         while self.packet_chunks.len() > PACKET_CHUNKS_CACHED {
-            self.packet_chunks.pop_first();
+            if let Some((_, (chunk, _))) = self.packet_chunks.pop_first() {
+                if self.spare_chunks.len() < 4 * PACKET_CHUNKS_CACHED {
+                    self.spare_chunks.push(chunk);
+                }
+            }
         }
         let mut seconds = sled::Batch::default();
         for (second, seq) in self.seconds.drain(..) {
