@@ -6,7 +6,9 @@
 # CLIENTS=chromium (default): headless chromium dashboards, on the same 2 cores as the connector
 # and the load generator (their CPU is printed). CLIENTS=ws: WebSocket clients that parse every
 # frame without rendering, i.e. what browsers running elsewhere cost the node. BROWSERS=0: the
-# Explorer on with nobody watching. Needs `bash scripts/explorer.sh install`.
+# Explorer on with nobody watching. CLIENTS_IDLE=1 runs the clients (and every process they
+# start) at SCHED_IDLE: they get only the CPU the connector and the load generator leave, the
+# nearest this machine comes to browsers on another one. Needs `bash scripts/explorer.sh install`.
 #
 #   bash scripts/explorer-overhead.sh
 #   CLIENTS=ws ROUNDS=8 RUN_SECONDS=10 BROWSERS=2 bash scripts/explorer-overhead.sh
@@ -19,6 +21,7 @@ ROUNDS="${ROUNDS:-3}"
 RUN_SECONDS="${RUN_SECONDS:-10}"
 BROWSERS="${BROWSERS:-2}"
 CLIENTS="${CLIENTS:-chromium}"
+CLIENTS_IDLE="${CLIENTS_IDLE:-0}"
 WINDOW="${WINDOW:-256}"
 cargo build --release --quiet --bin m2m-connector --bin m2m-loadgen
 connector="$PWD/target/release/m2m-connector"
@@ -50,8 +53,10 @@ run() { # run MODE ROUND: prints "mode packets_per_second connector_cpu_pct brow
     mkfifo "$dir/watch.in"
     local script=(e2e/watch.mjs)
     [[ "$CLIENTS" == ws ]] && script=(--experimental-websocket e2e/ws-clients.mjs)
+    local idle=()
+    [[ "$CLIENTS_IDLE" == 1 ]] && idle=(chrt --idle 0)
     (cd explorer && EXPLORER_URL="http://127.0.0.1:$explorer_port/" BROWSERS="$BROWSERS" CLIENTS="$BROWSERS" \
-      SECONDS=$((RUN_SECONDS + 60)) exec node "${script[@]}" <"$dir/watch.in") >"$dir/watch.log" 2>&1 &
+      SECONDS=$((RUN_SECONDS + 60)) exec "${idle[@]}" node "${script[@]}" <"$dir/watch.in") >"$dir/watch.log" 2>&1 &
     watch_pid=$!
     exec 3>"$dir/watch.in"
     for _ in $(seq 300); do grep -q watching "$dir/watch.log" 2>/dev/null && break; sleep 0.1; done
@@ -84,7 +89,7 @@ print(f"{mode:4} round {round_}: {report['packets_per_second']:10.0f} packets/s,
       f"connector {100 * (int(ac) - int(bc)) / hz / seconds:5.1f}% CPU, browsers {100 * (int(ab) - int(bb)) / hz / seconds:5.1f}% CPU")
 PY
 }
-echo "== W=$WINDOW, $RUN_SECONDS s per run, $ROUNDS rounds, Explorer off vs on with $BROWSERS $CLIENTS clients (load $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "== W=$WINDOW, $RUN_SECONDS s per run, $ROUNDS rounds, Explorer off vs on with $BROWSERS $CLIENTS clients$([[ $CLIENTS_IDLE == 1 ]] && echo " at SCHED_IDLE") (load $(cut -d' ' -f1-3 /proc/loadavg))"
 # ABBA order (off, on, then on, off): a drift over the run (page cache, the disk, the VM's
 # neighbours) then favours neither side.
 for round in $(seq "$ROUNDS"); do
