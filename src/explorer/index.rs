@@ -35,6 +35,10 @@
 //! condition run starts where the last durable one ended, posting chunks close at the same
 //! seqs). Removing the directory rebuilds the index at the next start; `journal replay
 //! --projection explorer` rebuilds it offline.
+//!
+//! Once retention removes the journal's oldest frames, each sync also punches the packet slots
+//! and condition runs that name only removed events out of the two files ([`ExplorerIndex::trim`]):
+//! they would otherwise grow by 32 bytes a packet for as long as the node runs.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -80,6 +84,9 @@ const PERSIST_INTERVAL: std::time::Duration = std::time::Duration::from_millis(2
 /// How often at most the index syncs its files and writes its durable `meta`: a crash costs the
 /// next start at most this much replay, and the disk sees one sync a second, not one a write.
 const DURABLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Packet chunks `trim` reads and frees at most per call (64 MiB of slots).
+const TRIM_CHUNKS_MAX: u64 = 16_384;
 
 const PACKETS_FILE: &str = "packets.bin";
 const CONDITIONS_FILE: &str = "conditions.bin";
@@ -177,6 +184,9 @@ struct Runs {
     runs: Vec<RunIndex>,
     /// Every condition of a Prepare at or below this seq is in a run.
     through_seq: u64,
+    /// Where the next run goes in `conditions.bin`: past every run written, including those
+    /// trimmed since (a reader may still hold them), so offsets only grow.
+    end: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -185,6 +195,8 @@ struct RunIndex {
     offset: u64,
     pairs: u64,
     first_keys: Vec<[u8; 8]>,
+    /// The position when it was written: it holds conditions of Prepares up to this seq.
+    through_seq: u64,
 }
 
 impl RunIndex {
@@ -374,6 +386,12 @@ pub struct ExplorerIndex {
     write_buffer: Vec<u8>,
     /// Packet chunks evicted from `packet_chunks`, reused for new ones (same reason).
     spare_chunks: Vec<Vec<u8>>,
+    /// The journal, to learn how far retention has removed it (see [`ExplorerIndex::trim`]).
+    store: SledStore,
+    /// `packets.bin` holds nothing below this chunk (punched out by `trim`), and the journal's
+    /// first seq when `trim` last ran.
+    packets_trimmed_below: u64,
+    trimmed_for: u64,
     /// Chunks that filled during the current batch: written with it.
     sealed: Vec<(Vec<u8>, Vec<u8>)>,
     /// Seconds seen since the last persist, with their first seq.
@@ -462,6 +480,9 @@ impl ExplorerIndex {
             key_buffer: Vec::new(),
             write_buffer: Vec::new(),
             spare_chunks: Vec::new(),
+            store: store.clone(),
+            packets_trimmed_below: 0,
+            trimmed_for: 0,
             packet_chunks: BTreeMap::new(),
             packet_chunks_written_below: 0,
             seconds: Vec::new(),
@@ -501,6 +522,7 @@ impl ExplorerIndex {
         index.balances = balances_at(store, index.position)?;
         let packets_len = index.reader.packets.metadata()?.len();
         index.packet_chunks_written_below = packets_len.div_ceil(PACKET_CHUNK as u64);
+        index.packets_trimmed_below = first_data(&index.reader.packets)?.map_or(0, |offset| offset / PACKET_CHUNK as u64);
         index.reload_pending(store)?;
         index.publish();
         if index.position > 0 {
@@ -549,7 +571,7 @@ impl ExplorerIndex {
         // RUN_CONDITIONS pairs took fresh pages from the OS every run).
         let pairs = &mut *pending;
         pairs.sort_unstable();
-        let offset = self.runs.runs.last().map_or(0, RunIndex::end);
+        let offset = self.runs.end;
         let bytes = &mut self.write_buffer;
         bytes.clear();
         let mut first_keys = Vec::with_capacity(pairs.len() / RUN_BLOCK + 1);
@@ -561,7 +583,9 @@ impl ExplorerIndex {
             }
         }
         self.reader.conditions.write_all_at(bytes, offset)?;
-        self.runs.runs.push(RunIndex { offset, pairs: pairs.len() as u64, first_keys });
+        let run = RunIndex { offset, pairs: pairs.len() as u64, first_keys, through_seq: self.position };
+        self.runs.end = run.end();
+        self.runs.runs.push(run);
         self.runs.through_seq = self.position;
         pending.clear();
         Ok(())
@@ -587,6 +611,54 @@ impl ExplorerIndex {
         self.reader.meta.apply_batch(meta)?;
         self.durable_at = std::time::Instant::now();
         self.durable_position = self.position;
+        if let Err(error) = self.trim() {
+            crate::internal_events::emit(crate::internal_events::ExplorerIndexFailed { action: "trimming (retried with the next sync)", error: &error });
+        }
+        Ok(())
+    }
+
+    /// Frees what retention made useless: once the journal no longer holds the events before
+    /// its first frame, the packet slots and condition runs that name only those events are
+    /// punched out of the files (sparse: the space goes back to the filesystem, offsets stay).
+    /// Lookups of those packets then find nothing, as the journal has nothing to show for them.
+    /// Without this the two files grew by 32 bytes a packet for as long as the node ran.
+    /// Posting chunks and seconds (a few bytes an event, in sled) are kept.
+    fn trim(&mut self) -> std::io::Result<()> {
+        let first = self.store.first_frame_key().map_err(std::io::Error::other)?.unwrap_or(0);
+        let cutoff = first.min(self.position + 1);
+        if cutoff <= self.trimmed_for.max(1) {
+            return Ok(());
+        }
+        // Packets: whole chunks whose every seq is before the cutoff, from the oldest chunk held
+        // up to (not including) the newest written, a bounded number per call.
+        let from = self.packets_trimmed_below;
+        let mut below = from;
+        let mut chunk = vec![0u8; PACKET_CHUNK];
+        while below + 1 < self.packet_chunks_written_below && below - from < TRIM_CHUNKS_MAX {
+            chunk.fill(0);
+            read_up_to(&self.reader.packets, &mut chunk, below * PACKET_CHUNK as u64)?;
+            if chunk.chunks_exact(8).map(seq_from).max().unwrap_or(0) >= cutoff {
+                break;
+            }
+            below += 1;
+        }
+        if below > from {
+            punch_hole(&self.reader.packets, from * PACKET_CHUNK as u64, (below - from) * PACKET_CHUNK as u64)?;
+            self.packets_trimmed_below = below;
+            self.packet_chunks.retain(|chunk_id, (_, dirty)| *chunk_id >= below || *dirty);
+        }
+        // Conditions: the oldest runs, each once every Prepare in it is before the cutoff.
+        let stale = self.runs.runs.iter().take_while(|run| run.through_seq < cutoff).count();
+        if stale > 0 {
+            let start = self.runs.runs[0].offset;
+            let end = self.runs.runs[stale - 1].end();
+            punch_hole(&self.reader.conditions, start, end - start)?;
+            self.runs.runs.drain(..stale);
+            self.publish();
+        }
+        if below - from < TRIM_CHUNKS_MAX {
+            self.trimmed_for = cutoff;
+        }
         Ok(())
     }
 
@@ -600,6 +672,8 @@ impl ExplorerIndex {
         r.conditions.set_len(0)?;
         r.meta.insert("format", &[INDEX_FORMAT])?;
         self.runs = Runs::default();
+        self.packets_trimmed_below = 0;
+        self.trimmed_for = 0;
         self.position = first_seq.saturating_sub(1);
         self.durable_position = 0;
         self.counts = Counts { first_seq: self.position + 1, ..Counts::default() };
@@ -1035,6 +1109,30 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: Option<&[u8]>) -> Option<T> {
     bincode::serde::decode_from_slice(bytes?, bincode::config::standard()).ok().map(|(value, _)| value)
 }
 
+/// Gives `len` bytes from `offset` back to the filesystem; they read as zeros after.
+fn punch_hole(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(std::io::Error::other("a hole past the largest file offset"));
+    };
+    // SAFETY: a plain syscall on a descriptor this `File` owns; no memory is passed.
+    let done = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, offset, len) };
+    if done == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+/// The offset of the first byte of `file` that is not a hole, if any.
+fn first_data(file: &File) -> std::io::Result<Option<u64>> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain syscall on a descriptor this `File` owns. It moves the shared offset,
+    // which nothing here uses (every read and write is positioned).
+    let offset = unsafe { libc::lseek(file.as_raw_fd(), 0, libc::SEEK_DATA) };
+    if offset >= 0 {
+        return Ok(Some(offset as u64));
+    }
+    let error = std::io::Error::last_os_error();
+    if error.raw_os_error() == Some(libc::ENXIO) { Ok(None) } else { Err(error) }
+}
+
 /// Fills `buffer` from `offset` as far as the file goes (the rest stays as it was).
 fn read_up_to(file: &File, buffer: &mut [u8], offset: u64) -> std::io::Result<()> {
     let mut done = 0;
@@ -1361,6 +1459,60 @@ mod tests {
             }
         }
         assert_eq!(reader.counts().packets, packets, "counted once");
+    }
+
+    #[test]
+    fn retention_frees_the_slots_and_runs_of_removed_events_and_keeps_the_rest() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let packets = (RUN_CONDITIONS as u64) * 10 / 9 * 5 + 5_000; // three runs or more, and a remainder
+        let store = journal(&dir.path().join("journal"), packets);
+        let index_dir = dir.path().join("index");
+        let mut index = ExplorerIndex::open(&index_dir, &store, Arc::new(Live::detached())).unwrap();
+        index_all(&mut index, &store, 1);
+        index.persist().unwrap();
+        index.make_durable().unwrap();
+        let runs = index.runs.runs.len();
+        assert!(runs >= 3, "{runs} runs");
+        let allocated = |name: &str| std::fs::metadata(index_dir.join(name)).unwrap().blocks();
+        let (packets_before, conditions_before) = (allocated(PACKETS_FILE), allocated(CONDITIONS_FILE));
+
+        // Retention removes the frames before the second run's end: the first two runs and
+        // the packets they cover go.
+        let cutoff = index.runs.runs[1].through_seq + 1;
+        store.remove_frames_before(cutoff, |_, _| Ok(())).unwrap();
+        let first = store.first_frame_key().unwrap().unwrap();
+        assert!(first > index.runs.runs[1].through_seq && first <= cutoff, "frames hold {first}..");
+        index.make_durable().unwrap();
+        assert_eq!(index.runs.runs.len(), runs - 2, "the two runs before the cutoff are dropped");
+        // What the two runs held, about 2 / runs of each file, is given back.
+        let kept = |before: u64| before * (runs as u64 - 1) / runs as u64;
+        assert!(allocated(PACKETS_FILE) < kept(packets_before), "packets.bin: {} of {packets_before} blocks", allocated(PACKETS_FILE));
+        assert!(allocated(CONDITIONS_FILE) < kept(conditions_before), "conditions.bin: {} of {conditions_before}", allocated(CONDITIONS_FILE));
+
+        let check = |reader: &IndexReader| {
+            // Early packets are gone from the index as they are from the journal.
+            for packet_id in [1, 2, 1_001, 70_001] {
+                assert!(reader.packet_seqs(packet_id).is_empty(), "packet {packet_id} trimmed");
+                assert!(reader.packets_of_condition(&condition(packet_id)).is_empty(), "packet {packet_id} trimmed");
+            }
+            // The packets after the cutoff are all still found.
+            for packet_id in (packets - 60_000..=packets).step_by(331) {
+                if packet_id % 10 != 0 {
+                    assert_eq!(reader.packets_of_condition(&condition(packet_id)), vec![packet_id], "packet {packet_id}");
+                    assert_eq!(reader.packet_seqs(packet_id).len(), 2, "packet {packet_id}");
+                }
+            }
+        };
+        check(&index.reader());
+
+        // A restart finds where the slots start again (the journal here has no snapshot for a
+        // whole reopen: real retention keeps one before the frames it removes).
+        let data = first_data(&index.reader.packets).unwrap().unwrap();
+        assert_eq!(data / PACKET_CHUNK as u64, index.packets_trimmed_below);
+        // The next run goes after the trimmed ones, never over them.
+        assert!(index.runs.end > index.runs.runs[0].offset);
+        assert_eq!(index.runs.end, index.runs.runs.last().unwrap().end());
     }
 
     #[test]
