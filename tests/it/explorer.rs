@@ -250,12 +250,19 @@ fn every_filter_selects_exactly_what_it_names() {
 #[test]
 fn paging_while_events_keep_arriving_has_no_duplicates_or_gaps() {
     let node = start(None);
-    let mut load = loadgen(&node, &["--role", "both", "--window", "4", "--seconds", "6", "--reject-share", "0.3"])
+    let mut load = loadgen(&node, &["--role", "both", "--window", "4", "--seconds", "8", "--reject-share", "0.3"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("starting m2m-loadgen");
-    std::thread::sleep(Duration::from_secs(1));
+    // The index runs at the lowest CPU priority: on a machine busy with other work it may start
+    // late, so wait for it to have something to page through (enough that the walks below take
+    // longer than its publishing interval) rather than for a fixed second.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while node.ok("/api/health")["index_position"].as_u64().unwrap() < 3000 {
+        assert!(Instant::now() < deadline, "the index applied under 3,000 events in 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let walk = |query: &str| -> (Vec<u64>, u64) {
         let mut seen = Vec::new();
         let mut cursor: Option<String> = None;
@@ -269,6 +276,13 @@ fn paging_while_events_keep_arriving_has_no_duplicates_or_gaps() {
             let events = page["events"].as_array().unwrap();
             if cursor.is_none() {
                 top = events.first().map_or(0, |event| event["seq"].as_u64().unwrap());
+                // Let more events in before the next page (the index may be starved of CPU by
+                // other processes, and publishes only every few hundred milliseconds).
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while node.ok("/api/health")["index_position"].as_u64().unwrap() <= top + 100 {
+                    assert!(Instant::now() < deadline, "no events arrived after the first page in 30 s");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
             }
             seen.extend(seqs(events));
             std::thread::sleep(Duration::from_millis(5));
