@@ -9,9 +9,14 @@
 # Explorer on with nobody watching. CLIENTS_IDLE=1 runs the clients (and every process they
 # start) at SCHED_IDLE: they get only the CPU the connector and the load generator leave, the
 # nearest this machine comes to browsers on another one. Needs `bash scripts/explorer.sh install`.
+# RATE=N paces the load generator at N packets/s (`--rate`; below what the machine carries) and
+# compares CPU per packet instead of throughput: the connector's (and of it, the index thread's),
+# the clients' and the load generator's, in µs a packet, which a noisy shared machine disturbs
+# far less than a saturated throughput.
 #
 #   bash scripts/explorer-overhead.sh
 #   CLIENTS=ws ROUNDS=8 RUN_SECONDS=10 BROWSERS=2 bash scripts/explorer-overhead.sh
+#   RATE=100000 ROUNDS=4 bash scripts/explorer-overhead.sh
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -23,6 +28,7 @@ BROWSERS="${BROWSERS:-2}"
 CLIENTS="${CLIENTS:-chromium}"
 CLIENTS_IDLE="${CLIENTS_IDLE:-0}"
 WINDOW="${WINDOW:-256}"
+RATE="${RATE:-}"
 cargo build --release --quiet --bin m2m-connector --bin m2m-loadgen
 connector="$PWD/target/release/m2m-connector"
 loadgen="$PWD/target/release/m2m-loadgen"
@@ -42,7 +48,14 @@ browser_ticks() { # utime+stime of every chromium process (browser, renderers, G
   for pid in $(pgrep -f "/usr/lib/chromium/" || true); do total=$((total + $(ticks "$pid"))); done
   echo "$total"
 }
-run() { # run MODE ROUND: prints "mode packets_per_second connector_cpu_pct browsers_cpu_pct"
+index_ticks() { # the Explorer index's thread (comm "projection-expl", truncated to 15 bytes)
+  local total=0 task
+  for task in /proc/"$1"/task/*; do
+    [[ "$(cat "$task/comm" 2>/dev/null)" == projection-expl* ]] && total=$((total + $(awk '{print $14 + $15}' "$task/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+run() { # run MODE ROUND: prints one line: packets/s, p99, CPU of the connector and the clients
   local mode="$1" round="$2" dir="$work/$1-$2"
   two_free_ports
   local explorer_port
@@ -63,15 +76,21 @@ run() { # run MODE ROUND: prints "mode packets_per_second connector_cpu_pct brow
     grep -q watching "$dir/watch.log" || { cat "$dir/watch.log"; exit 1; }
     sleep 2
   fi
-  local before_c before_b started line ended
+  local before_c before_b before_i started line ended
   before_c="$(ticks "$connector_pid")"
   before_b="$(browser_ticks)"
+  before_i="$(index_ticks "$connector_pid")"
+  local rate=()
+  [[ -n "$RATE" ]] && rate=(--rate "$RATE")
   started="$(date +%s.%N)"
-  line="$("$loadgen" --role both --url "ws://127.0.0.1:$btp_port" --window "$WINDOW" --seconds "$RUN_SECONDS" --expiry-ms 10000)"
+  # The load generator's own CPU (user and system seconds) from bash's `time`, on fd 4.
+  line="$( { TIMEFORMAT='%U %S'; time "$loadgen" --role both --url "ws://127.0.0.1:$btp_port" --window "$WINDOW" \
+    "${rate[@]}" --seconds "$RUN_SECONDS" --expiry-ms 10000 2>"$dir/loadgen.err"; } 2>"$dir/loadgen.time")"
   ended="$(date +%s.%N)"
-  local after_c after_b
+  local after_c after_b after_i
   after_c="$(ticks "$connector_pid")"
   after_b="$(browser_ticks)"
+  after_i="$(index_ticks "$connector_pid")"
   if [[ -n "$watch_pid" ]]; then
     exec 3>&-
     wait "$watch_pid" 2>/dev/null || true
@@ -79,17 +98,23 @@ run() { # run MODE ROUND: prints "mode packets_per_second connector_cpu_pct brow
   fi
   stop_pid "$connector_pid" 10
   connector_pid=""
-  python3 - "$mode" "$round" "$line" "$before_c" "$after_c" "$before_b" "$after_b" "$started" "$ended" <<'PY'
+  python3 - "$mode" "$round" "$line" "$before_c" "$after_c" "$before_b" "$after_b" "$before_i" "$after_i" "$started" "$ended" \
+    "$(tail -1 "$dir/loadgen.time")" <<'PY'
 import json, os, sys
-mode, round_, line, bc, ac, bb, ab, started, ended = sys.argv[1:]
+mode, round_, line, bc, ac, bb, ab, bi, ai, started, ended, loadgen_time = sys.argv[1:]
 hz = os.sysconf("SC_CLK_TCK")
 seconds = float(ended) - float(started)
 report = json.loads(line)
+packets = report["fulfilled"] + sum(report["rejected"].values())
+connector, browsers, index = ((int(a) - int(b)) / hz for a, b in ((ac, bc), (ab, bb), (ai, bi)))
+loadgen = sum(float(part) for part in loadgen_time.split())
+us = lambda cpu: 1e6 * cpu / max(packets, 1)
 print(f"{mode:4} round {round_}: {report['packets_per_second']:10.0f} packets/s, p99 {report['latency_us']['p99']} µs, "
-      f"connector {100 * (int(ac) - int(bc)) / hz / seconds:5.1f}% CPU, browsers {100 * (int(ab) - int(bb)) / hz / seconds:5.1f}% CPU")
+      f"connector {100 * connector / seconds:5.1f}% CPU, browsers {100 * browsers / seconds:5.1f}% CPU; "
+      f"µs/packet: connector {us(connector):.2f} (index {us(index):.2f}), clients {us(browsers):.2f}, loadgen {us(loadgen):.2f}")
 PY
 }
-echo "== W=$WINDOW, $RUN_SECONDS s per run, $ROUNDS rounds, Explorer off vs on with $BROWSERS $CLIENTS clients$([[ $CLIENTS_IDLE == 1 ]] && echo " at SCHED_IDLE") (load $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "== W=$WINDOW$([[ -n $RATE ]] && echo " at $RATE packets/s"), $RUN_SECONDS s per run, $ROUNDS rounds, Explorer off vs on with $BROWSERS $CLIENTS clients$([[ $CLIENTS_IDLE == 1 ]] && echo " at SCHED_IDLE") (load $(cut -d' ' -f1-3 /proc/loadavg))"
 # ABBA order (off, on, then on, off): a drift over the run (page cache, the disk, the VM's
 # neighbours) then favours neither side.
 for round in $(seq "$ROUNDS"); do
@@ -106,4 +131,12 @@ off, on = statistics.median(runs["off"].values()), statistics.median(runs["on"].
 pairs = sorted(runs["on"][r] / runs["off"][r] for r in runs["off"] if r in runs["on"])
 print(f"median: off {off:.0f} packets/s, on {on:.0f} packets/s: on/off = {on / off:.3f}")
 print(f"per-round on/off: {', '.join(f'{ratio:.3f}' for ratio in pairs)} (median {statistics.median(pairs):.3f})")
+cpu = {"off": {}, "on": {}}
+for line in open(sys.argv[1]):
+    mode, _, round_ = line.split()[:3]
+    found = re.search(r"connector ([0-9.]+) \(index ([0-9.]+)\), clients ([0-9.]+), loadgen ([0-9.]+)", line)
+    cpu[mode][round_] = [float(group) for group in found.groups()]
+med = lambda mode, i: statistics.median(values[i] for values in cpu[mode].values())
+print(f"CPU µs/packet (medians): connector off {med('off', 0):.2f}, on {med('on', 0):.2f} (index {med('on', 1):.2f}): "
+      f"on/off = {med('on', 0) / med('off', 0):.3f}; clients {med('on', 2):.2f}; loadgen off {med('off', 3):.2f}, on {med('on', 3):.2f}")
 PY

@@ -112,6 +112,11 @@ pub struct Args {
     /// Prepares kept in flight.
     #[arg(long, default_value_t = 16, value_parser = parse_window)]
     pub window: usize,
+    /// Sender: send at most this many Prepares a second (paced from the start of the run; the
+    /// window still caps those in flight). Unset: as fast as the window allows. A fixed rate
+    /// below what the machine can carry makes CPU per packet comparable between two runs.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub rate: Option<u64>,
     /// Stop after this many Prepares (at most 1,000,000,000).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=PACKETS_MAX))]
     pub packets: Option<u64>,
@@ -436,6 +441,7 @@ fn plan(args: &Args) -> Result<Plan, RunError> {
             amount: args.amount,
             expiry_ms: args.expiry_ms,
             window: args.window,
+            rate: args.rate,
             packets: args.packets.unwrap_or(PACKETS_MAX),
             duration,
             progress: args.progress,

@@ -55,6 +55,8 @@ pub struct SenderOptions {
     pub amount: u64,
     pub expiry_ms: u64,
     pub window: usize,
+    /// At most this many Prepares a second (`--rate`), paced from the start of the run.
+    pub rate: Option<u64>,
     /// Stop issuing after this many packets...
     pub packets: u64,
     /// ...or after this long, whichever comes first.
@@ -471,9 +473,25 @@ async fn write_loop(
             }
             continue;
         }
-        let count = free
-            .min(BURST_MAX)
-            .min((options.packets - sent).min(BURST_MAX as u64) as usize);
+        let mut count = free.min(BURST_MAX).min((options.packets - sent).min(BURST_MAX as u64) as usize);
+        if let Some(rate) = options.rate {
+            // Packets due by now at `rate`, from the start of the run; none due: sleep until the
+            // next one is (tokio's timer has millisecond granularity, so at high rates they go
+            // out in small bursts, each on time on average).
+            let elapsed = now.saturating_duration_since(tokio::time::Instant::from_std(shared.started));
+            let due = (elapsed.as_nanos() * u128::from(rate) / 1_000_000_000) as u64 + 1;
+            let allowed = due.saturating_sub(sent);
+            if allowed == 0 {
+                let next_due = Duration::from_nanos((u128::from(sent) * 1_000_000_000 / u128::from(rate)) as u64);
+                let wake = tokio::time::Instant::from_std(shared.started) + next_due;
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline.min(next_sweep).min(wake)) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            count = count.min(usize::try_from(allowed).unwrap_or(usize::MAX));
+        }
         let expires_at_ms = timestamp::now_ms() + options.expiry_ms as i64;
         for _ in 0..count {
             // A slot still held by a straggler keeps its id's index busy: take the next id.

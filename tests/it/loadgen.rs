@@ -227,3 +227,24 @@ async fn binary_prints_one_json_line_and_exits_by_the_expectation() {
     );
     node.stop().await;
 }
+
+/// `--rate`: the sender never gets ahead of the pace (at most rate × seconds + 1 packets) and,
+/// on an idle connector, keeps up with it; every packet is still fulfilled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_paces_the_sender() {
+    let (node, _journal_dir) = start_node().await;
+    let args = args(&node, &["--role", "both", "--window", "64", "--rate", "500", "--seconds", "2", "--expiry-ms", "5000"]);
+    let (_stop, stop_rx) = watch::channel(false);
+    let outcome = tokio::time::timeout(Duration::from_secs(30), loadgen::run(&args, stop_rx))
+        .await
+        .expect("the run ends within its bounds")
+        .expect("both roles connect");
+    let json: serde_json::Value = serde_json::from_str(&outcome.json_line()).expect("JSON");
+    let sent = json["sent"].as_u64().unwrap();
+    assert!(sent <= 1001, "sent {sent} in 2 s at 500 a second: ahead of the pace");
+    // Far below what the connector carries even on a busy machine: only a broken pacer (or a
+    // stalled node) would fall this far behind.
+    assert!(sent >= 500, "sent only {sent} in 2 s at 500 a second");
+    assert_eq!(json["fulfilled"].as_u64(), Some(sent), "{json}");
+    node.stop().await;
+}
