@@ -66,7 +66,7 @@ fn main() {
     };
     while (entries.len() as u64) < events {
         packet_id += 1;
-        if packet_id % 50 == 0 {
+        if packet_id.is_multiple_of(50) {
             time_ms += 1;
         }
         let from = CHILDREN[(packet_id % 3) as usize];

@@ -175,8 +175,11 @@ pub struct IndexReader {
     /// Packet id → seq of its `FulfillUndelivered` (rare: a third event for a packet).
     undelivered: sled::Tree,
     /// Conditions not yet in a run (shared with the writer): first 8 bytes → packet id.
-    pending: Arc<std::sync::Mutex<Vec<([u8; 8], u64)>>>,
+    pending: PendingConditions,
 }
+
+/// Conditions not yet in a run: first 8 bytes and packet id, shared by the writer and readers.
+type PendingConditions = Arc<std::sync::Mutex<Vec<([u8; 8], u64)>>>;
 
 /// The condition runs written so far.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

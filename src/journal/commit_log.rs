@@ -35,6 +35,7 @@ use std::path::{Path, PathBuf};
 /// What the commit log needs of its file: the seam under it. The node uses a real [`File`]; the
 /// power-loss simulation (`journal::power_loss`) uses a file that keeps only what was synced
 /// when it "loses power".
+#[allow(clippy::len_without_is_empty)] // a file's length, not a collection's
 pub trait LogFile: Send + 'static {
     fn len(&self) -> std::io::Result<u64>;
     fn set_len(&self, size: u64) -> std::io::Result<()>;

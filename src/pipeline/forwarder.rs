@@ -917,7 +917,7 @@ impl Forwarder {
             destination: String::new(),
             code: code.0,
             triggered_by,
-            message: journaled_message(&message),
+            message: journaled_message(message),
             stage,
         }));
         let global = metrics::global();

@@ -85,6 +85,8 @@ pub enum JobKey {
 /// implements this for its queue, so settlement needs nothing from the layer above it).
 pub trait ReportQueue: Send + Sync + 'static {
     /// Queues `input` now, or hands it back when the queue is full.
+    // The report comes back by value to be offered again (rare: a full queue), not boxed.
+    #[allow(clippy::result_large_err)]
     fn offer(&self, input: SettlementInput) -> Result<(), Refused>;
 }
 
