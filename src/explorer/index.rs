@@ -387,6 +387,9 @@ pub struct ExplorerIndex {
     /// What `persist` writes to the files, kept between calls: a fresh buffer of half a
     /// megabyte each time took new pages from the OS (zeroed by the kernel) on every persist.
     write_buffer: Vec<u8>,
+    /// A run's conditions in order, and the bucket counts that put them there (kept, as above).
+    run_sorted: Vec<([u8; 8], u64)>,
+    run_buckets: Vec<u32>,
     /// Packet chunks evicted from `packet_chunks`, reused for new ones (same reason).
     spare_chunks: Vec<Vec<u8>>,
     /// The journal, to learn how far retention has removed it (see [`ExplorerIndex::trim`]).
@@ -482,6 +485,8 @@ impl ExplorerIndex {
             sealed: Vec::new(),
             key_buffer: Vec::new(),
             write_buffer: Vec::new(),
+            run_sorted: Vec::new(),
+            run_buckets: Vec::new(),
             spare_chunks: Vec::new(),
             store: store.clone(),
             packets_trimmed_below: 0,
@@ -570,10 +575,10 @@ impl ExplorerIndex {
         if pending.len() < RUN_CONDITIONS {
             return Ok(());
         }
-        // Sorted in place and cleared below: the buffer keeps its capacity (growing a new one to
-        // RUN_CONDITIONS pairs took fresh pages from the OS every run).
-        let pairs = &mut *pending;
-        pairs.sort_unstable();
+        // Sorted into a kept buffer, and `pending` cleared below: both keep their capacity
+        // (growing a new one to RUN_CONDITIONS pairs took fresh pages from the OS every run).
+        sort_conditions(&pending, &mut self.run_sorted, &mut self.run_buckets);
+        let pairs = &self.run_sorted;
         let offset = self.runs.end;
         let bytes = &mut self.write_buffer;
         bytes.clear();
@@ -1104,6 +1109,40 @@ impl Projection for ExplorerIndex {
     }
 }
 
+/// `pairs` sorted into `sorted` (by condition prefix, then packet id): counted and placed by
+/// the prefix's first 16 bits, then each bucket sorted. Conditions are SHA-256 digests, so a
+/// run's 65,536 spread about one to a bucket; in a micro-benchmark on the 2-core VM this sorts
+/// a run in ~20 ns a condition against ~35–50 for `sort_unstable` on the pairs. Any input is
+/// sorted right, only slower if the prefixes cluster.
+fn sort_conditions(pairs: &[([u8; 8], u64)], sorted: &mut Vec<([u8; 8], u64)>, buckets: &mut Vec<u32>) {
+    let bucket_of = |prefix: &[u8; 8]| usize::from(u16::from_be_bytes([prefix[0], prefix[1]]));
+    buckets.clear();
+    buckets.resize((1 << 16) + 1, 0);
+    for (prefix, _) in pairs {
+        buckets[bucket_of(prefix) + 1] += 1;
+    }
+    for at in 1..buckets.len() {
+        buckets[at] += buckets[at - 1];
+    }
+    sorted.clear();
+    sorted.resize(pairs.len(), ([0; 8], 0));
+    // `buckets[b]` is where bucket b's next pair goes; once placed, bucket b's pairs end at
+    // `buckets[b]`, and start where bucket b - 1's end.
+    for pair in pairs {
+        let next = &mut buckets[bucket_of(&pair.0)];
+        sorted[*next as usize] = *pair;
+        *next += 1;
+    }
+    let mut start = 0;
+    for &end in &buckets[..1 << 16] {
+        let end = end as usize;
+        if end - start > 1 {
+            sorted[start..end].sort_unstable();
+        }
+        start = end;
+    }
+}
+
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap_or_default()
 }
@@ -1516,6 +1555,28 @@ mod tests {
         // The next run goes after the trimmed ones, never over them.
         assert!(index.runs.end > index.runs.runs[0].offset);
         assert_eq!(index.runs.end, index.runs.runs.last().unwrap().end());
+    }
+
+    #[test]
+    fn conditions_sort_like_a_plain_sort_whatever_their_prefixes() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (mut sorted, mut buckets) = (Vec::new(), Vec::new());
+        // Random digests; all in one bucket; many equal prefixes; none; one.
+        let random: Vec<([u8; 8], u64)> = (0..20_000).map(|id| (next().to_be_bytes(), id)).collect();
+        let clustered: Vec<([u8; 8], u64)> = (0..3_000).map(|id| ((next() >> 16).to_be_bytes(), 3_000 - id)).collect();
+        let repeated: Vec<([u8; 8], u64)> = (0..3_000).map(|_| ((next() % 5).to_be_bytes(), next() % 7)).collect();
+        for pairs in [random, clustered, repeated, Vec::new(), vec![([7; 8], 1)]] {
+            let mut expected = pairs.clone();
+            expected.sort_unstable();
+            sort_conditions(&pairs, &mut sorted, &mut buckets);
+            assert_eq!(sorted, expected);
+        }
     }
 
     #[test]
