@@ -3,7 +3,7 @@ import { get, setToken, Unauthorized, websocketUrl, type Stats } from "./api";
 import { LiveSocket, type Frame } from "./live";
 
 export type { LiveData } from "./liveState";
-import { applyFrame, type LiveData } from "./liveState";
+import { applyFrames, type LiveData } from "./liveState";
 import { Dashboard } from "./views/Dashboard";
 import { Packets } from "./views/Packets";
 import { Accounts } from "./views/Accounts";
@@ -13,8 +13,12 @@ import { Routes } from "./views/Routes";
 const VIEWS = ["Dashboard", "Packets", "Accounts", "Peers", "Routes"] as const;
 type View = (typeof VIEWS)[number];
 
-/** How often live frames reach the page's state. */
-const RENDER_INTERVAL_MS = 250;
+/**
+ * How often live frames reach the page's state: once a second, like the stats it sits beside.
+ * Each render costs the browser layout, paint and compositing; at 4 a second two headless
+ * dashboards took a fifth of a core under load (BENCHMARKS.md, "What the Explorer costs").
+ */
+const RENDER_INTERVAL_MS = 1000;
 
 export function App() {
   const [view, setView] = useState<View>(() => viewFromPath());
@@ -39,7 +43,7 @@ export function App() {
       if (queued.length === 0) return;
       const frames = queued;
       queued = [];
-      setLive((previous) => frames.reduce(applyFrame, previous));
+      setLive((previous) => applyFrames(previous, frames));
     };
     const timer = setInterval(flush, RENDER_INTERVAL_MS);
     const socket = new LiveSocket(

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { applyFrame, LIVE_EVENTS_MAX, type LiveData } from "./liveState";
+import { applyFrame, applyFrames, LIVE_EVENTS_MAX, type LiveData } from "./liveState";
 
 const empty: LiveData = { state: "connecting", sinceStart: null, accounts: [], events: [], frames: 0, position: 0 };
 const sample = (from: number, count: number) =>
@@ -29,5 +29,22 @@ describe("applyFrame", () => {
     const state = applyFrame(empty, { type: "skipped", frames: 3 });
     expect(state.events).toEqual([]);
     expect(state.frames).toBe(1);
+  });
+
+  it("folds a second's frames at once into what applying them one by one gives", () => {
+    const frames = [
+      { type: "hello", position: 3, stats: { since_start: { started_at_ms: 0, prepared: 3, fulfilled: 2, rejected: 0, reject_codes: {} } }, accounts: [] },
+      { type: "frame", position: 40, sample: sample(5, 30), accounts: [{ peer: "alice" }] },
+      { type: "skipped", frames: 2 },
+      { type: "frame", position: 90, since_start: { started_at_ms: 0, prepared: 9, fulfilled: 8, rejected: 1, reject_codes: { F99: 1 } }, sample: sample(41, 50) },
+      { type: "frame", position: 95, sample: sample(88, 8) }, // overlaps the previous sample
+    ];
+    let oneByOne = { ...empty, events: sample(1, 3).reverse() };
+    const start = oneByOne;
+    for (const frame of frames) oneByOne = applyFrame(oneByOne, frame);
+    expect(applyFrames(start, frames)).toEqual(oneByOne);
+    const seqs = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => to - i);
+    expect(oneByOne.events.map((event) => event.seq)).toEqual([...seqs(41, 95), ...seqs(5, 34), ...seqs(1, 3)]);
+    expect(applyFrames(start, [])).toBe(start);
   });
 });

@@ -17,7 +17,28 @@ export type LiveData = {
 
 /** One live frame folded into the live state. */
 export function applyFrame(previous: LiveData, frame: Frame): LiveData {
-  const next = { ...previous, frames: previous.frames + 1 };
+  return applyFrames(previous, [frame]);
+}
+
+/**
+ * Frames gathered since the last render folded in at once: the same result as applying them one
+ * by one, with one merge of their samples into the live events instead of one per frame.
+ */
+export function applyFrames(previous: LiveData, frames: Frame[]): LiveData {
+  if (frames.length === 0) return previous;
+  const next = { ...previous };
+  const samples: JournalEvent[] = [];
+  for (const frame of frames) {
+    applyScalars(next, frame);
+    if (Array.isArray(frame.sample)) for (const event of frame.sample as JournalEvent[]) samples.push(event);
+  }
+  next.events = mergeEvents(next.events, samples, LIVE_EVENTS_MAX);
+  return next;
+}
+
+/** What a frame sets besides its sample. */
+function applyScalars(next: LiveData, frame: Frame): void {
+  next.frames += 1;
   if (typeof frame.position === "number") next.position = frame.position;
   if (frame.since_start) next.sinceStart = frame.since_start as SinceStart;
   if (frame.type === "hello") {
@@ -25,7 +46,5 @@ export function applyFrame(previous: LiveData, frame: Frame): LiveData {
     if (stats) next.sinceStart = stats.since_start;
   }
   if (Array.isArray(frame.accounts)) next.accounts = frame.accounts as Account[];
-  if (Array.isArray(frame.sample)) next.events = mergeEvents(next.events, frame.sample as JournalEvent[], LIVE_EVENTS_MAX);
-  return next;
 }
 

@@ -27,6 +27,13 @@ describe("mergeEvents", () => {
     expect(mergeEvents(history, [], 10)).toBe(history);
   });
 
+  it("puts newer live events in front at once, dropping repeats among them and the oldest past cap", () => {
+    const held = [event(5), event(4), event(3)];
+    expect(mergeEvents(held, [event(7), event(6), event(7)], 4).map((e) => e.seq)).toEqual([7, 6, 5, 4]);
+    expect(mergeEvents([], [event(2), event(1)], 10).map((e) => e.seq)).toEqual([2, 1]);
+    expect(mergeEvents(held, [event(9), event(8), event(7), event(6)], 3).map((e) => e.seq)).toEqual([9, 8, 7]);
+  });
+
   it("fills a gap: an older page merged into a live list lands in order", () => {
     const live = [event(100), event(99)];
     const page = [event(98), event(97), event(99)];
