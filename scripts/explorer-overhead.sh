@@ -12,7 +12,8 @@
 # RATE=N paces the load generator at N packets/s (`--rate`; below what the machine carries) and
 # compares CPU per packet instead of throughput: the connector's (and of it, the index thread's),
 # the clients' and the load generator's, in µs a packet, which a noisy shared machine disturbs
-# far less than a saturated throughput.
+# far less than a saturated throughput. INDEX_DIR_BASE=DIR puts each run's Explorer index under
+# DIR (e.g. /dev/shm) instead of beside the journal: the index on another device than the journal.
 #
 #   bash scripts/explorer-overhead.sh
 #   CLIENTS=ws ROUNDS=8 RUN_SECONDS=10 BROWSERS=2 bash scripts/explorer-overhead.sh
@@ -29,6 +30,7 @@ CLIENTS="${CLIENTS:-chromium}"
 CLIENTS_IDLE="${CLIENTS_IDLE:-0}"
 WINDOW="${WINDOW:-256}"
 RATE="${RATE:-}"
+INDEX_DIR_BASE="${INDEX_DIR_BASE:-}"
 cargo build --release --quiet --bin m2m-connector --bin m2m-loadgen
 connector="$PWD/target/release/m2m-connector"
 loadgen="$PWD/target/release/m2m-loadgen"
@@ -60,7 +62,9 @@ run() { # run MODE ROUND: prints one line: packets/s, p99, CPU of the connector 
   two_free_ports
   local explorer_port
   explorer_port="$(free_port)"
-  EXPLORER_ENABLED="$([[ "$mode" == off ]] && echo false || echo true)" EXPLORER_PORT="$explorer_port" \
+  local index_dir="$dir/explorer-index" # the default: beside the journal
+  [[ -n "$INDEX_DIR_BASE" ]] && index_dir="$(mktemp -d "$INDEX_DIR_BASE/m2m-index.XXXXXX")"
+  EXPLORER_ENABLED="$([[ "$mode" == off ]] && echo false || echo true)" EXPLORER_PORT="$explorer_port" EXPLORER_INDEX_DIR="$index_dir" \
     start_connector "$connector" overhead "$dir" true "$btp_port" "$health_port" 20 || exit 1
   if [[ "$mode" == on && "$BROWSERS" -gt 0 ]]; then
     mkfifo "$dir/watch.in"
@@ -96,12 +100,18 @@ run() { # run MODE ROUND: prints one line: packets/s, p99, CPU of the connector 
     wait "$watch_pid" 2>/dev/null || true
     watch_pid=""
   fi
+  # The journal's flushes (fdatasync with durable=true): the index's own writes and syncs share
+  # the disk with them.
+  local flushes
+  flushes="$(curl -sf "http://127.0.0.1:$health_port/metrics" | awk '/^journal_flush_seconds_(sum|count) /{printf "%s ", $2}')"
   stop_pid "$connector_pid" 10
   connector_pid=""
+  [[ -n "$INDEX_DIR_BASE" ]] && rm -rf "$index_dir"
   python3 - "$mode" "$round" "$line" "$before_c" "$after_c" "$before_b" "$after_b" "$before_i" "$after_i" "$started" "$ended" \
-    "$(tail -1 "$dir/loadgen.time")" <<'PY'
+    "$(tail -1 "$dir/loadgen.time")" "$flushes" <<'PY'
 import json, os, sys
-mode, round_, line, bc, ac, bb, ab, bi, ai, started, ended, loadgen_time = sys.argv[1:]
+mode, round_, line, bc, ac, bb, ab, bi, ai, started, ended, loadgen_time, flushes = sys.argv[1:]
+flush_sum, flush_count = (float(part) for part in flushes.split()) if len(flushes.split()) == 2 else (0.0, 1.0)
 hz = os.sysconf("SC_CLK_TCK")
 seconds = float(ended) - float(started)
 report = json.loads(line)
@@ -111,7 +121,8 @@ loadgen = sum(float(part) for part in loadgen_time.split())
 us = lambda cpu: 1e6 * cpu / max(packets, 1)
 print(f"{mode:4} round {round_}: {report['packets_per_second']:10.0f} packets/s, p99 {report['latency_us']['p99']} µs, "
       f"connector {100 * connector / seconds:5.1f}% CPU, browsers {100 * browsers / seconds:5.1f}% CPU; "
-      f"µs/packet: connector {us(connector):.2f} (index {us(index):.2f}), clients {us(browsers):.2f}, loadgen {us(loadgen):.2f}")
+      f"µs/packet: connector {us(connector):.2f} (index {us(index):.2f}), clients {us(browsers):.2f}, loadgen {us(loadgen):.2f}; "
+      f"journal flushes {flush_count / seconds:.0f}/s, mean {1e6 * flush_sum / max(flush_count, 1):.0f} µs")
 PY
 }
 echo "== W=$WINDOW$([[ -n $RATE ]] && echo " at $RATE packets/s"), $RUN_SECONDS s per run, $ROUNDS rounds, Explorer off vs on with $BROWSERS $CLIENTS clients$([[ $CLIENTS_IDLE == 1 ]] && echo " at SCHED_IDLE") (load $(cut -d' ' -f1-3 /proc/loadavg))"
@@ -139,4 +150,7 @@ for line in open(sys.argv[1]):
 med = lambda mode, i: statistics.median(values[i] for values in cpu[mode].values())
 print(f"CPU µs/packet (medians): connector off {med('off', 0):.2f}, on {med('on', 0):.2f} (index {med('on', 1):.2f}): "
       f"on/off = {med('on', 0) / med('off', 0):.3f}; clients {med('on', 2):.2f}; loadgen off {med('off', 3):.2f}, on {med('on', 3):.2f}")
+flush = {mode: statistics.median(float(re.search(r"mean ([0-9.]+) µs", line).group(1)) for line in open(sys.argv[1]) if line.split()[0] == mode)
+         for mode in ("off", "on")}
+print(f"journal flush, mean µs (median of runs): off {flush['off']:.0f}, on {flush['on']:.0f}")
 PY
