@@ -14,6 +14,8 @@
 # the clients' and the load generator's, in µs a packet, which a noisy shared machine disturbs
 # far less than a saturated throughput. INDEX_DIR_BASE=DIR puts each run's Explorer index under
 # DIR (e.g. /dev/shm) instead of beside the journal: the index on another device than the journal.
+# CLIENTS_TMPDIR=DIR gives the clients that TMPDIR (playwright makes each chromium's profile
+# there): with /dev/shm the browsers' profile and cache writes stay off the journal's disk.
 #
 #   bash scripts/explorer-overhead.sh
 #   CLIENTS=ws ROUNDS=8 RUN_SECONDS=10 BROWSERS=2 bash scripts/explorer-overhead.sh
@@ -31,6 +33,7 @@ CLIENTS_IDLE="${CLIENTS_IDLE:-0}"
 WINDOW="${WINDOW:-256}"
 RATE="${RATE:-}"
 INDEX_DIR_BASE="${INDEX_DIR_BASE:-}"
+CLIENTS_TMPDIR="${CLIENTS_TMPDIR:-${TMPDIR:-/tmp}}"
 cargo build --release --quiet --bin m2m-connector --bin m2m-loadgen
 connector="$PWD/target/release/m2m-connector"
 loadgen="$PWD/target/release/m2m-loadgen"
@@ -72,7 +75,7 @@ run() { # run MODE ROUND: prints one line: packets/s, p99, CPU of the connector 
     [[ "$CLIENTS" == ws ]] && script=(--experimental-websocket e2e/ws-clients.mjs)
     local idle=()
     [[ "$CLIENTS_IDLE" == 1 ]] && idle=(chrt --idle 0)
-    (cd explorer && EXPLORER_URL="http://127.0.0.1:$explorer_port/" BROWSERS="$BROWSERS" CLIENTS="$BROWSERS" \
+    (cd explorer && TMPDIR="$CLIENTS_TMPDIR" EXPLORER_URL="http://127.0.0.1:$explorer_port/" BROWSERS="$BROWSERS" CLIENTS="$BROWSERS" \
       SECONDS=$((RUN_SECONDS + 60)) exec "${idle[@]}" node "${script[@]}" <"$dir/watch.in") >"$dir/watch.log" 2>&1 &
     watch_pid=$!
     exec 3>"$dir/watch.in"
@@ -125,7 +128,7 @@ print(f"{mode:4} round {round_}: {report['packets_per_second']:10.0f} packets/s,
       f"journal flushes {flush_count / seconds:.0f}/s, mean {1e6 * flush_sum / max(flush_count, 1):.0f} µs")
 PY
 }
-echo "== W=$WINDOW$([[ -n $RATE ]] && echo " at $RATE packets/s"), $RUN_SECONDS s per run, $ROUNDS rounds, Explorer off vs on with $BROWSERS $CLIENTS clients$([[ $CLIENTS_IDLE == 1 ]] && echo " at SCHED_IDLE") (load $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "== W=$WINDOW$([[ -n $RATE ]] && echo " at $RATE packets/s"), clients' TMPDIR $CLIENTS_TMPDIR, index ${INDEX_DIR_BASE:-beside the journal}, $RUN_SECONDS s per run, $ROUNDS rounds, Explorer off vs on with $BROWSERS $CLIENTS clients$([[ $CLIENTS_IDLE == 1 ]] && echo " at SCHED_IDLE") (load $(cut -d' ' -f1-3 /proc/loadavg))"
 # ABBA order (off, on, then on, off): a drift over the run (page cache, the disk, the VM's
 # neighbours) then favours neither side.
 for round in $(seq "$ROUNDS"); do
