@@ -423,6 +423,8 @@ pub struct ExplorerIndex {
     live: Arc<Live>,
     /// Whether this thread has been given the lowest CPU priority yet.
     niced: bool,
+    /// The live view's share of the batch being applied (kept to reuse its buffer).
+    live_batch: super::live::LiveBatch,
 }
 
 impl ExplorerIndex {
@@ -500,6 +502,7 @@ impl ExplorerIndex {
             totals_published: std::time::Instant::now(),
             live,
             niced: false,
+            live_batch: Default::default(),
         };
         // An older index kept packets and conditions in sled trees: dropped with the rebuild.
         for old in ["packets", "conditions"] {
@@ -845,8 +848,27 @@ impl ExplorerIndex {
     fn write(&mut self, entries: &[JournalEntry]) -> std::io::Result<()> {
         let pending = self.reader.pending.clone();
         let mut pending = pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let live = self.live.clone();
-        let mut live = live.lock();
+        let mut live = std::mem::take(&mut self.live_batch);
+        live.begin(self.live.sample_len());
+        // The live view gets what was applied even when a write fails part-way: the position
+        // has moved past those events.
+        let applied = self.apply_entries(entries, &mut pending, &mut live);
+        drop(pending);
+        self.live.merge(&mut live, self.position);
+        self.live_batch = live;
+        applied?;
+        if self.totals_published.elapsed() >= TOTALS_INTERVAL {
+            self.live.lock().set_peer_totals(self.peers.iter().map(|peer| (peer.name.as_str(), &peer.totals)));
+            self.totals_published = std::time::Instant::now();
+        }
+        self.unpersisted += entries.len();
+        if self.unpersisted >= PERSIST_EVENTS {
+            self.persist()?;
+        }
+        Ok(())
+    }
+
+    fn apply_entries(&mut self, entries: &[JournalEntry], pending: &mut Vec<([u8; 8], u64)>, live: &mut super::live::LiveBatch) -> std::io::Result<()> {
         for entry in entries {
             if entry.seq <= self.position {
                 continue;
@@ -954,7 +976,7 @@ impl ExplorerIndex {
             }
             self.counts.events += 1;
             let name = |slot: Option<usize>| slot.map(|slot| self.peers[slot].name.as_str());
-            live.apply(entry, ended.as_ref(), [name(from), name(to)]);
+            live.push(entry, ended.as_ref(), [name(from), name(to)]);
             // Only what names a packet's or a channel's peers is needed here (the accounts view
             // comes from the `balances` projection): packets are skipped, settlement events
             // (rare) are applied.
@@ -962,17 +984,6 @@ impl ExplorerIndex {
                 self.balances.apply(entry);
             }
             self.position = entry.seq;
-        }
-        live.set_position(self.position);
-        if self.totals_published.elapsed() >= TOTALS_INTERVAL {
-            live.set_peer_totals(self.peers.iter().map(|peer| (peer.name.as_str(), &peer.totals)));
-            self.totals_published = std::time::Instant::now();
-        }
-        drop(live);
-        drop(pending);
-        self.unpersisted += entries.len();
-        if self.unpersisted >= PERSIST_EVENTS {
-            self.persist()?;
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! wall clock); readers take a snapshot under a short lock.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -40,6 +41,8 @@ pub struct Live {
     /// their own lock: that thread never waits for the index (which runs at the lowest CPU
     /// priority and holds `state` for a whole batch). Lock order: `state`, then `accounts`.
     accounts: Mutex<AccountsState>,
+    /// The next frame's sample size, so the index samples a batch without the lock.
+    sample_len: AtomicUsize,
 }
 
 impl Live {
@@ -50,12 +53,12 @@ impl Live {
             asset_code: config.node.asset_code.clone(),
             asset_scale: config.node.asset_scale,
         };
-        Live { state: Mutex::new(LiveState { node, ..LiveState::default() }), accounts: Mutex::default() }
+        Live { state: Mutex::new(LiveState { node, ..LiveState::default() }), accounts: Mutex::default(), sample_len: AtomicUsize::new(0) }
     }
 
     /// Live state for an offline rebuild of the index (nothing reads it).
     pub fn detached() -> Live {
-        Live { state: Mutex::new(LiveState::default()), accounts: Mutex::default() }
+        Live { state: Mutex::new(LiveState::default()), accounts: Mutex::default(), sample_len: AtomicUsize::new(0) }
     }
 
     pub fn lock(&self) -> MutexGuard<'_, LiveState> {
@@ -76,14 +79,38 @@ impl Live {
         value
     }
 
-    /// Takes the frame built since the last one; None when nothing happened.
+    /// Takes the frame built since the last one; None when nothing happened. The sample is
+    /// rendered after the lock is released.
     pub fn take_frame(&self) -> Option<Value> {
         let mut state = self.lock();
-        let mut frame = state.take_frame()?;
-        if frame.1 {
-            frame.0["accounts"] = state.accounts(&self.lock_accounts())["accounts"].take();
+        let (mut value, frame) = state.take_frame()?;
+        self.sample_len.store(0, Ordering::Relaxed);
+        if frame.accounts_changed {
+            value["accounts"] = state.accounts(&self.lock_accounts())["accounts"].take();
         }
-        Some(frame.0)
+        drop(state);
+        let sample: Vec<Value> = frame
+            .sample
+            .iter()
+            .zip(&frame.sample_peers)
+            .map(|(entry, peers)| super::api::event_json(entry, [peers[0].as_deref(), peers[1].as_deref()]))
+            .collect();
+        value["sample"] = Value::Array(sample);
+        Some(value)
+    }
+
+    /// The next frame's sample size when last published (for [`LiveBatch::begin`]).
+    pub fn sample_len(&self) -> usize {
+        self.sample_len.load(Ordering::Relaxed)
+    }
+
+    /// Applies a batch of the index's events under the lock (integer updates and a few moves,
+    /// no I/O, no JSON), sets the index's position, and empties the batch.
+    pub fn merge(&self, batch: &mut LiveBatch, position: u64) {
+        let mut state = self.lock();
+        state.merge(batch);
+        state.set_position(position);
+        self.sample_len.store(state.frame.sample.len(), Ordering::Relaxed);
     }
 
     /// What a new WebSocket client gets first.
@@ -201,6 +228,69 @@ pub struct OpenPacket {
     pub amount_out: u64,
 }
 
+/// What the live view needs of a packet's event.
+#[derive(Debug, Clone, Copy)]
+enum PacketOutcome {
+    Prepared,
+    /// With its Prepare→Fulfill time in ms, when the index knew the Prepare.
+    Fulfilled { latency_ms: Option<u64> },
+    Rejected { code: [u8; 3], prepared: bool },
+}
+
+type Sample = (JournalEntry, [Option<String>; 2]);
+
+enum Staged {
+    Packet { timestamp_ms: i64, outcome: PacketOutcome, sample: Option<Box<Sample>> },
+    Other { entry: Box<JournalEntry>, peers: [Option<String>; 2] },
+}
+
+/// The live state's share of one of the index's batches, gathered without the lock and applied
+/// by [`Live::merge`] in one short critical section. The index runs at SCHED_IDLE: holding the
+/// lock for a whole batch, it could be preempted with it held, and the frame ticker and the
+/// API's readers would wait behind a thread that gets no CPU.
+#[derive(Default)]
+pub struct LiveBatch {
+    staged: Vec<Staged>,
+    /// Packet events sampled into this batch.
+    samples: usize,
+    /// The frame's sample size when the batch began (from [`Live::sample_len`]).
+    sample_len: usize,
+}
+
+impl LiveBatch {
+    /// Starts gathering a batch; `sample_len` is [`Live::sample_len`].
+    pub fn begin(&mut self, sample_len: usize) {
+        self.sample_len = sample_len;
+    }
+
+    /// One event; `ended` is what the index knew of the packet this event ends (its Prepare's
+    /// time and amounts), `peers` the event's peers. Packets are copied into the sample only
+    /// while the frame has room, so a busy batch clones at most [`FRAME_SAMPLE_MAX`] of them.
+    pub fn push(&mut self, entry: &JournalEntry, ended: Option<&OpenPacket>, peers: [Option<&str>; 2]) {
+        let owned = || [peers[0].map(str::to_owned), peers[1].map(str::to_owned)];
+        let outcome = match &entry.event {
+            Event::PacketPrepared(_) => PacketOutcome::Prepared,
+            Event::PacketFulfilled(_) => PacketOutcome::Fulfilled {
+                latency_ms: ended.map(|open| ((entry.timestamp_ms - open.prepared_ms).max(1) as u64).min(3_600_000)),
+            },
+            Event::PacketRejected(rejected) => PacketOutcome::Rejected { code: rejected.code, prepared: rejected.prepared },
+            _ => {
+                self.staged.push(Staged::Other { entry: Box::new(entry.clone()), peers: owned() });
+                return;
+            }
+        };
+        let sample = (self.sample_len + self.samples < FRAME_SAMPLE_MAX).then(|| {
+            self.samples += 1;
+            Box::new((entry.clone(), owned()))
+        });
+        self.staged.push(Staged::Packet { timestamp_ms: entry.timestamp_ms, outcome, sample });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.staged.is_empty()
+    }
+}
+
 /// Per peer: what passed through it, since the index started.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PeerTotals {
@@ -251,13 +341,65 @@ impl LiveState {
         self.position
     }
 
-    /// One event, before the accounts have applied it; `ended` is what the index knew of the
-    /// packet this event ends (its Prepare's time and amounts), `peers` the event's peers.
-    pub fn apply(&mut self, entry: &JournalEntry, ended: Option<&OpenPacket>, peers: [Option<&str>; 2]) {
-        let second = entry.timestamp_ms.div_euclid(1000);
+    /// Applies a batch gathered by [`LiveBatch::push`], in its order, and empties it.
+    fn merge(&mut self, batch: &mut LiveBatch) {
+        for staged in batch.staged.drain(..) {
+            match staged {
+                Staged::Packet { timestamp_ms, outcome, sample } => {
+                    self.apply_packet(timestamp_ms, outcome);
+                    if let Some(sample) = sample {
+                        if self.frame.sample.len() < FRAME_SAMPLE_MAX {
+                            let (entry, peers) = *sample;
+                            self.frame.sample.push(entry);
+                            self.frame.sample_peers.push(peers);
+                        }
+                    }
+                }
+                Staged::Other { entry, peers } => self.apply_other(*entry, peers),
+            }
+        }
+        batch.samples = 0;
+    }
+
+    fn apply_packet(&mut self, timestamp_ms: i64, outcome: PacketOutcome) {
+        let second = timestamp_ms.div_euclid(1000);
+        self.last_timestamp_ms = self.last_timestamp_ms.max(timestamp_ms);
+        self.frame.events += 1;
+        match outcome {
+            PacketOutcome::Prepared => {
+                self.bucket(second).outcomes.prepared += 1;
+                self.since_start.prepared += 1;
+                self.frame.outcomes.prepared += 1;
+            }
+            PacketOutcome::Fulfilled { latency_ms } => {
+                let bucket = self.bucket(second);
+                bucket.outcomes.fulfilled += 1;
+                if let Some(latency) = latency_ms {
+                    let _ = bucket.latency_ms.record(latency);
+                }
+                self.since_start.fulfilled += 1;
+                self.frame.outcomes.fulfilled += 1;
+                self.frame.accounts_changed = true;
+            }
+            PacketOutcome::Rejected { code, prepared } => {
+                let bucket = self.bucket(second);
+                bucket.outcomes.rejected += 1;
+                *bucket.codes.entry(code).or_default() += 1;
+                self.since_start.rejected += 1;
+                *self.since_start_codes.entry(code).or_default() += 1;
+                self.frame.outcomes.rejected += 1;
+                *self.frame.codes.entry(code).or_default() += 1;
+                self.frame.accounts_changed |= prepared;
+            }
+        }
+    }
+
+    /// An event that is not a packet's: rare, and each one is sampled (up to twice a frame's
+    /// sample of packets).
+    fn apply_other(&mut self, entry: JournalEntry, peers: [Option<String>; 2]) {
         self.last_timestamp_ms = self.last_timestamp_ms.max(entry.timestamp_ms);
         self.frame.events += 1;
-        let sampled = match &entry.event {
+        match &entry.event {
             Event::ConfigurationApplied(configuration) => {
                 self.since_start = Outcomes::default();
                 self.since_start_codes.clear();
@@ -267,60 +409,22 @@ impl LiveState {
                 self.sessions.clear();
                 self.frame.peers_changed = true;
                 self.frame.accounts_changed = true;
-                true
             }
             Event::PeerConnected { peer, session } => {
                 self.sessions.entry(peer.clone()).or_default().push(*session);
                 self.frame.peers_changed = true;
-                true
             }
             Event::PeerDisconnected { peer, session } => {
                 if let Some(sessions) = self.sessions.get_mut(peer) {
                     sessions.retain(|known| known != session);
                 }
                 self.frame.peers_changed = true;
-                true
             }
-            Event::PacketPrepared(_) => {
-                self.bucket(second).outcomes.prepared += 1;
-                self.since_start.prepared += 1;
-                self.frame.outcomes.prepared += 1;
-                false
-            }
-            Event::PacketFulfilled(_) => {
-                let bucket = self.bucket(second);
-                bucket.outcomes.fulfilled += 1;
-                if let Some(open) = ended {
-                    let latency = (entry.timestamp_ms - open.prepared_ms).max(1) as u64;
-                    let _ = bucket.latency_ms.record(latency.min(3_600_000));
-                }
-                self.since_start.fulfilled += 1;
-                self.frame.outcomes.fulfilled += 1;
-                self.frame.accounts_changed = true;
-                false
-            }
-            Event::PacketRejected(rejected) => {
-                let bucket = self.bucket(second);
-                bucket.outcomes.rejected += 1;
-                *bucket.codes.entry(rejected.code).or_default() += 1;
-                self.since_start.rejected += 1;
-                *self.since_start_codes.entry(rejected.code).or_default() += 1;
-                self.frame.outcomes.rejected += 1;
-                *self.frame.codes.entry(rejected.code).or_default() += 1;
-                self.frame.accounts_changed |= rejected.prepared;
-                false
-            }
-            _ => {
-                self.frame.accounts_changed = true;
-                true
-            }
-        };
-        // A bounded sample: every event that is not a packet's (they are rare and each one
-        // matters), and packets until the frame's sample is full.
-        let room = if sampled { FRAME_SAMPLE_MAX * 2 } else { FRAME_SAMPLE_MAX };
-        if self.frame.sample.len() < room {
-            self.frame.sample.push(entry.clone());
-            self.frame.sample_peers.push([peers[0].map(str::to_owned), peers[1].map(str::to_owned)]);
+            _ => self.frame.accounts_changed = true,
+        }
+        if self.frame.sample.len() < FRAME_SAMPLE_MAX * 2 {
+            self.frame.sample.push(entry);
+            self.frame.sample_peers.push(peers);
         }
     }
 
@@ -454,19 +558,15 @@ impl LiveState {
 
     /// Takes the frame built since the last one (and whether it should carry the accounts);
     /// None when nothing happened.
-    fn take_frame(&mut self) -> Option<(Value, bool)> {
+    /// Takes the pending frame: its header (counts, totals, sessions) and the raw frame, whose
+    /// sample the caller renders outside the lock.
+    fn take_frame(&mut self) -> Option<(Value, Frame)> {
         if self.frame.events == 0 {
             return None;
         }
         let frame = std::mem::take(&mut self.frame);
         let codes: BTreeMap<String, u64> =
             frame.codes.iter().map(|(code, count)| (String::from_utf8_lossy(code).into_owned(), *count)).collect();
-        let sample: Vec<Value> = frame
-            .sample
-            .iter()
-            .zip(&frame.sample_peers)
-            .map(|(entry, peers)| super::api::event_json(entry, [peers[0].as_deref(), peers[1].as_deref()]))
-            .collect();
         let mut value = json!({
             "type": "frame",
             "position": self.position,
@@ -474,7 +574,7 @@ impl LiveState {
             "events": frame.events,
             "outcomes": frame.outcomes,
             "reject_codes": codes,
-            "sample": sample,
+            "sample": [],
             "sampled_all": frame.events as usize == frame.sample.len(),
             "since_start": self.since_start_json(),
         });
@@ -482,7 +582,7 @@ impl LiveState {
             let sessions: BTreeMap<&str, usize> = self.sessions.iter().map(|(peer, sessions)| (peer.as_str(), sessions.len())).collect();
             value["sessions"] = json!(sessions);
         }
-        Some((value, frame.accounts_changed))
+        Some((value, frame))
     }
 }
 

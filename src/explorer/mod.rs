@@ -102,20 +102,68 @@ pub async fn start(
         routes,
         shutdown: shutdown.clone(),
     };
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(live::tick(live, frames, shutdown.clone())));
+    // The server and the frame ticker run on a runtime of their own, on one thread at nice
+    // [`SERVER_NICE`]: they lock the live state, which the index (at SCHED_IDLE) holds while it
+    // applies a batch, and a task waiting there must never hold one of the packet path's
+    // runtime workers (its BTP sessions) behind a thread that gets no CPU.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("explorer-blocking")
+        .on_thread_start(|| lower_priority(SERVER_NICE))
+        .build()
+        .context("cannot start the Explorer's runtime")?;
+    let listener = listener.into_std().context("the Explorer's listener")?;
+    let ticker = live::tick(live, frames, shutdown.clone());
     let mut stopped = shutdown;
-    tasks.push(tokio::spawn(async move {
-        let router = api::router(state);
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(api::bound_send_buffer);
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-            let _ = stopped.changed().await;
+    let server = std::thread::Builder::new().name("explorer-http".into()).spawn(move || {
+        lower_priority(SERVER_NICE);
+        runtime.block_on(async move {
+            let ticker = tokio::spawn(ticker);
+            let router = api::router(state);
+            use axum::serve::ListenerExt;
+            let listener = match TcpListener::from_std(listener) {
+                Ok(listener) => listener.tap_io(api::bound_send_buffer),
+                Err(error) => {
+                    crate::internal_events::emit(crate::internal_events::ServerFailed { server: "Explorer", error: &error });
+                    return;
+                }
+            };
+            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+                let _ = stopped.changed().await;
+            });
+            if let Err(error) = serve.await {
+                crate::internal_events::emit(crate::internal_events::ServerFailed { server: "Explorer", error: &error });
+            }
+            let _ = ticker.await;
         });
-        if let Err(error) = serve.await {
-            crate::internal_events::emit(crate::internal_events::ServerFailed { server: "Explorer", error: &error });
-        }
-    }));
+    })?;
+    // The node awaits its tasks at a stop; this one ends when the server's thread does.
+    let tasks = vec![tokio::spawn(async move {
+        let _ = tokio::task::spawn_blocking(move || server.join()).await;
+    })];
     tracing::info!(url = %format!("http://{address}/"), index = %settings.index_dir.display(), "Explorer listening");
     Ok(Explorer { address, tasks, index_thread })
+}
+
+/// The nice value of the Explorer's server thread (and its blocking pool, which runs history
+/// queries): under full load the dashboard's requests and frames wait for the packet path,
+/// never the other way round; with room on the cores they run at once.
+const SERVER_NICE: i32 = 10;
+
+/// Lowers the calling thread's CPU priority to `nice` (Linux applies it to one thread when given
+/// its thread id). Failure only leaves the priority as it was.
+fn lower_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: a plain syscall on the calling thread's id; no pointers.
+        let done = unsafe {
+            let thread = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, thread, nice) == 0
+        };
+        if !done {
+            tracing::debug!(nice, "could not lower the Explorer server thread's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
 }
