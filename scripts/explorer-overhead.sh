@@ -60,6 +60,12 @@ index_ticks() { # the Explorer index's thread (comm "projection-expl", truncated
   done
   echo "$total"
 }
+thread_ticks() { # one line per thread of PID: its name, a tab, its utime+stime
+  local task
+  for task in /proc/"$1"/task/*; do
+    printf '%s\t%s\n' "$(cat "$task/comm" 2>/dev/null)" "$(awk '{print $14 + $15}' "$task/stat" 2>/dev/null || echo 0)"
+  done
+}
 run() { # run MODE ROUND: prints one line: packets/s, p99, CPU of the connector and the clients
   local mode="$1" round="$2" dir="$work/$1-$2"
   two_free_ports
@@ -87,6 +93,7 @@ run() { # run MODE ROUND: prints one line: packets/s, p99, CPU of the connector 
   before_c="$(ticks "$connector_pid")"
   before_b="$(browser_ticks)"
   before_i="$(index_ticks "$connector_pid")"
+  thread_ticks "$connector_pid" >"$dir/threads.before"
   local rate=()
   [[ -n "$RATE" ]] && rate=(--rate "$RATE")
   started="$(date +%s.%N)"
@@ -98,6 +105,7 @@ run() { # run MODE ROUND: prints one line: packets/s, p99, CPU of the connector 
   after_c="$(ticks "$connector_pid")"
   after_b="$(browser_ticks)"
   after_i="$(index_ticks "$connector_pid")"
+  thread_ticks "$connector_pid" >"$dir/threads.after"
   if [[ -n "$watch_pid" ]]; then
     exec 3>&-
     wait "$watch_pid" 2>/dev/null || true
@@ -111,9 +119,9 @@ run() { # run MODE ROUND: prints one line: packets/s, p99, CPU of the connector 
   connector_pid=""
   [[ -n "$INDEX_DIR_BASE" ]] && rm -rf "$index_dir"
   python3 - "$mode" "$round" "$line" "$before_c" "$after_c" "$before_b" "$after_b" "$before_i" "$after_i" "$started" "$ended" \
-    "$(tail -1 "$dir/loadgen.time")" "$flushes" <<'PY'
-import json, os, sys
-mode, round_, line, bc, ac, bb, ab, bi, ai, started, ended, loadgen_time, flushes = sys.argv[1:]
+    "$(tail -1 "$dir/loadgen.time")" "$flushes" "$dir" "$work/threads.jsonl" <<'PY'
+import collections, json, os, re, sys
+mode, round_, line, bc, ac, bb, ab, bi, ai, started, ended, loadgen_time, flushes, run_dir, threads_out = sys.argv[1:]
 flush_sum, flush_count = (float(part) for part in flushes.split()) if len(flushes.split()) == 2 else (0.0, 1.0)
 hz = os.sysconf("SC_CLK_TCK")
 seconds = float(ended) - float(started)
@@ -126,6 +134,17 @@ print(f"{mode:4} round {round_}: {report['packets_per_second']:10.0f} packets/s,
       f"connector {100 * connector / seconds:5.1f}% CPU, browsers {100 * browsers / seconds:5.1f}% CPU; "
       f"µs/packet: connector {us(connector):.2f} (index {us(index):.2f}), clients {us(browsers):.2f}, loadgen {us(loadgen):.2f}; "
       f"journal flushes {flush_count / seconds:.0f}/s, mean {1e6 * flush_sum / max(flush_count, 1):.0f} µs")
+# The connector's CPU per packet by thread name (numbered threads summed: "m2m-worker" for all
+# the runtime's workers), for the summary.
+def by_name(path):
+    groups = collections.Counter()
+    for row in open(path):
+        name, _, value = row.rstrip("\n").rpartition("\t")
+        groups[re.sub(r"[-_ ]?[0-9]+$", "", name)] += int(value or 0)
+    return groups
+before, after = by_name(f"{run_dir}/threads.before"), by_name(f"{run_dir}/threads.after")
+with open(threads_out, "a") as out:
+    out.write(json.dumps({"mode": mode, "round": round_, "us": {name: us((after[name] - before.get(name, 0)) / hz) for name in after}}) + "\n")
 PY
 }
 echo "== W=$WINDOW$([[ -n $RATE ]] && echo " at $RATE packets/s"), clients' TMPDIR $CLIENTS_TMPDIR, index ${INDEX_DIR_BASE:-beside the journal}, $RUN_SECONDS s per run, $ROUNDS rounds, Explorer off vs on with $BROWSERS $CLIENTS clients$([[ $CLIENTS_IDLE == 1 ]] && echo " at SCHED_IDLE") (load $(cut -d' ' -f1-3 /proc/loadavg))"
@@ -156,4 +175,15 @@ print(f"CPU µs/packet (medians): connector off {med('off', 0):.2f}, on {med('on
 flush = {mode: statistics.median(float(re.search(r"mean ([0-9.]+) µs", line).group(1)) for line in open(sys.argv[1]) if line.split()[0] == mode)
          for mode in ("off", "on")}
 print(f"journal flush, mean µs (median of runs): off {flush['off']:.0f}, on {flush['on']:.0f}")
+PY
+python3 - "$work/threads.jsonl" <<'PY'
+import json, statistics, sys
+runs = [json.loads(line) for line in open(sys.argv[1])]
+names = sorted({name for run in runs for name in run["us"]})
+med = lambda mode, name: statistics.median(run["us"].get(name, 0.0) for run in runs if run["mode"] == mode)
+rows = sorted(((med("on", name) - med("off", name), name) for name in names), reverse=True)
+print("connector threads, CPU µs/packet (medians, off → on):")
+for _, name in rows:
+    if max(med("off", name), med("on", name)) >= 0.01:
+        print(f"  {name:16} {med('off', name):5.2f} → {med('on', name):5.2f}")
 PY
