@@ -16,6 +16,9 @@
 # DIR (e.g. /dev/shm) instead of beside the journal: the index on another device than the journal.
 # CLIENTS_TMPDIR=DIR gives the clients that TMPDIR (playwright makes each chromium's profile
 # there): with /dev/shm the browsers' profile and cache writes stay off the journal's disk.
+# CLIENTS=burn is the control: the Explorer stays off on both sides, and the "on" side gets a
+# bystander process that burns BURN_PERCENT (default 12) of a core in 100 ms periods, about what
+# two chromium dashboards take: what any neighbour of that size costs the packet path here.
 #
 #   bash scripts/explorer-overhead.sh
 #   CLIENTS=ws ROUNDS=8 RUN_SECONDS=10 BROWSERS=2 bash scripts/explorer-overhead.sh
@@ -40,6 +43,7 @@ loadgen="$PWD/target/release/m2m-loadgen"
 work="$(mktemp -d -t m2m-explorer-overhead.XXXXXX)"
 connector_pid=""
 watch_pid=""
+burner_pid=""
 cleanup() {
   [[ -n "$watch_pid" ]] && kill "$watch_pid" 2>/dev/null || true
   stop_pid "$connector_pid" 10
@@ -50,7 +54,7 @@ trap cleanup EXIT
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 browser_ticks() { # utime+stime of every chromium process (browser, renderers, GPU, utility)
   local total=0
-  for pid in $(pgrep -f "/usr/lib/chromium/" || true); do total=$((total + $(ticks "$pid"))); done
+  for pid in $(pgrep -f "/usr/lib/chromium/" || true) $burner_pid; do total=$((total + $(ticks "$pid"))); done
   echo "$total"
 }
 index_ticks() { # the Explorer index's thread (comm "projection-expl", truncated to 15 bytes)
@@ -73,9 +77,21 @@ run() { # run MODE ROUND: prints one line: packets/s, p99, CPU of the connector 
   explorer_port="$(free_port)"
   local index_dir="$dir/explorer-index" # the default: beside the journal
   [[ -n "$INDEX_DIR_BASE" ]] && index_dir="$(mktemp -d "$INDEX_DIR_BASE/m2m-index.XXXXXX")"
-  EXPLORER_ENABLED="$([[ "$mode" == off ]] && echo false || echo true)" EXPLORER_PORT="$explorer_port" EXPLORER_INDEX_DIR="$index_dir" \
+  EXPLORER_ENABLED="$([[ "$mode" == off || "$CLIENTS" == burn ]] && echo false || echo true)" EXPLORER_PORT="$explorer_port" EXPLORER_INDEX_DIR="$index_dir" \
     start_connector "$connector" overhead "$dir" true "$btp_port" "$health_port" 20 || exit 1
-  if [[ "$mode" == on && "$BROWSERS" -gt 0 ]]; then
+  if [[ "$mode" == on && "$CLIENTS" == burn ]]; then
+    python3 -c '
+import sys, time
+busy = float(sys.argv[1]) / 100 * 0.1
+while True:
+    start = time.perf_counter()
+    while time.perf_counter() - start < busy:
+        pass
+    time.sleep(0.1 - busy)
+' "${BURN_PERCENT:-12}" &
+    watch_pid=$!
+    burner_pid=$watch_pid
+  elif [[ "$mode" == on && "$BROWSERS" -gt 0 ]]; then
     mkfifo "$dir/watch.in"
     local script=(e2e/watch.mjs)
     [[ "$CLIENTS" == ws ]] && script=(--experimental-websocket e2e/ws-clients.mjs)
@@ -106,7 +122,11 @@ run() { # run MODE ROUND: prints one line: packets/s, p99, CPU of the connector 
   after_b="$(browser_ticks)"
   after_i="$(index_ticks "$connector_pid")"
   thread_ticks "$connector_pid" >"$dir/threads.after"
-  if [[ -n "$watch_pid" ]]; then
+  if [[ -n "$burner_pid" ]]; then
+    kill "$burner_pid" 2>/dev/null || true
+    wait "$burner_pid" 2>/dev/null || true
+    burner_pid="" watch_pid=""
+  elif [[ -n "$watch_pid" ]]; then
     exec 3>&-
     wait "$watch_pid" 2>/dev/null || true
     watch_pid=""

@@ -1,0 +1,38 @@
+// Where an open dashboard spends the browser's time: opens EXPLORER_URL in one headless chromium,
+// waits WARMUP seconds, then prints what the page's main thread did over SECONDS (CDP
+// Performance metrics) and the CPU of every chromium process.
+import { chromium } from "playwright-core";
+import { readFileSync, readdirSync } from "node:fs";
+
+const url = process.env.EXPLORER_URL;
+const seconds = Number(process.env.SECONDS ?? 10);
+const warmup = Number(process.env.WARMUP ?? 5);
+const view = process.env.VIEW ?? "";
+const args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args });
+const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+await page.goto(url + view);
+await page.waitForSelector('[data-testid="ws-status"][data-state="live"]', { timeout: 15000 });
+const cdp = await page.context().newCDPSession(page);
+await cdp.send("Performance.enable");
+const ticks = () => {
+  let total = 0;
+  for (const pid of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
+    try {
+      if (!readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("/usr/lib/chromium/")) continue;
+      const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+      total += Number(fields[11]) + Number(fields[12]);
+    } catch {}
+  }
+  return total;
+};
+const metrics = async () => Object.fromEntries((await cdp.send("Performance.getMetrics")).metrics.map((m) => [m.name, m.value]));
+await new Promise((r) => setTimeout(r, warmup * 1000));
+const a = await metrics();
+const ta = ticks();
+await new Promise((r) => setTimeout(r, seconds * 1000));
+const b = await metrics();
+const tb = ticks();
+const per = (name) => (((b[name] ?? 0) - (a[name] ?? 0)) * 1000 / seconds).toFixed(1);
+console.log(`chromium CPU ${(100 * (tb - ta) / 100 / seconds).toFixed(1)}% of a core; main thread ms/s: task ${per("TaskDuration")}, script ${per("ScriptDuration")}, layout ${per("LayoutDuration")}, style ${per("RecalcStyleDuration")}; layouts/s ${(((b.LayoutCount ?? 0) - (a.LayoutCount ?? 0)) / seconds).toFixed(1)}, style recalcs/s ${(((b.RecalcStyleCount ?? 0) - (a.RecalcStyleCount ?? 0)) / seconds).toFixed(1)}, DOM nodes ${b.Nodes}, JS heap ${(b.JSHeapUsedSize / 1e6).toFixed(1)} MB`);
+await browser.close();
