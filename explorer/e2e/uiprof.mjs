@@ -10,7 +10,7 @@ const warmup = Number(process.env.WARMUP ?? 5);
 const view = process.env.VIEW ?? "";
 const args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args });
-const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+const page = await browser.newPage({ viewport: { width: Number(process.env.WIDTH ?? 1400), height: Number(process.env.HEIGHT ?? 900) } });
 await page.goto(url + view);
 await page.waitForSelector('[data-testid="ws-status"][data-state="live"]', { timeout: 15000 });
 const cdp = await page.context().newCDPSession(page);
@@ -30,9 +30,29 @@ const metrics = async () => Object.fromEntries((await cdp.send("Performance.getM
 await new Promise((r) => setTimeout(r, warmup * 1000));
 const a = await metrics();
 const ta = ticks();
+if (process.env.TRACE) await browser.startTracing(page, { categories: ["devtools.timeline", "v8", "blink", "cc", "viz", "toplevel"] });
 await new Promise((r) => setTimeout(r, seconds * 1000));
 const b = await metrics();
+if (process.env.TRACE) {
+  const trace = JSON.parse((await browser.stopTracing()).toString());
+  const byName = new Map();
+  const threads = new Map();
+  for (const event of trace.traceEvents) {
+    if (event.ph === "M" && event.name === "thread_name") threads.set(`${event.pid}:${event.tid}`, event.args.name);
+  }
+  for (const event of trace.traceEvents) {
+    if (event.ph !== "X" || !event.dur) continue;
+    const key = `${threads.get(`${event.pid}:${event.tid}`) ?? event.tid} ${event.name}`;
+    byName.set(key, (byName.get(key) ?? 0) + event.dur / 1000);
+  }
+  for (const [key, ms] of [...byName].sort((x, y) => y[1] - x[1]).slice(0, 30)) console.log(`${(ms / seconds).toFixed(2).padStart(8)} ms/s  ${key}`);
+}
 const tb = ticks();
 const per = (name) => (((b[name] ?? 0) - (a[name] ?? 0)) * 1000 / seconds).toFixed(1);
 console.log(`chromium CPU ${(100 * (tb - ta) / 100 / seconds).toFixed(1)}% of a core; main thread ms/s: task ${per("TaskDuration")}, script ${per("ScriptDuration")}, layout ${per("LayoutDuration")}, style ${per("RecalcStyleDuration")}; layouts/s ${(((b.LayoutCount ?? 0) - (a.LayoutCount ?? 0)) / seconds).toFixed(1)}, style recalcs/s ${(((b.RecalcStyleCount ?? 0) - (a.RecalcStyleCount ?? 0)) / seconds).toFixed(1)}, DOM nodes ${b.Nodes}, JS heap ${(b.JSHeapUsedSize / 1e6).toFixed(1)} MB`);
+if (process.env.DOM) console.log(await page.evaluate(() => {
+  const counts = {};
+  for (const element of document.getElementsByTagName("*")) counts[element.tagName] = (counts[element.tagName] ?? 0) + 1;
+  return JSON.stringify(counts) + " health chars " + (document.querySelector('[data-testid="health"]')?.textContent.length ?? 0);
+}));
 await browser.close();

@@ -3,7 +3,7 @@
 // /api/health once a second (as the UI's App does). What connected browsers cost the node itself
 // when they run elsewhere. Needs Node's WebSocket (node --experimental-websocket on Node 20).
 // Exits when stdin closes or SECONDS (default 600) pass. Used by scripts/explorer-overhead.sh.
-const url = process.env.EXPLORER_URL?.replace(/^http/, "ws").replace(/\/?$/, "/ws");
+const url = process.env.EXPLORER_URL?.replace(/^http/, "ws").replace(/\/?$/, "/ws?every=1s");
 const count = Number(process.env.CLIENTS ?? 2);
 const seconds = Number(process.env.SECONDS ?? 600);
 if (!url) throw new Error("EXPLORER_URL is not set");

@@ -14,9 +14,9 @@ const VIEWS = ["Dashboard", "Packets", "Accounts", "Peers", "Routes"] as const;
 type View = (typeof VIEWS)[number];
 
 /**
- * How often live frames reach the page's state: once a second, like the stats it sits beside.
- * Each render costs the browser layout, paint and compositing; at 4 a second two headless
- * dashboards took a fifth of a core under load (BENCHMARKS.md, "What the Explorer costs").
+ * How often the page renders what arrived: once a second, live frames and the polled stats and
+ * health together. Each render costs the browser layout, paint and compositing; at 4 a second two
+ * headless dashboards took a fifth of a core under load (BENCHMARKS.md, "What the Explorer costs").
  */
 const RENDER_INTERVAL_MS = 1000;
 
@@ -34,18 +34,40 @@ export function App() {
     history.replaceState(null, "", next === "Dashboard" ? "/" : `/${next.toLowerCase()}`);
   }, []);
 
-  // The live stream. Frames (at most 10 a second) are folded into one state update every
-  // RENDER_INTERVAL_MS, so a busy node does not make the page re-render at frame rate.
+  // The live stream, and the stats and health polled beside it, reach the page together once a
+  // second: frames (at most 10 a second) are queued and folded in when the poll answers, so the
+  // page renders once a second, not once per frame and again per poll. A poll still running at
+  // the next tick does not hold the live view back: the queued frames go in without it.
   useEffect(() => {
     if (needToken) return;
     let queued: Frame[] = [];
+    let cancelled = false;
+    let polling = false;
     const flush = () => {
       if (queued.length === 0) return;
       const frames = queued;
       queued = [];
       setLive((previous) => applyFrames(previous, frames));
     };
-    const timer = setInterval(flush, RENDER_INTERVAL_MS);
+    const tick = async () => {
+      if (polling) {
+        flush();
+        return;
+      }
+      polling = true;
+      try {
+        const [nextStats, nextHealth] = await Promise.all([get<Stats>("/api/stats"), get<Record<string, unknown>>("/api/health")]);
+        if (!cancelled) {
+          setStats(nextStats);
+          setHealth(nextHealth);
+        }
+      } catch (error) {
+        if (!cancelled && error instanceof Unauthorized) setNeedToken(true);
+      } finally {
+        polling = false;
+        if (!cancelled) flush();
+      }
+    };
     const socket = new LiveSocket(
       () => new WebSocket(websocketUrl()),
       (frame) => queued.push(frame),
@@ -55,32 +77,12 @@ export function App() {
       },
     );
     socket.start();
-    return () => {
-      clearInterval(timer);
-      socket.stop();
-    };
-  }, [needToken]);
-
-  // Stats and health, polled.
-  useEffect(() => {
-    if (needToken) return;
-    let cancelled = false;
-    const poll = async () => {
-      try {
-        const [nextStats, nextHealth] = await Promise.all([get<Stats>("/api/stats"), get<Record<string, unknown>>("/api/health")]);
-        if (!cancelled) {
-          setStats(nextStats);
-          setHealth(nextHealth);
-        }
-      } catch (error) {
-        if (error instanceof Unauthorized) setNeedToken(true);
-      }
-    };
-    poll();
-    const timer = setInterval(poll, 1000);
+    tick();
+    const timer = setInterval(tick, RENDER_INTERVAL_MS);
     return () => {
       cancelled = true;
       clearInterval(timer);
+      socket.stop();
     };
   }, [needToken]);
 

@@ -114,8 +114,9 @@ export function eventsPath(filters: EventFilters, cursor?: string | null, limit 
   return `/api/events?${params}`;
 }
 
+/** The live stream at a frame a second (`every=1s`): the page renders once a second. */
 export function websocketUrl(): string {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const bearer = token();
-  return `${scheme}://${location.host}/ws${bearer ? `?token=${encodeURIComponent(bearer)}` : ""}`;
+  return `${scheme}://${location.host}/ws?every=1s${bearer ? `&token=${encodeURIComponent(bearer)}` : ""}`;
 }

@@ -39,7 +39,7 @@ pub struct ApiState {
     pub journal: Arc<JournalStatus>,
     pub health: Arc<Health>,
     pub token: Option<Secret>,
-    pub frames: broadcast::Sender<Arc<str>>,
+    pub frames: super::live::Streams,
     pub node_id: String,
     /// The routing table the forwarder publishes (configured and learned routes).
     pub routes: crate::pipeline::routes::RoutesPublished,
@@ -347,19 +347,37 @@ async fn api_not_found(uri: Uri) -> Response {
     error(StatusCode::NOT_FOUND, format!("no such API route: {}", uri.path()))
 }
 
-/// `/ws`: a `hello` with the present state, then a frame at most every 100 ms. A client that
-/// falls more than [`super::live::FRAME_BACKLOG`] frames behind skips to the newest (told by
-/// a `skipped` message); one that does not take a frame within 5 s is disconnected.
-async fn websocket(State(state): State<ApiState>, upgrade: WebSocketUpgrade) -> Response {
+/// `/ws`: a `hello` with the present state, then a frame at most every 100 ms, or with
+/// `?every=1s` one a second (the same counts, a sample of the second; what the UI takes, as it
+/// renders once a second). A client that falls more than [`super::live::FRAME_BACKLOG`] frames
+/// behind skips to the newest (told by a `skipped` message); one that does not take a frame
+/// within 5 s is disconnected.
+async fn websocket(
+    State(state): State<ApiState>,
+    uri: Uri,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let every = match params(&uri) {
+        Ok(params) => params.get("every").cloned(),
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    let frames = match every.as_deref() {
+        None | Some("100ms") => state.frames.fast.subscribe(),
+        Some("1s") => state.frames.slow.subscribe(),
+        Some(other) => return error(StatusCode::BAD_REQUEST, format!("every: {other:?} is not one of 100ms (the default), 1s")),
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
     upgrade
         .max_message_size(4096)
-        .on_upgrade(move |socket| stream(socket, state))
+        .on_upgrade(move |socket| stream(socket, state, frames))
 }
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
-async fn stream(mut socket: WebSocket, state: ApiState) {
-    let mut frames = state.frames.subscribe();
+async fn stream(mut socket: WebSocket, state: ApiState, mut frames: broadcast::Receiver<Arc<str>>) {
     let mut shutdown = state.shutdown.clone();
     let hello = state.live.hello(crate::ilp::now_ms());
     if send(&mut socket, hello.to_string().into()).await.is_err() {

@@ -96,9 +96,7 @@ const POLL_MS: u64 = 10;
 /// How often the peers' totals are handed to the live state while events flow.
 const TOTALS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
-fn is_packet_event(event: &Event) -> bool {
-    matches!(event, Event::PacketPrepared(_) | Event::PacketFulfilled(_) | Event::PacketRejected(_))
-}
+use super::live::is_packet_event;
 
 /// Packet chunks kept in memory between batches (the newest; an older one is read again when
 /// a late end arrives for it).

@@ -79,12 +79,24 @@ impl Live {
         value
     }
 
-    /// Takes the frame built since the last one; None when nothing happened. The sample is
-    /// rendered after the lock is released.
-    pub fn take_frame(&self) -> Option<Value> {
+    /// Takes the frame built since the last one (None when nothing happened), for
+    /// [`Live::render`] and [`Frame::absorb`].
+    pub fn take_frame(&self) -> Option<Frame> {
         let mut state = self.lock();
-        let (mut value, frame) = state.take_frame()?;
+        if state.frame.events == 0 {
+            return None;
+        }
+        let frame = std::mem::take(&mut state.frame);
         self.sample_len.store(0, Ordering::Relaxed);
+        Some(frame)
+    }
+
+    /// A frame as JSON: its counts and sample, with the present's position, totals since start,
+    /// sessions (when they changed) and accounts (when they may have). The sample is rendered
+    /// after the lock is released.
+    pub fn render(&self, frame: &Frame) -> Value {
+        let state = self.lock();
+        let mut value = state.frame_header(frame);
         if frame.accounts_changed {
             value["accounts"] = state.accounts(&self.lock_accounts())["accounts"].take();
         }
@@ -96,7 +108,7 @@ impl Live {
             .map(|(entry, peers)| super::api::event_json(entry, [peers[0].as_deref(), peers[1].as_deref()]))
             .collect();
         value["sample"] = Value::Array(sample);
-        Some(value)
+        value
     }
 
     /// The next frame's sample size when last published (for [`LiveBatch::begin`]).
@@ -322,7 +334,7 @@ pub struct LiveState {
 
 /// What the next live frame carries.
 #[derive(Default)]
-struct Frame {
+pub struct Frame {
     outcomes: Outcomes,
     codes: BTreeMap<[u8; 3], u64>,
     events: u64,
@@ -330,6 +342,41 @@ struct Frame {
     sample_peers: Vec<[Option<String>; 2]>,
     accounts_changed: bool,
     peers_changed: bool,
+}
+
+impl Frame {
+    /// Folds the next frame into this one, for the stream of a frame a second: counts add up;
+    /// the sample keeps every event that is not a packet's (up to [`FRAME_SAMPLE_MAX`]) and the
+    /// newest [`FRAME_SAMPLE_MAX`] packet events, in journal order.
+    pub fn absorb(&mut self, next: Frame) {
+        self.outcomes.prepared += next.outcomes.prepared;
+        self.outcomes.fulfilled += next.outcomes.fulfilled;
+        self.outcomes.rejected += next.outcomes.rejected;
+        for (code, count) in next.codes {
+            *self.codes.entry(code).or_default() += count;
+        }
+        self.events += next.events;
+        self.accounts_changed |= next.accounts_changed;
+        self.peers_changed |= next.peers_changed;
+        let mut packets = Vec::new();
+        let mut others = Vec::new();
+        let all = std::mem::take(&mut self.sample).into_iter().zip(std::mem::take(&mut self.sample_peers));
+        for (entry, peers) in all.chain(next.sample.into_iter().zip(next.sample_peers)) {
+            if is_packet_event(&entry.event) {
+                packets.push((entry, peers));
+            } else if others.len() < FRAME_SAMPLE_MAX {
+                others.push((entry, peers));
+            }
+        }
+        let newest = packets.len().saturating_sub(FRAME_SAMPLE_MAX);
+        let mut kept: Vec<_> = others.into_iter().chain(packets.into_iter().skip(newest)).collect();
+        kept.sort_by_key(|(entry, _)| entry.seq);
+        (self.sample, self.sample_peers) = kept.into_iter().unzip();
+    }
+}
+
+pub(super) fn is_packet_event(event: &Event) -> bool {
+    matches!(event, Event::PacketPrepared(_) | Event::PacketFulfilled(_) | Event::PacketRejected(_))
 }
 
 impl LiveState {
@@ -558,13 +605,9 @@ impl LiveState {
 
     /// Takes the frame built since the last one (and whether it should carry the accounts);
     /// None when nothing happened.
-    /// Takes the pending frame: its header (counts, totals, sessions) and the raw frame, whose
-    /// sample the caller renders outside the lock.
-    fn take_frame(&mut self) -> Option<(Value, Frame)> {
-        if self.frame.events == 0 {
-            return None;
-        }
-        let frame = std::mem::take(&mut self.frame);
+    /// A frame's JSON without its sample: counts, position, totals since start, and the
+    /// sessions when they changed.
+    fn frame_header(&self, frame: &Frame) -> Value {
         let codes: BTreeMap<String, u64> =
             frame.codes.iter().map(|(code, count)| (String::from_utf8_lossy(code).into_owned(), *count)).collect();
         let mut value = json!({
@@ -582,7 +625,7 @@ impl LiveState {
             let sessions: BTreeMap<&str, usize> = self.sessions.iter().map(|(peer, sessions)| (peer.as_str(), sessions.len())).collect();
             value["sessions"] = json!(sessions);
         }
-        Some((value, frame))
+        value
     }
 }
 
@@ -634,21 +677,62 @@ fn balances_view(balances: &Balances) -> BalancesView {
         .collect()
 }
 
-/// Sends the pending frame to every WebSocket client, at most every [`FRAME_INTERVAL`].
-pub async fn tick(live: Arc<Live>, frames: broadcast::Sender<Arc<str>>, mut shutdown: watch::Receiver<bool>) {
+/// Sends the pending frame to every WebSocket client of the fast stream every
+/// [`FRAME_INTERVAL`], and the frames of the last [`SLOW_FRAME_TICKS`] folded into one to every
+/// client of the slow stream (`/ws?every=1s`, what the UI takes: it renders once a second).
+pub async fn tick(live: Arc<Live>, frames: Streams, mut shutdown: watch::Receiver<bool>) {
     let mut interval = tokio::time::interval(FRAME_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut slow: Option<Frame> = None;
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = interval.tick() => {}
             _ = shutdown.changed() => return,
         }
-        // Build the frame even with nobody listening, so the next client starts fresh.
-        let frame = live.take_frame();
-        if let Some(frame) = frame {
-            if frames.receiver_count() > 0 {
-                let _ = frames.send(Arc::from(frame.to_string()));
+        ticks += 1;
+        // Taken even with nobody listening, so the next client starts fresh.
+        if let Some(frame) = live.take_frame() {
+            if frames.fast.receiver_count() > 0 {
+                let _ = frames.fast.send(Arc::from(live.render(&frame).to_string()));
+            }
+            match slow.as_mut() {
+                Some(slow) => slow.absorb(frame),
+                None => slow = Some(frame),
             }
         }
+        if ticks % SLOW_FRAME_TICKS == 0 {
+            if let Some(frame) = slow.take() {
+                if frames.slow.receiver_count() > 0 {
+                    let _ = frames.slow.send(Arc::from(live.render(&frame).to_string()));
+                }
+            }
+        }
+    }
+}
+
+/// Fast frames folded into one of the slow stream: a frame a second.
+pub const SLOW_FRAME_TICKS: u64 = 10;
+
+/// The two live streams: a frame every [`FRAME_INTERVAL`], or one a second.
+#[derive(Clone)]
+pub struct Streams {
+    pub fast: broadcast::Sender<Arc<str>>,
+    pub slow: broadcast::Sender<Arc<str>>,
+}
+
+impl Streams {
+    pub fn new() -> Streams {
+        Streams { fast: broadcast::channel(FRAME_BACKLOG).0, slow: broadcast::channel(FRAME_BACKLOG).0 }
+    }
+
+    pub fn receiver_count(&self) -> usize {
+        self.fast.receiver_count() + self.slow.receiver_count()
+    }
+}
+
+impl Default for Streams {
+    fn default() -> Streams {
+        Streams::new()
     }
 }

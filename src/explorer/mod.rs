@@ -89,7 +89,7 @@ pub async fn start(
             index.close();
         }
     })?;
-    let (frames, _) = tokio::sync::broadcast::channel(live::FRAME_BACKLOG);
+    let frames = live::Streams::new();
     let state = api::ApiState {
         live: live.clone(),
         index: reader,

@@ -332,6 +332,7 @@ fn bad_parameters_get_400_with_a_message_and_are_counted() {
         ("/api/events?colour=red", "colour"),
         ("/api/events?limit=5&limit=6", "limit"),
         ("/api/packets/not-a-packet", "packet id"),
+        ("/ws?every=2s", "every"),
     ];
     for (path, named) in cases {
         let (status, body) = node.get(path);
@@ -372,7 +373,10 @@ fn the_token_guards_every_route_and_no_secret_is_served() {
     assert_eq!(page.status, 200);
     assert!(page.body.contains("<div id=\"root\">"), "{}", page.body);
 
-    // The WebSocket: ?token= lets a browser in; frames come at most 10 a second.
+    // The WebSocket: ?token= lets a browser in; frames come at most 10 a second. (A second
+    // after the index caught up, no frame of the earlier traffic is still being folded into the
+    // 1 s stream, so both streams below start from the same event.)
+    std::thread::sleep(Duration::from_millis(1200));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         use futures_util::StreamExt;
@@ -383,27 +387,63 @@ fn the_token_guards_every_route_and_no_secret_is_served() {
         let hello = socket.next().await.expect("a message").expect("readable");
         let hello: Value = serde_json::from_str(hello.to_text().unwrap()).unwrap();
         assert_eq!(hello["type"], "hello", "{hello}");
+        // Beside it, the stream of a frame a second (what the UI takes).
+        let (mut slow, _) = tokio_tungstenite::connect_async(format!("{url}&every=1s")).await.expect("the WebSocket with every=1s");
+        let hello = slow.next().await.expect("a message").expect("readable");
+        assert_eq!(serde_json::from_str::<Value>(hello.to_text().unwrap()).unwrap()["type"], "hello");
         let mut load = loadgen(&node, &["--role", "both", "--window", "16", "--seconds", "4"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         let started = tokio::time::Instant::now();
-        let mut frames = 0;
-        let mut sampled = 0;
-        while started.elapsed() < Duration::from_secs(3) {
-            let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_millis(500), socket.next()).await else { continue };
-            let Ok(text) = message.to_text() else { continue };
+        #[derive(Default)]
+        struct Seen {
+            frames: u32,
+            sampled: usize,
+            events: u64,
+        }
+        fn check(seen: &mut Seen, text: &str) {
             let frame: Value = serde_json::from_str(text).unwrap();
-            if frame["type"] == "frame" {
-                frames += 1;
-                let sample = frame["sample"].as_array().unwrap();
-                assert!(sample.len() <= 64, "a bounded sample: {}", sample.len());
-                sampled += sample.len();
-                assert!(frame["events"].as_u64().unwrap() >= sample.len() as u64);
+            assert_ne!(frame["type"], "skipped", "a client that reads keeps up");
+            if frame["type"] != "frame" {
+                return;
+            }
+            seen.frames += 1;
+            let sample = frame["sample"].as_array().unwrap();
+            assert!(sample.len() <= 64, "a bounded sample: {}", sample.len());
+            let seqs: Vec<u64> = sample.iter().map(|event| event["seq"].as_u64().unwrap()).collect();
+            assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "the sample in journal order: {seqs:?}");
+            seen.sampled += sample.len();
+            let events = frame["events"].as_u64().unwrap();
+            assert!(events >= sample.len() as u64);
+            seen.events += events;
+        }
+        let (mut fast_seen, mut slow_seen) = (Seen::default(), Seen::default());
+        while started.elapsed() < Duration::from_secs(3) {
+            tokio::select! {
+                Some(Ok(message)) = socket.next() => if let Ok(text) = message.to_text() { check(&mut fast_seen, text) },
+                Some(Ok(message)) = slow.next() => if let Ok(text) = message.to_text() { check(&mut slow_seen, text) },
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
         }
         let elapsed = started.elapsed().as_secs_f64();
+        let (fast_frames, slow_frames) = (fast_seen.frames, slow_seen.frames);
+        assert!(fast_frames >= 5, "frames arrive under load ({fast_frames})");
+        assert!(f64::from(fast_frames) <= elapsed * 10.0 + 2.0, "at most 10 frames a second: {fast_frames} in {elapsed:.1} s");
+        assert!(slow_frames >= 1, "every=1s: frames arrive under load ({slow_frames})");
+        assert!(f64::from(slow_frames) <= elapsed + 1.0, "every=1s: at most one frame a second: {slow_frames} in {elapsed:.1} s");
+        assert!(fast_seen.sampled > 0 && slow_seen.sampled > 0);
+        // Once the traffic ends and the index has applied it, both streams have counted every
+        // event once: the slow one folds the fast one's frames, it drops none.
         let _ = load.wait();
-        assert!(frames >= 5, "frames arrive under load ({frames})");
-        assert!(f64::from(frames) <= elapsed * 10.0 + 2.0, "at most 10 frames a second: {frames} in {elapsed:.1} s");
-        assert!(sampled > 0);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut quiet_since = tokio::time::Instant::now();
+        while tokio::time::Instant::now() < deadline && !(fast_seen.events == slow_seen.events && quiet_since.elapsed() > Duration::from_millis(2500)) {
+            tokio::select! {
+                Some(Ok(message)) = socket.next() => if let Ok(text) = message.to_text() { check(&mut fast_seen, text); quiet_since = tokio::time::Instant::now() },
+                Some(Ok(message)) = slow.next() => if let Ok(text) = message.to_text() { check(&mut slow_seen, text) },
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+        assert!(fast_seen.events > 0);
+        assert_eq!(slow_seen.events, fast_seen.events, "the 1 s stream counts what the 100 ms stream counts");
     });
 }
 
