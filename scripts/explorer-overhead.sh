@@ -19,6 +19,10 @@
 # CLIENTS=burn is the control: the Explorer stays off on both sides, and the "on" side gets a
 # bystander process that burns BURN_PERCENT (default 12) of a core in 100 ms periods, about what
 # two chromium dashboards take: what any neighbour of that size costs the packet path here.
+# BURN_KIND=memory makes it copy 16 MiB buffers while busy (a neighbour that sweeps the caches
+# and the memory bus, as a software-rendering browser does) instead of spinning in registers.
+# CLIENTS=chromium-blank, the other control: the Explorer off on both sides, and BROWSERS headless
+# chromium on about:blank on the "on" side (the browsers running, showing nothing).
 #
 #   bash scripts/explorer-overhead.sh
 #   CLIENTS=ws ROUNDS=8 RUN_SECONDS=10 BROWSERS=2 bash scripts/explorer-overhead.sh
@@ -77,18 +81,21 @@ run() { # run MODE ROUND: prints one line: packets/s, p99, CPU of the connector 
   explorer_port="$(free_port)"
   local index_dir="$dir/explorer-index" # the default: beside the journal
   [[ -n "$INDEX_DIR_BASE" ]] && index_dir="$(mktemp -d "$INDEX_DIR_BASE/m2m-index.XXXXXX")"
-  EXPLORER_ENABLED="$([[ "$mode" == off || "$CLIENTS" == burn ]] && echo false || echo true)" EXPLORER_PORT="$explorer_port" EXPLORER_INDEX_DIR="$index_dir" \
+  EXPLORER_ENABLED="$([[ "$mode" == off || "$CLIENTS" == burn || "$CLIENTS" == chromium-blank ]] && echo false || echo true)" EXPLORER_PORT="$explorer_port" EXPLORER_INDEX_DIR="$index_dir" \
     start_connector "$connector" overhead "$dir" true "$btp_port" "$health_port" 20 || exit 1
   if [[ "$mode" == on && "$CLIENTS" == burn ]]; then
     python3 -c '
 import sys, time
 busy = float(sys.argv[1]) / 100 * 0.1
+memory = sys.argv[2] == "memory"
+source = bytearray(16 << 20)
 while True:
     start = time.perf_counter()
     while time.perf_counter() - start < busy:
-        pass
+        if memory:
+            copy = bytes(source)
     time.sleep(0.1 - busy)
-' "${BURN_PERCENT:-12}" &
+' "${BURN_PERCENT:-12}" "${BURN_KIND:-cpu}" &
     watch_pid=$!
     burner_pid=$watch_pid
   elif [[ "$mode" == on && "$BROWSERS" -gt 0 ]]; then
@@ -97,7 +104,9 @@ while True:
     [[ "$CLIENTS" == ws ]] && script=(--experimental-websocket e2e/ws-clients.mjs)
     local idle=()
     [[ "$CLIENTS_IDLE" == 1 ]] && idle=(chrt --idle 0)
-    (cd explorer && TMPDIR="$CLIENTS_TMPDIR" EXPLORER_URL="http://127.0.0.1:$explorer_port/" BROWSERS="$BROWSERS" CLIENTS="$BROWSERS" \
+    local blank=""
+    [[ "$CLIENTS" == chromium-blank ]] && blank=1
+    (cd explorer && BLANK="$blank" TMPDIR="$CLIENTS_TMPDIR" EXPLORER_URL="http://127.0.0.1:$explorer_port/" BROWSERS="$BROWSERS" CLIENTS="$BROWSERS" \
       SECONDS=$((RUN_SECONDS + 60)) exec "${idle[@]}" node "${script[@]}" <"$dir/watch.in") >"$dir/watch.log" 2>&1 &
     watch_pid=$!
     exec 3>"$dir/watch.in"

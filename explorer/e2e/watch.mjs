@@ -1,6 +1,7 @@
 // Keeps BROWSERS (default 2) headless chromium pages on the Explorer's dashboard, each with its
 // own browser process and live stream, until stdin closes or SECONDS (default 600) pass.
-// Used by scripts/explorer-overhead.sh: "two browsers connected".
+// Used by scripts/explorer-overhead.sh: "two browsers connected". BLANK=1 opens about:blank
+// instead (the control: chromium running, the Explorer not shown).
 import { chromium } from "playwright-core";
 
 const url = process.env.EXPLORER_URL;
@@ -12,8 +13,12 @@ const browsers = [];
 for (let i = 0; i < count; i++) {
   const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args });
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-  await page.goto(url);
-  await page.waitForSelector('[data-testid="ws-status"][data-state="live"]', { timeout: 15000 });
+  if (process.env.BLANK) {
+    await page.goto("about:blank"); // the control: a browser that shows nothing of the Explorer
+  } else {
+    await page.goto(url);
+    await page.waitForSelector('[data-testid="ws-status"][data-state="live"]', { timeout: 15000 });
+  }
   browsers.push(browser);
 }
 console.log(`watching ${url} with ${count} browsers`);
