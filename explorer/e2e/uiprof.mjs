@@ -1,6 +1,9 @@
-// Where an open dashboard spends the browser's time: opens EXPLORER_URL in one headless chromium,
-// waits WARMUP seconds, then prints what the page's main thread did over SECONDS (CDP
-// Performance metrics) and the CPU of every chromium process.
+// Where an open dashboard spends the browser's time: opens EXPLORER_URL (+ VIEW, e.g. "packets")
+// in one headless chromium (WIDTH x HEIGHT, default 1400 x 900), waits WARMUP seconds (default 5),
+// then prints what the page's main thread did over SECONDS (default 10; CDP Performance metrics)
+// and the CPU of every chromium process. TRACE=1 also records a trace and prints the 30 largest
+// totals by thread and event name (tracing inflates every number); DOM=1 prints the page's
+// elements by tag. Run it against a node carrying traffic, e.g. `m2m-loadgen --rate 100000`.
 import { chromium } from "playwright-core";
 import { readFileSync, readdirSync } from "node:fs";
 
