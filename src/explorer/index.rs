@@ -1557,6 +1557,22 @@ mod tests {
         };
         check(&index.reader());
 
+        // `total` leaves out what retention removed: exact for all events (seqs are dense), an
+        // upper bound marked as an estimate when it comes from the per-kind counts.
+        let reader = index.reader();
+        let query = |params: &[(&str, &str)]| {
+            let params: std::collections::HashMap<String, String> = params.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect();
+            super::super::query::run(&super::super::query::EventQuery::parse(&params).unwrap(), &reader, &store).unwrap()
+        };
+        let all = query(&[]);
+        assert_eq!(all.total, reader.position() - first + 1, "the events the journal still holds");
+        assert!(!all.total_is_estimate);
+        let prepared = query(&[("types", "PacketPrepared")]);
+        assert!(prepared.total_is_estimate, "counts that include removed events are an estimate");
+        assert_eq!(prepared.total, packets - packets / 10, "the upper bound: every Prepare the index applied");
+        assert_eq!(query(&[("packet", "1")]).total, 0, "a removed packet counts nothing, exactly");
+        assert!(!query(&[("packet", "1")]).total_is_estimate);
+
         // A restart finds where the slots start again (the journal here has no snapshot for a
         // whole reopen: real retention keeps one before the frames it removes).
         let data = first_data(&index.reader.packets).unwrap().unwrap();

@@ -177,7 +177,8 @@ pub fn run(query: &EventQuery, index: &IndexReader, store: &SledStore) -> Result
         Some(since) => index.seq_at_or_after(since).unwrap_or(u64::MAX),
         None => 1,
     };
-    let (total, total_is_estimate) = total(query, index);
+    let first_held = store.first_frame_key().map_err(|error| error.to_string())?.unwrap_or(0);
+    let (total, total_is_estimate) = total(query, index, first_held);
     let mut page = Page { events: Vec::new(), next_cursor: None, total, total_is_estimate, partial: false };
     if upper < lower || upper == 0 {
         return Ok(page);
@@ -389,26 +390,35 @@ pub fn peers_of(entry: &JournalEntry, index: &IndexReader, reader: &mut EventRea
 }
 
 /// `total` for the filters: exact for one dimension (or none), else the smallest count of any
-/// filter, marked as an estimate.
-fn total(query: &EventQuery, index: &IndexReader) -> (u64, bool) {
+/// filter, marked as an estimate. `first_held` is the journal's first seq: the counts kept with
+/// the index still include the events retention removed before it, so the total of all events
+/// drops them (seqs are dense, one per event), and a total from the per-kind, per-peer or
+/// per-code counts is then an upper bound, marked as an estimate.
+fn total(query: &EventQuery, index: &IndexReader, first_held: u64) -> (u64, bool) {
     let counts = index.counts();
+    let removed = first_held.saturating_sub(counts.first_seq.max(1));
     let mut bounds: Vec<u64> = Vec::new();
+    let mut from_counts = false;
     if let Some(types) = &query.types {
         bounds.push(types.iter().map(|kind| counts.kinds.get(*kind).copied().unwrap_or(0)).sum());
+        from_counts = true;
     }
     if let Some(peer) = &query.peer {
         bounds.push(counts.peers.get(peer).copied().unwrap_or(0));
+        from_counts = true;
     }
     if let Some(codes) = &query.codes {
         bounds.push(codes.iter().map(|code| counts.codes.get(&*String::from_utf8_lossy(code)).copied().unwrap_or(0)).sum());
+        from_counts = true;
     }
     if let Some(packet) = query.packet {
+        // Read from the packet's slots, which retention's trim empties with the journal.
         bounds.push(index.packet_seqs(packet).len() as u64);
     }
     let others = query.since_ms.is_some() || query.until_ms.is_some() || query.direction.is_some() || query.destination.is_some() || query.cursor.is_some();
     match bounds.iter().min() {
-        None => (counts.events, others),
-        Some(min) => (*min, others || bounds.len() > 1),
+        None => (counts.events.saturating_sub(removed), others),
+        Some(min) => (*min, others || bounds.len() > 1 || (from_counts && removed > 0)),
     }
 }
 
