@@ -37,8 +37,10 @@
 //! --projection explorer` rebuilds it offline.
 //!
 //! Once retention removes the journal's oldest frames, each sync also punches the packet slots
-//! and condition runs that name only removed events out of the two files ([`ExplorerIndex::trim`]):
-//! they would otherwise grow by 32 bytes a packet for as long as the node runs.
+//! and condition runs that name only removed events out of the two files ([`ExplorerIndex::trim`]),
+//! and removes the posting chunks and seconds that name only removed events from sled: they
+//! would otherwise grow by 32 bytes a packet, and a few bytes an event, for as long as the node
+//! runs.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -87,6 +89,9 @@ const DURABLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Packet chunks `trim` reads and frees at most per call (64 MiB of slots).
 const TRIM_CHUNKS_MAX: u64 = 16_384;
+
+/// Posting chunks `trim_trees` removes at most per call (about 8 million events' worth).
+const TRIM_KEYS_MAX: usize = 16_384;
 
 const PACKETS_FILE: &str = "packets.bin";
 const CONDITIONS_FILE: &str = "conditions.bin";
@@ -396,6 +401,12 @@ pub struct ExplorerIndex {
     /// first seq when `trim` last ran.
     packets_trimmed_below: u64,
     trimmed_for: u64,
+    /// The cutoff the postings and seconds were last trimmed for, and where an unfinished trim
+    /// resumes (see [`ExplorerIndex::trim_trees`]).
+    trees_trimmed_for: u64,
+    trees_trim_from: Vec<u8>,
+    /// [`TRIM_KEYS_MAX`] (smaller in a test of the resume).
+    trim_keys_max: usize,
     /// Chunks that filled during the current batch: written with it.
     sealed: Vec<(Vec<u8>, Vec<u8>)>,
     /// Seconds seen since the last persist, with their first seq.
@@ -491,6 +502,9 @@ impl ExplorerIndex {
             store: store.clone(),
             packets_trimmed_below: 0,
             trimmed_for: 0,
+            trees_trimmed_for: 0,
+            trees_trim_from: Vec::new(),
+            trim_keys_max: TRIM_KEYS_MAX,
             packet_chunks: BTreeMap::new(),
             packet_chunks_written_below: 0,
             seconds: Vec::new(),
@@ -631,10 +645,11 @@ impl ExplorerIndex {
     /// punched out of the files (sparse: the space goes back to the filesystem, offsets stay).
     /// Lookups of those packets then find nothing, as the journal has nothing to show for them.
     /// Without this the two files grew by 32 bytes a packet for as long as the node ran.
-    /// Posting chunks and seconds (a few bytes an event, in sled) are kept.
+    /// Posting chunks and seconds go in [`ExplorerIndex::trim_trees`].
     fn trim(&mut self) -> std::io::Result<()> {
         let first = self.store.first_frame_key().map_err(std::io::Error::other)?.unwrap_or(0);
         let cutoff = first.min(self.position + 1);
+        self.trim_trees(cutoff)?;
         if cutoff <= self.trimmed_for.max(1) {
             return Ok(());
         }
@@ -671,6 +686,66 @@ impl ExplorerIndex {
         Ok(())
     }
 
+    /// Removes from sled what names only events before `cutoff`: each posting chunk whose last
+    /// seq is before it, and the first-seq-of-a-second keys before it. At most
+    /// [`TRIM_KEYS_MAX`] chunks a call, resumed at the next; within a posting list the chunks
+    /// are in seq order, so the scan skips to the next list at its first chunk that is kept.
+    /// Without this the postings grew by a few bytes an event for as long as the node ran,
+    /// whatever the journal's retention.
+    fn trim_trees(&mut self, cutoff: u64) -> std::io::Result<()> {
+        if cutoff <= self.trees_trimmed_for.max(1) {
+            return Ok(());
+        }
+        let mut removed = sled::Batch::default();
+        let mut count = 0usize;
+        let mut from = std::mem::take(&mut self.trees_trim_from);
+        let mut finished = true;
+        'lists: loop {
+            for item in self.reader.postings.range(from.as_slice()..) {
+                let (key, value) = item?;
+                if key.len() < 8 {
+                    continue;
+                }
+                let (prefix, first) = key.split_at(key.len() - 8);
+                let last = chunk_seqs(&value).last().copied().unwrap_or(0);
+                if seq_from(first) >= cutoff || last >= cutoff {
+                    // Kept, and so is every later chunk of this list: on to the next list.
+                    match next_prefix(prefix) {
+                        Some(next) => {
+                            from = next;
+                            continue 'lists;
+                        }
+                        None => break 'lists,
+                    }
+                }
+                let mut next = key.to_vec();
+                removed.remove(key);
+                count += 1;
+                if count >= self.trim_keys_max {
+                    next.push(0);
+                    self.trees_trim_from = next;
+                    finished = false;
+                    break 'lists;
+                }
+            }
+            break;
+        }
+        self.reader.postings.apply_batch(removed)?;
+        let mut seconds = sled::Batch::default();
+        for item in self.reader.seconds.iter() {
+            let (key, value) = item?;
+            if seq_from(&value) >= cutoff {
+                break;
+            }
+            seconds.remove(key);
+        }
+        self.reader.seconds.apply_batch(seconds)?;
+        if finished {
+            self.trees_trimmed_for = cutoff;
+        }
+        Ok(())
+    }
+
     /// Empties every tree; the next event applied must be `first_seq` (or later).
     fn clear(&mut self, first_seq: u64) -> std::io::Result<()> {
         let r = &self.reader;
@@ -683,6 +758,8 @@ impl ExplorerIndex {
         self.runs = Runs::default();
         self.packets_trimmed_below = 0;
         self.trimmed_for = 0;
+        self.trees_trimmed_for = 0;
+        self.trees_trim_from.clear();
         self.position = first_seq.saturating_sub(1);
         self.durable_position = 0;
         self.counts = Counts { first_seq: self.position + 1, ..Counts::default() };
@@ -1323,6 +1400,18 @@ fn balances_at(store: &SledStore, position: u64) -> anyhow::Result<Balances> {
 
 
 /// Seconds as an order-preserving key (the sign bit flipped).
+/// The smallest key after every key that starts with `prefix` (None: there is none).
+fn next_prefix(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut next = prefix.to_vec();
+    while let Some(last) = next.pop() {
+        if last < u8::MAX {
+            next.push(last + 1);
+            return Some(next);
+        }
+    }
+    None
+}
+
 fn second_key(second: i64) -> [u8; 8] {
     ((second as u64) ^ (1 << 63)).to_be_bytes()
 }
@@ -1534,7 +1623,16 @@ mod tests {
         store.remove_frames_before(cutoff, |_, _| Ok(())).unwrap();
         let first = store.first_frame_key().unwrap().unwrap();
         assert!(first > index.runs.runs[1].through_seq && first <= cutoff, "frames hold {first}..");
-        index.make_durable().unwrap();
+        // The postings are trimmed a few chunks a sync here, each sync resuming where the last
+        // stopped.
+        index.trim_keys_max = 5;
+        let mut syncs = 0;
+        while index.trees_trimmed_for < first {
+            index.make_durable().unwrap();
+            syncs += 1;
+            assert!(syncs < 10_000, "the trim of the postings ends");
+        }
+        assert!(syncs > 3, "in several steps ({syncs})");
         assert_eq!(index.runs.runs.len(), runs - 2, "the two runs before the cutoff are dropped");
         // What the two runs held, about 2 / runs of each file, is given back.
         let kept = |before: u64| before * (runs as u64 - 1) / runs as u64;
@@ -1572,6 +1670,44 @@ mod tests {
         assert_eq!(prepared.total, packets - packets / 10, "the upper bound: every Prepare the index applied");
         assert_eq!(query(&[("packet", "1")]).total, 0, "a removed packet counts nothing, exactly");
         assert!(!query(&[("packet", "1")]).total_is_estimate);
+
+        // The posting chunks and seconds that name only removed events are gone from sled; the
+        // rest still answer, down to the first event the journal holds.
+        for item in reader.postings.iter() {
+            let (key, value) = item.unwrap();
+            let last = *chunk_seqs(&value).last().unwrap();
+            assert!(last >= first, "a chunk of removed events is kept: key {key:?}, last seq {last}");
+        }
+        for item in reader.seconds.iter() {
+            let (_, value) = item.unwrap();
+            assert!(seq_from(&value) >= first, "a second of removed events is kept");
+        }
+        let rejected = |cursor: Option<u64>| {
+            let cursor = cursor.map(|seq| seq.to_string());
+            let mut params = vec![("code", "F02"), ("limit", "1000")];
+            if let Some(cursor) = &cursor {
+                params.push(("cursor", cursor.as_str()));
+            }
+            query(&params)
+        };
+        let (mut seen, mut cursor) = (0u64, None);
+        loop {
+            let page = rejected(cursor);
+            for (entry, _) in &page.events {
+                assert!(entry.seq >= first);
+                seen += 1;
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let expected = store
+            .entries_from(first)
+            .filter(|entry| matches!(&entry.as_ref().unwrap().event, Event::PacketRejected(rejected) if rejected.code == *b"F02"))
+            .count() as u64;
+        assert!(expected > 0);
+        assert_eq!(seen, expected, "every F02 the journal still holds, through the trimmed postings");
 
         // A restart finds where the slots start again (the journal here has no snapshot for a
         // whole reopen: real retention keeps one before the frames it removes).
