@@ -45,6 +45,8 @@ pub struct ApiState {
     pub routes: crate::pipeline::routes::RoutesPublished,
     /// The node's stop signal: WebSockets close on it, so the server's graceful stop ends.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The index's thread: `/api/health` says whether the watchdog raised it.
+    pub index_priority: Arc<super::index::IndexThread>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -339,6 +341,7 @@ async fn health(State(state): State<ApiState>) -> Response {
         "journal_durable_seq": durable,
         "index_position": position,
         "index_lag_events": durable.saturating_sub(position),
+        "index_priority": if state.index_priority.raised() { "nice 19 (raised: it was starved)" } else { "idle" },
         "websocket_clients": state.frames.receiver_count(),
     }))
 }

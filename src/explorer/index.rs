@@ -434,6 +434,8 @@ pub struct ExplorerIndex {
     niced: bool,
     /// The live view's share of the batch being applied (kept to reuse its buffer).
     live_batch: super::live::LiveBatch,
+    /// This index's thread, for the starvation watchdog ([`IndexThread`]).
+    thread: Arc<IndexThread>,
 }
 
 impl ExplorerIndex {
@@ -515,6 +517,7 @@ impl ExplorerIndex {
             live,
             niced: false,
             live_batch: Default::default(),
+            thread: Arc::default(),
         };
         // An older index kept packets and conditions in sled trees: dropped with the rebuild.
         for old in ["packets", "conditions"] {
@@ -779,6 +782,11 @@ impl ExplorerIndex {
         self.reader.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
         self.publish();
         Ok(())
+    }
+
+    /// The index's thread, for the starvation watchdog.
+    pub fn thread(&self) -> Arc<IndexThread> {
+        self.thread.clone()
     }
 
     pub fn reader(&self) -> IndexReader {
@@ -1187,6 +1195,7 @@ impl Projection for ExplorerIndex {
         if !self.niced {
             self.niced = true;
             lowest_priority();
+            self.thread.record_current();
         }
         let before = self.position;
         self.write(entries).map_err(|error| {
@@ -1325,6 +1334,104 @@ fn chunk_seqs(value: &[u8]) -> Vec<u64> {
         }
     }
     seqs
+}
+
+/// The index's thread as the starvation watchdog sees it (`explorer::watch_index`). At SCHED_IDLE
+/// the index gets no CPU at all while other threads keep both cores busy (four busy loops on the
+/// 2-core VM starved it for 30 s and more), and the Explorer's history and live view freeze. The
+/// watchdog then raises it to nice 19 (a small share of a busy core; allowed where the node has
+/// CAP_SYS_NICE or an RLIMIT_NICE of 1 or more, else it only says so), and lowers it back to
+/// SCHED_IDLE once it has caught up.
+#[derive(Debug, Default)]
+pub struct IndexThread {
+    /// The thread's id (0 until the index applies its first batch).
+    tid: std::sync::atomic::AtomicI32,
+    raised: std::sync::atomic::AtomicBool,
+}
+
+impl IndexThread {
+    fn record_current(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: a plain syscall without arguments.
+            let tid = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
+            self.tid.store(tid, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    pub fn raised(&self) -> bool {
+        self.raised.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// SCHED_IDLE → SCHED_OTHER at nice 19.
+    pub fn raise(&self) -> std::io::Result<()> {
+        let tid = self.tid.load(std::sync::atomic::Ordering::Relaxed);
+        set_thread_priority(tid, false)?;
+        self.raised.store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Back to SCHED_IDLE (always allowed).
+    pub fn lower(&self) -> std::io::Result<()> {
+        let tid = self.tid.load(std::sync::atomic::Ordering::Relaxed);
+        set_thread_priority(tid, true)?;
+        self.raised.store(false, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// What the watchdog does to the index's priority (see [`IndexThread`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PriorityChange {
+    Raise,
+    Lower,
+}
+
+/// How long the index may lag without applying anything before it is raised.
+pub const STARVED_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A raised index goes back to SCHED_IDLE once its lag is below this.
+pub const CAUGHT_UP_LAG: u64 = 1_000;
+
+/// The watchdog's decision, from whether the index is raised, its lag (journal events not yet
+/// applied) and how long it has applied nothing.
+pub fn priority_change(raised: bool, lag: u64, stalled: std::time::Duration) -> Option<PriorityChange> {
+    if !raised && lag > 0 && stalled >= STARVED_AFTER {
+        Some(PriorityChange::Raise)
+    } else if raised && lag < CAUGHT_UP_LAG {
+        Some(PriorityChange::Lower)
+    } else {
+        None
+    }
+}
+
+/// SCHED_IDLE (`idle`) or SCHED_OTHER at nice 19 for thread `tid` of this process.
+fn set_thread_priority(tid: i32, idle: bool) -> std::io::Result<()> {
+    if tid == 0 {
+        return Err(std::io::Error::other("the index has not started"));
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: plain syscalls on a thread id of this process; the one pointer is to a local,
+        // initialised sched_param. Nice 19 is set first: leaving SCHED_IDLE is checked against
+        // the nice value the thread will have.
+        unsafe {
+            if !idle && libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let policy = if idle { libc::SCHED_IDLE } else { libc::SCHED_OTHER };
+            if libc::sched_setscheduler(tid, policy, &param) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = idle;
+        Err(std::io::Error::other("thread priorities are set on Linux only"))
+    }
 }
 
 /// Gives the calling thread (the index's runner) the lowest CPU priority: SCHED_IDLE, so it runs
@@ -1716,6 +1823,60 @@ mod tests {
         // The next run goes after the trimmed ones, never over them.
         assert!(index.runs.end > index.runs.runs[0].offset);
         assert_eq!(index.runs.end, index.runs.runs.last().unwrap().end());
+    }
+
+    #[test]
+    fn the_watchdog_raises_a_starved_index_and_lowers_it_once_caught_up() {
+        use std::time::Duration;
+        let starved = STARVED_AFTER;
+        assert_eq!(priority_change(false, 5_000, starved), Some(PriorityChange::Raise), "behind and stalled");
+        assert_eq!(priority_change(false, 5_000, starved - Duration::from_millis(1)), None, "not stalled long enough");
+        assert_eq!(priority_change(false, 0, starved * 3), None, "idle, not starved: nothing to apply");
+        assert_eq!(priority_change(true, 5_000, Duration::ZERO), None, "raised and still catching up");
+        assert_eq!(priority_change(true, CAUGHT_UP_LAG - 1, Duration::ZERO), Some(PriorityChange::Lower));
+        assert_eq!(priority_change(true, CAUGHT_UP_LAG, starved), None);
+    }
+
+    /// The calls the watchdog makes, on a real thread: lowering to SCHED_IDLE always works;
+    /// raising works with CAP_SYS_NICE (or RLIMIT_NICE ≥ 1) and otherwise fails and changes
+    /// nothing.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn raising_and_lowering_a_thread_changes_its_policy() {
+        let thread = Arc::new(IndexThread::default());
+        assert!(thread.raise().is_err(), "no thread recorded yet");
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let (ready, started) = std::sync::mpsc::channel::<i32>();
+        let recorder = thread.clone();
+        let worker = std::thread::spawn(move || {
+            recorder.record_current();
+            // SAFETY: a plain syscall.
+            ready.send(unsafe { libc::syscall(libc::SYS_gettid) } as i32).unwrap();
+            let _ = wait.recv();
+        });
+        let tid = started.recv().unwrap();
+        // SAFETY: plain syscalls on a thread of this process.
+        let policy = || unsafe { libc::sched_getscheduler(tid) };
+        let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) };
+        thread.lower().unwrap();
+        assert_eq!(policy(), libc::SCHED_IDLE);
+        assert!(!thread.raised());
+        match thread.raise() {
+            Ok(()) => {
+                assert_eq!(policy(), libc::SCHED_OTHER);
+                assert_eq!(nice(), 19);
+                assert!(thread.raised());
+                thread.lower().unwrap();
+                assert_eq!(policy(), libc::SCHED_IDLE);
+            }
+            Err(error) => {
+                assert_eq!(error.raw_os_error(), Some(libc::EPERM), "{error}");
+                assert_eq!(policy(), libc::SCHED_IDLE, "a refused raise leaves it idle");
+                assert!(!thread.raised());
+            }
+        }
+        done.send(()).unwrap();
+        worker.join().unwrap();
     }
 
     #[test]

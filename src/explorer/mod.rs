@@ -76,6 +76,7 @@ pub async fn start(
             .context("the Explorer index task failed")??
     };
     let reader = index.reader();
+    let index_priority = index.thread();
     let checkpoint_every = config.journal.snapshot_every;
     let handle = crate::projections::runner::spawn(
         index,
@@ -101,6 +102,7 @@ pub async fn start(
         node_id: config.node.id.clone(),
         routes,
         shutdown: shutdown.clone(),
+        index_priority: index_priority.clone(),
     };
     // The server and the frame ticker run on a runtime of their own, on one thread at nice
     // [`SERVER_NICE`]: they lock the live state, which the index (at SCHED_IDLE) holds while it
@@ -113,12 +115,14 @@ pub async fn start(
         .build()
         .context("cannot start the Explorer's runtime")?;
     let listener = listener.into_std().context("the Explorer's listener")?;
+    let watchdog = watch_index(index_priority.clone(), live.clone(), state.journal.clone(), shutdown.clone());
     let ticker = live::tick(live, frames, shutdown.clone());
     let mut stopped = shutdown;
     let server = std::thread::Builder::new().name("explorer-http".into()).spawn(move || {
         lower_priority(SERVER_NICE);
         runtime.block_on(async move {
             let ticker = tokio::spawn(ticker);
+            let watchdog = tokio::spawn(watchdog);
             let router = api::router(state);
             use axum::serve::ListenerExt;
             let listener = match TcpListener::from_std(listener) {
@@ -135,6 +139,7 @@ pub async fn start(
                 crate::internal_events::emit(crate::internal_events::ServerFailed { server: "Explorer", error: &error });
             }
             let _ = ticker.await;
+            let _ = watchdog.await;
         });
     })?;
     // The node awaits its tasks at a stop; this one ends when the server's thread does.
@@ -143,6 +148,53 @@ pub async fn start(
     })];
     tracing::info!(url = %format!("http://{address}/"), index = %settings.index_dir.display(), "Explorer listening");
     Ok(Explorer { address, tasks, index_thread })
+}
+
+/// Every second: when the index lags and has applied nothing for [`index::STARVED_AFTER`], raises
+/// it from SCHED_IDLE to nice 19, and lowers it again once it caught up (see
+/// [`index::IndexThread`]). Says so in the log either way, once per episode.
+async fn watch_index(thread: Arc<index::IndexThread>, live: Arc<live::Live>, journal: Arc<JournalStatus>, mut shutdown: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(std::time::Duration::from_secs(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last = (live.lock().position(), tokio::time::Instant::now());
+    let mut refused = false;
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let position = live.lock().position();
+        let durable = journal.durable_seq.load(std::sync::atomic::Ordering::Acquire);
+        let lag = durable.saturating_sub(position);
+        if position != last.0 {
+            last = (position, tokio::time::Instant::now());
+            refused = false;
+        }
+        match index::priority_change(thread.raised(), lag, last.1.elapsed()) {
+            Some(index::PriorityChange::Raise) => match thread.raise() {
+                Ok(()) => tracing::warn!(
+                    lag_events = lag,
+                    "the Explorer index applied nothing for {} s while behind the journal (it runs at SCHED_IDLE and the cores are busy): raised to nice 19 until it catches up",
+                    index::STARVED_AFTER.as_secs()
+                ),
+                Err(error) if !refused => {
+                    refused = true;
+                    tracing::warn!(
+                        lag_events = lag,
+                        %error,
+                        "the Explorer index applied nothing for {} s while behind the journal (it runs at SCHED_IDLE and the cores are busy), and could not be raised to nice 19 (that needs CAP_SYS_NICE or an RLIMIT_NICE of 1 or more): the Explorer's history and live view stay behind until the node has idle CPU",
+                        index::STARVED_AFTER.as_secs()
+                    );
+                }
+                Err(_) => {}
+            },
+            Some(index::PriorityChange::Lower) => match thread.lower() {
+                Ok(()) => tracing::info!(lag_events = lag, "the Explorer index caught up: back to SCHED_IDLE"),
+                Err(error) => tracing::warn!(%error, "could not return the Explorer index to SCHED_IDLE"),
+            },
+            None => {}
+        }
+    }
 }
 
 /// The nice value of the Explorer's server thread (and its blocking pool, which runs history
