@@ -701,7 +701,7 @@ pub async fn tick(live: Arc<Live>, frames: Streams, mut shutdown: watch::Receive
                 None => slow = Some(frame),
             }
         }
-        if ticks % SLOW_FRAME_TICKS == 0 {
+        if ticks.is_multiple_of(SLOW_FRAME_TICKS) {
             if let Some(frame) = slow.take() {
                 if frames.slow.receiver_count() > 0 {
                     let _ = frames.slow.send(Arc::from(live.render(&frame).to_string()));
