@@ -39,7 +39,8 @@ pub struct Live {
     state: Mutex<LiveState>,
     /// The accounts, kept by the `balances` projection's thread ([`AccountsWatcher`]) under
     /// their own lock: that thread never waits for the index (which runs at the lowest CPU
-    /// priority and holds `state` for a whole batch). Lock order: `state`, then `accounts`.
+    /// priority and takes `state` once a batch, see [`LiveBatch`]). Lock order: `state`, then
+    /// `accounts`.
     accounts: Mutex<AccountsState>,
     /// The next frame's sample size, so the index samples a batch without the lock.
     sample_len: AtomicUsize,
