@@ -61,8 +61,13 @@ impl Node {
         loop {
             let health = self.ok("/api/health");
             if health["index_lag_events"] == 0 && health["index_position"] == last["index_position"] {
+                // Caught up, the searchable and the applied positions are the same.
+                assert_eq!(health["index_applied_position"], health["index_position"], "{health}");
+                assert_eq!(health["index_applied_lag_events"], 0, "{health}");
                 return;
             }
+            let (applied, searchable) = (health["index_applied_position"].as_u64(), health["index_position"].as_u64());
+            assert!(applied >= searchable, "the index cannot have published more than it applied: {health}");
             assert!(Instant::now() < deadline, "the index did not catch up: {health}");
             last = health;
             std::thread::sleep(Duration::from_millis(300));
