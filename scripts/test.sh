@@ -5,8 +5,8 @@
 # smoke of every decoder, then unit, property, integration (real sockets), interop tests with the
 # JavaScript reference stack, the TigerBeetle ledger tests against a real TigerBeetle server, and
 # the settlement tests against a real Ethereum node (anvil), and the Explorer in Debian's
-# chromium; the container image built with buildah and run, the Kubernetes manifests validated
-# offline, and the monitoring rules and dashboards.
+# chromium, then clippy with warnings as errors; the container image built with buildah and
+# run, the Kubernetes manifests validated offline, and the monitoring rules and dashboards.
 # Installs what it needs idempotently (npm packages from lockfiles: the interop stack, solc-js,
 # anvil and forge; slither from PyPI; cargo-fuzz; Zig from PyPI; the TigerBeetle server built
 # from the source the client crate ships; libclang-dev; buildah, podman, debootstrap and
@@ -52,6 +52,15 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 # Bounded: a hung test fails the run instead of eating CI's time limit.
 timeout 2400 cargo test --locked --all-targets --features tigerbeetle,fault-injection 2>&1 | tee "$log"
+
+step "clippy: every target and feature, warnings are errors"
+# After the tests: a failing test is reported first, and the build scripts and proc-macros the
+# test build made are reused (about 5 minutes on 2 cores).
+cargo clippy --version >/dev/null 2>&1 || {
+  echo "clippy is missing: it comes with rustup's default profile (rustup component add clippy)" >&2
+  exit 1
+}
+cargo clippy --locked --all-targets --features tigerbeetle,fault-injection -- -D warnings
 
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "\n%d passed, %d failed\n", passed, failed }' "$log"
