@@ -56,9 +56,9 @@ cleanup() {
 trap cleanup EXIT
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-browser_ticks() { # utime+stime of every chromium process (browser, renderers, GPU, utility)
+browser_ticks() { # utime+stime of every chromium process (browser, renderers, GPU, utility) and of the clients' own process (node, or the burner)
   local total=0
-  for pid in $(pgrep -f "/usr/lib/chromium/" || true) $burner_pid; do total=$((total + $(ticks "$pid"))); done
+  for pid in $(pgrep -f "/usr/lib/chromium/" || true) $watch_pid; do total=$((total + $(ticks "$pid"))); done
   echo "$total"
 }
 index_ticks() { # the Explorer index's thread (comm "projection-expl", truncated to 15 bytes)
@@ -119,6 +119,8 @@ while True:
   before_b="$(browser_ticks)"
   before_i="$(index_ticks "$connector_pid")"
   thread_ticks "$connector_pid" >"$dir/threads.before"
+  local stat_before stat_after
+  stat_before="$(head -1 /proc/stat)"
   local rate=()
   [[ -n "$RATE" ]] && rate=(--rate "$RATE")
   started="$(date +%s.%N)"
@@ -131,6 +133,7 @@ while True:
   after_b="$(browser_ticks)"
   after_i="$(index_ticks "$connector_pid")"
   thread_ticks "$connector_pid" >"$dir/threads.after"
+  stat_after="$(head -1 /proc/stat)"
   if [[ -n "$burner_pid" ]]; then
     kill "$burner_pid" 2>/dev/null || true
     wait "$burner_pid" 2>/dev/null || true
@@ -148,9 +151,13 @@ while True:
   connector_pid=""
   [[ -n "$INDEX_DIR_BASE" ]] && rm -rf "$index_dir"
   python3 - "$mode" "$round" "$line" "$before_c" "$after_c" "$before_b" "$after_b" "$before_i" "$after_i" "$started" "$ended" \
-    "$(tail -1 "$dir/loadgen.time")" "$flushes" "$dir" "$work/threads.jsonl" <<'PY'
+    "$(tail -1 "$dir/loadgen.time")" "$flushes" "$dir" "$work/threads.jsonl" "$stat_before" "$stat_after" <<'PY'
 import collections, json, os, re, sys
-mode, round_, line, bc, ac, bb, ab, bi, ai, started, ended, loadgen_time, flushes, run_dir, threads_out = sys.argv[1:]
+mode, round_, line, bc, ac, bb, ab, bi, ai, started, ended, loadgen_time, flushes, run_dir, threads_out, stat_before, stat_after = sys.argv[1:]
+# The whole machine over the run, from /proc/stat's first line: idle (idle + iowait) and steal
+# (time the hypervisor ran something else while a vCPU wanted to run), in % of one core.
+cpu_before, cpu_after = ([int(value) for value in stat.split()[1:9]] for stat in (stat_before, stat_after))
+delta = [after - before for before, after in zip(cpu_before, cpu_after)]
 flush_sum, flush_count = (float(part) for part in flushes.split()) if len(flushes.split()) == 2 else (0.0, 1.0)
 hz = os.sysconf("SC_CLK_TCK")
 seconds = float(ended) - float(started)
@@ -162,7 +169,8 @@ us = lambda cpu: 1e6 * cpu / max(packets, 1)
 print(f"{mode:4} round {round_}: {report['packets_per_second']:10.0f} packets/s, p99 {report['latency_us']['p99']} µs, "
       f"connector {100 * connector / seconds:5.1f}% CPU, browsers {100 * browsers / seconds:5.1f}% CPU; "
       f"µs/packet: connector {us(connector):.2f} (index {us(index):.2f}), clients {us(browsers):.2f}, loadgen {us(loadgen):.2f}; "
-      f"journal flushes {flush_count / seconds:.0f}/s, mean {1e6 * flush_sum / max(flush_count, 1):.0f} µs")
+      f"journal flushes {flush_count / seconds:.0f}/s, mean {1e6 * flush_sum / max(flush_count, 1):.0f} µs; "
+      f"machine idle {100 * (delta[3] + delta[4]) / hz / seconds:.0f}%, steal {100 * delta[7] / hz / seconds:.1f}%")
 # The connector's CPU per packet by thread name (numbered threads summed: "m2m-worker" for all
 # the runtime's workers), for the summary.
 def by_name(path):
@@ -193,6 +201,16 @@ off, on = statistics.median(runs["off"].values()), statistics.median(runs["on"].
 pairs = sorted(runs["on"][r] / runs["off"][r] for r in runs["off"] if r in runs["on"])
 print(f"median: off {off:.0f} packets/s, on {on:.0f} packets/s: on/off = {on / off:.3f}")
 print(f"per-round on/off: {', '.join(f'{ratio:.3f}' for ratio in pairs)} (median {statistics.median(pairs):.3f})")
+# The rounds' ratios as a sample: their geometric mean and its 95% confidence interval (Student's
+# t on the log ratios, rounds taken as independent; ABBA keeps a drift out of them). A criterion
+# like "within 5%" is met when the whole interval is above 0.95, not when one median is.
+if len(pairs) >= 2:
+    import math
+    logs = [math.log(ratio) for ratio in pairs]
+    mean, half = statistics.mean(logs), statistics.stdev(logs) / math.sqrt(len(logs))
+    t_table = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23, 12: 2.18, 15: 2.13, 20: 2.09, 25: 2.06, 30: 2.04, 40: 2.02, 60: 2.00}
+    t = t_table[max(df for df in t_table if df <= len(pairs) - 1)] # the nearest listed df below: a slightly wider interval
+    print(f"on/off over {len(pairs)} rounds: geometric mean {math.exp(mean):.3f}, 95% CI {math.exp(mean - t * half):.3f}–{math.exp(mean + t * half):.3f}")
 cpu = {"off": {}, "on": {}}
 for line in open(sys.argv[1]):
     mode, _, round_ = line.split()[:3]
