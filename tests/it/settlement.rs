@@ -581,6 +581,11 @@ fn kill_9_of_the_payer_while_it_settles_never_pays_twice_and_the_settlement_comp
     wait_until(&pair, Duration::from_secs(60), "A funded its channel", |pair| {
         metric(&pair.a.metrics(), "payment_channels_funded_total", &[]) >= 1.0
     });
+    // Each packet must trigger a settlement of its own: were B still to see no deposit, it
+    // would refuse the probe's claim (over_deposit), A would retry it a second later, and the
+    // packets paid meanwhile would be settled together (one trigger instead of three; seen in
+    // CI).
+    wait_until(&pair, Duration::from_secs(60), "B saw A's deposit confirmed", |pair| log_count(&pair.b, "change=\"deposit\"") >= 1);
     // 1. Mid-transaction: the probe and two packets use the 3 deposited; the third needs a
     //    top-up on chain, and A is killed while that settlement waits for it.
     pay_bob(&pair, 3);
