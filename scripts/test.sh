@@ -55,7 +55,7 @@ timeout 2400 cargo test --locked --all-targets --features tigerbeetle,fault-inje
 
 step "clippy: every target and feature, warnings are errors"
 # After the tests: a failing test is reported first, and the build scripts and proc-macros the
-# test build made are reused (about 5 minutes on 2 cores).
+# test build made are reused (1m18s on 2 cores in CI; 6m47s from nothing).
 cargo clippy --version >/dev/null 2>&1 || {
   echo "clippy is missing: it comes with rustup's default profile (rustup component add clippy)" >&2
   exit 1
