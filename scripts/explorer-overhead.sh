@@ -145,8 +145,14 @@ while True:
   fi
   # The journal's flushes (fdatasync with durable=true): the index's own writes and syncs share
   # the disk with them.
-  local flushes
-  flushes="$(curl -sf "http://127.0.0.1:$health_port/metrics" | awk '/^journal_flush_seconds_(sum|count) /{printf "%s ", $2}')"
+  local flushes metrics
+  metrics="$(curl -sf "http://127.0.0.1:$health_port/metrics")"
+  flushes="$(awk '/^journal_flush_seconds_(sum|count) /{printf "%s ", $2}' <<<"$metrics")"
+  # Events the index read back from the journal's store because the writer's feed had dropped
+  # batches for it (it fell behind by more than the feed holds): decoding them costs far more.
+  local read_back
+  read_back="$(awk '/^projection_read_back_events_total\{projection="explorer"\}/{print $2}' <<<"$metrics")"
+  export READ_BACK="${read_back:-0}"
   stop_pid "$connector_pid" 10
   connector_pid=""
   [[ -n "$INDEX_DIR_BASE" ]] && rm -rf "$index_dir"
@@ -170,7 +176,8 @@ print(f"{mode:4} round {round_}: {report['packets_per_second']:10.0f} packets/s,
       f"connector {100 * connector / seconds:5.1f}% CPU, browsers {100 * browsers / seconds:5.1f}% CPU; "
       f"µs/packet: connector {us(connector):.2f} (index {us(index):.2f}), clients {us(browsers):.2f}, loadgen {us(loadgen):.2f}; "
       f"journal flushes {flush_count / seconds:.0f}/s, mean {1e6 * flush_sum / max(flush_count, 1):.0f} µs; "
-      f"machine idle {100 * (delta[3] + delta[4]) / hz / seconds:.0f}%, steal {100 * delta[7] / hz / seconds:.1f}%")
+      f"machine idle {100 * (delta[3] + delta[4]) / hz / seconds:.0f}%, steal {100 * delta[7] / hz / seconds:.1f}%; "
+      f"index read back {int(float(os.environ.get('READ_BACK', '0')))} events")
 # The connector's CPU per packet by thread name (numbered threads summed: "m2m-worker" for all
 # the runtime's workers), for the summary.
 def by_name(path):

@@ -692,6 +692,8 @@ pub struct Metrics {
     journal_fsync_enabled: Gauge,
     /// Label `projection`: events behind the journal head.
     projection_lag: IntGaugeVec,
+    /// Label `projection`: events read back from the store instead of taken from the feed.
+    projection_read_back: IntCounterVec,
     /// Labels `version`, `node_id`; one series, always 1.
     info: IntGaugeVec,
     peer_families: PeerFamilies,
@@ -767,6 +769,7 @@ impl Metrics {
             journal_commit_log_restarts: r.counter("journal_commit_log_restarts_total", HELP_JOURNAL_COMMIT_LOG_RESTARTS),
             journal_fsync_enabled: r.gauge("journal_fsync_enabled", HELP_JOURNAL_FSYNC_ENABLED),
             projection_lag: r.gauge_vec("projection_lag_events", HELP_PROJECTION_LAG, &["projection"]),
+            projection_read_back: r.counter_vec("projection_read_back_events_total", HELP_PROJECTION_READ_BACK, &["projection"]),
             info,
             peer_families: PeerFamilies::new(r),
             peers: Mutex::new(Vec::new()),
@@ -812,6 +815,13 @@ impl Metrics {
     /// the same series.
     pub fn projection_lag(&self, projection: &str) -> Gauge {
         self.projection_lag.with_label_values(&[projection])
+    }
+
+    /// The read-back counter of a projection: events it read back from the store (catching up
+    /// at a start, or after falling so far behind that the writer's feed dropped batches for
+    /// it) instead of taking them, decoded, from the feed.
+    pub fn projection_read_back(&self, projection: &str) -> Counter {
+        self.projection_read_back.with_label_values(&[projection])
     }
 
     /// Sets the labels of `connector_info`. Called once at start-up.
@@ -1072,6 +1082,8 @@ const HELP_JOURNAL_COMMIT_LOG_RESTARTS: &str =
     "Times the journal's commit log was full, so sled was flushed and the log started over.";
 const HELP_JOURNAL_FRAME_SIZE: &str = "Size in bytes of each journal frame written.";
 const HELP_JOURNAL_FRAME_EVENTS: &str = "Events in each journal frame written.";
+const HELP_PROJECTION_READ_BACK: &str =
+    "Events a projection read back from the journal's store instead of taking them from the writer's feed (catching up, or after the feed dropped batches because the projection fell behind).";
 const HELP_PROJECTION_LAG: &str = "Events between the journal's durable head and what a projection has applied.";
 const HELP_BUSY_REJECTS: &str =
     "ILP Prepares rejected with T03 at admission because the pipeline was full.";
@@ -1336,7 +1348,7 @@ mod tests {
             assert!(families.contains_key(name), "{name} is rendered");
         }
         // Families whose series need a peer, a projection or a settlement are declared, empty.
-        for name in ["account_balance_units", "btp_connections", "packets_in_total", "projection_lag_events", "settlement_amount_total"] {
+        for name in ["account_balance_units", "btp_connections", "packets_in_total", "projection_lag_events", "projection_read_back_events_total", "settlement_amount_total"] {
             assert!(families[name].help && families[name].samples.is_empty(), "{name} is declared with no series yet");
         }
         // Only meaningful type/status pairs appear at zero: 3 kinds × 2 statuses.

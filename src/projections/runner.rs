@@ -42,6 +42,7 @@ pub fn spawn<P: Projection + Send + 'static>(
 ) -> std::io::Result<JoinHandle<P>> {
     std::thread::Builder::new().name(format!("projection-{}", projection.name())).spawn(move || {
         let lag = crate::metrics::global().projection_lag(projection.name());
+        let read_back = crate::metrics::global().projection_read_back(projection.name());
         let feed = journal.subscribe();
         let mut since_checkpoint = 0u64;
         let mut batch: Vec<JournalEntry> = Vec::with_capacity(1024);
@@ -98,6 +99,7 @@ pub fn spawn<P: Projection + Send + 'static>(
                         crate::internal_events::emit(crate::internal_events::ProjectionStopped { projection: projection.name(), error: &error });
                         return projection;
                     }
+                    read_back.inc_by(batch.len() as u64);
                     apply_with_retry(&mut projection, &batch, &stopping).then_some(batch.len())
                 }
             };
@@ -315,6 +317,8 @@ mod tests {
         };
         sender.send(commit(1, 50)).unwrap();
         wait_durable(50);
+        let read_back = crate::metrics::global().projection_read_back("seen");
+        let read_back_before = read_back.get();
         let stopping = Arc::new(AtomicBool::new(false));
         let runner = spawn(Seen(Vec::new()), store.clone(), status.clone(), RunnerConfig { checkpoint_every_events: 1000 }, stopping.clone()).unwrap();
         // More batches than the feed holds, faster than the runner may take them.
@@ -327,6 +331,9 @@ mod tests {
         stopping.store(true, Ordering::Release);
         let seen = runner.join().unwrap();
         assert_eq!(seen.0, (1..next).collect::<Vec<_>>(), "every event once, in order");
+        // The 50 written before it subscribed were read back, and counted (other tests may
+        // run a "seen" too, so at least).
+        assert!(read_back.get() - read_back_before >= 50, "read back {}", read_back.get() - read_back_before);
         drop(sender);
         writer.join().unwrap();
     }
