@@ -364,6 +364,9 @@ struct Tail {
 }
 
 pub struct ExplorerIndex {
+    /// `explorer-bench` only: the slot being counted, and its events so far.
+    #[cfg(feature = "explorer-bench")]
+    bench_slot: Option<(i64, u64)>,
     db: sled::Db,
     reader: IndexReader,
     position: u64,
@@ -516,6 +519,8 @@ impl ExplorerIndex {
             totals_published: std::time::Instant::now(),
             live,
             niced: false,
+            #[cfg(feature = "explorer-bench")]
+            bench_slot: None,
             live_batch: Default::default(),
             thread: Arc::default(),
         };
@@ -1198,9 +1203,60 @@ impl Projection for ExplorerIndex {
             self.thread.record_current();
         }
         let before = self.position;
+        #[cfg(feature = "explorer-bench")]
+        if let Some(slot_ms) = bench::slot_ms() {
+            return bench::apply_alternate_slots(self, entries, slot_ms)
+                .map_err(|error| ProjectionError { message: format!("Explorer index write failed after seq {before}: {error}") });
+        }
         self.write(entries).map_err(|error| {
             ProjectionError { message: format!("Explorer index write failed after seq {before}: {error}") }
         })
+    }
+}
+
+/// A benchmark instrument, compiled only with the `explorer-bench` feature (never in a release
+/// build or the image): `M2M_BENCH_INDEX_SLOT_MS=N` makes the index apply only the events whose
+/// journal time falls in odd N-ms slots and step over the rest (the index is then incomplete:
+/// for measuring only), and print each slot's event count to stderr (`bench-slot SLOT COUNT`).
+/// Throughput in a slot where the index worked against its neighbours where it did not, in one
+/// process under one load, measures what the index's work costs the packet path without the
+/// run-to-run spread of separate runs (`scripts/explorer-index-paired.sh`).
+#[cfg(feature = "explorer-bench")]
+mod bench {
+    use super::ExplorerIndex;
+    use crate::journal::JournalEntry;
+
+    pub fn slot_ms() -> Option<i64> {
+        static SLOT: std::sync::OnceLock<Option<i64>> = std::sync::OnceLock::new();
+        *SLOT.get_or_init(|| std::env::var("M2M_BENCH_INDEX_SLOT_MS").ok().and_then(|value| value.parse().ok()).filter(|ms| *ms > 0))
+    }
+
+    pub fn apply_alternate_slots(index: &mut ExplorerIndex, entries: &[JournalEntry], slot_ms: i64) -> std::io::Result<()> {
+        let slot_of = |entry: &JournalEntry| entry.timestamp_ms.div_euclid(slot_ms);
+        let mut start = 0;
+        while start < entries.len() {
+            let parity = slot_of(&entries[start]) % 2;
+            let end = start + entries[start..].iter().take_while(|entry| slot_of(entry) % 2 == parity).count();
+            for entry in &entries[start..end] {
+                let slot = slot_of(entry);
+                match index.bench_slot {
+                    Some((current, ref mut count)) if current == slot => *count += 1,
+                    Some((current, count)) if slot > current => {
+                        eprintln!("bench-slot {current} {count}");
+                        index.bench_slot = Some((slot, 1));
+                    }
+                    Some(_) => {} // a late event of an earlier slot: not counted
+                    None => index.bench_slot = Some((slot, 1)),
+                }
+            }
+            if parity == 0 {
+                index.position = index.position.max(entries[end - 1].seq);
+            } else {
+                index.write(&entries[start..end])?;
+            }
+            start = end;
+        }
+        Ok(())
     }
 }
 
