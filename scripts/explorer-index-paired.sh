@@ -14,6 +14,7 @@
 #
 #   bash scripts/explorer-index-paired.sh
 #   SLOT_MS=200 SECONDS_RUN=60 bash scripts/explorer-index-paired.sh
+#   INDEX_DIR_BASE=/dev/shm bash scripts/explorer-index-paired.sh   # the index off the journal's disk
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -22,6 +23,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SLOT_MS="${SLOT_MS:-1000}"
 SECONDS_RUN="${SECONDS_RUN:-120}"
 WINDOW="${WINDOW:-256}"
+INDEX_DIR_BASE="${INDEX_DIR_BASE:-}"
 [[ -d explorer/node_modules ]] || { echo "explorer-index-paired.sh: run 'bash scripts/explorer.sh install' first (the WebSocket clients need explorer/node_modules)" >&2; exit 1; }
 # A binary of its own: the feature must never reach target/release/m2m-connector.
 cargo build --release --quiet --features explorer-bench --bin m2m-connector --bin m2m-loadgen
@@ -32,17 +34,21 @@ connector="$work/m2m-connector-bench"
 loadgen="$PWD/target/release/m2m-loadgen"
 connector_pid=""
 clients_pid=""
+index_dir="$work/index"
+[[ -n "$INDEX_DIR_BASE" ]] && index_dir="$(mktemp -d "$INDEX_DIR_BASE/m2m-index.XXXXXX")"
 cleanup() {
   exec 3>&- 2>/dev/null || true # the clients leave when their stdin closes
   [[ -n "$clients_pid" ]] && kill "$clients_pid" 2>/dev/null || true
   stop_pid "$connector_pid" 10
   rm -rf "$work"
+  [[ -n "$INDEX_DIR_BASE" ]] && rm -rf "$index_dir"
+  true
 }
 trap cleanup EXIT
 
 two_free_ports
 explorer_port="$(free_port)"
-M2M_BENCH_INDEX_SLOT_MS="$SLOT_MS" EXPLORER_ENABLED=true EXPLORER_PORT="$explorer_port" EXPLORER_INDEX_DIR="$work/index" \
+M2M_BENCH_INDEX_SLOT_MS="$SLOT_MS" EXPLORER_ENABLED=true EXPLORER_PORT="$explorer_port" EXPLORER_INDEX_DIR="$index_dir" \
   start_connector "$connector" paired "$work/node" true "$btp_port" "$health_port" 20
 mkfifo "$work/clients.in"
 (cd explorer && EXPLORER_URL="http://127.0.0.1:$explorer_port/" CLIENTS=2 SECONDS=$((SECONDS_RUN + 30)) \
@@ -51,7 +57,7 @@ clients_pid=$!
 exec 3>"$work/clients.in"
 for _ in $(seq 300); do grep -q watching "$work/clients.log" 2>/dev/null && break; sleep 0.1; done
 grep -q watching "$work/clients.log" || { cat "$work/clients.log"; exit 1; }
-echo "== W=$WINDOW, $SECONDS_RUN s, the index working in odd $SLOT_MS ms slots only (load $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "== W=$WINDOW, $SECONDS_RUN s, index in ${INDEX_DIR_BASE:-the node directory}, the index working in odd $SLOT_MS ms slots only (load $(cut -d' ' -f1-3 /proc/loadavg))"
 "$loadgen" --role both --url "ws://127.0.0.1:$btp_port" --window "$WINDOW" --seconds "$SECONDS_RUN" --expiry-ms 10000 2>"$work/loadgen.err" |
   python3 -c 'import json, sys; print("load generator: %.0f packets/s" % json.load(sys.stdin)["packets_per_second"])'
 python3 - "$work/node/connector.log" "$SLOT_MS" <<'PY'

@@ -15,7 +15,8 @@
 //! | sled `postings` | dimension (`p` peer, `c` reject code, `k` event kind) + name + 0xff + first seq (8) | up to [`CHUNK_SEQS`] seqs, ascending: the first in 8 bytes, then varint deltas (`chunk_value`) |
 //! | sled `seconds` | Unix second (8, order-preserving) | first seq of that second (8) |
 //! | sled `undelivered` | packet id (8) | seq of its `FulfillUndelivered` |
-//! | sled `meta` | `position`, `counts`, `runs` | last applied seq; event counts per kind, peer, code; each condition run's place in the file and the first key of each of its blocks |
+//! | sled `runs` | the run's offset in `conditions.bin` (8) | its size, the first key of each of its blocks, the position it was written at; written once, at the first durable point after the run |
+//! | sled `meta` | `position`, `counts`, `runs` | last applied seq; event counts per kind, peer, code; where the next run goes and what the runs cover (a few bytes however many runs there are) |
 //!
 //! Conditions (random keys, the worst case for a B-tree) are gathered in memory and written as
 //! sorted runs of 65,536 or more (an LSM's first level): a lookup binary-searches each run's block
@@ -80,7 +81,8 @@ const PERSIST_EVENTS: usize = 65_536;
 
 /// The layout of the index's values; an index written with another is rebuilt at open.
 /// 2: posting chunks delta-encoded ([`chunk_value`]). 3: packets and conditions in plain files.
-const INDEX_FORMAT: u8 = 3;
+/// 4: each run's index a key of its own ([`RunsMeta`]).
+const INDEX_FORMAT: u8 = 4;
 const PERSIST_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// How often at most the index syncs its files and writes its durable `meta`: a crash costs the
@@ -184,14 +186,25 @@ pub struct IndexReader {
 /// Conditions not yet in a run: first 8 bytes and packet id, shared by the writer and readers.
 type PendingConditions = Arc<std::sync::Mutex<Vec<([u8; 8], u64)>>>;
 
-/// The condition runs written so far.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// The condition runs written so far. Each run's block index is shared (`Arc`), so handing
+/// readers the runs copies a pointer a run, never the keys.
+#[derive(Debug, Clone, Default)]
 struct Runs {
-    runs: Vec<RunIndex>,
+    runs: Vec<Arc<RunIndex>>,
     /// Every condition of a Prepare at or below this seq is in a run.
     through_seq: u64,
     /// Where the next run goes in `conditions.bin`: past every run written, including those
     /// trimmed since (a reader may still hold them), so offsets only grow.
+    end: u64,
+}
+
+/// What `meta` keeps of the runs: a few bytes, however many runs there are. Each run's own
+/// index is a key of the `runs` tree, written once; `meta` used to hold them all and was
+/// rewritten every second, a write that grew with every run (~2 KiB each, one every 65,536
+/// Prepares) for as long as the node ran.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct RunsMeta {
+    through_seq: u64,
     end: u64,
 }
 
@@ -209,6 +222,22 @@ impl RunIndex {
     fn end(&self) -> u64 {
         self.offset + self.pairs * 16
     }
+}
+
+/// The runs `meta` names, read from the `runs` tree; a run written after the last durable
+/// `meta` (past its `end`) is removed: the replay from `position` writes it again.
+fn load_runs(tree: &sled::Tree, meta: RunsMeta) -> anyhow::Result<Runs> {
+    let mut runs = Runs { runs: Vec::new(), through_seq: meta.through_seq, end: meta.end };
+    let mut stale = sled::Batch::default();
+    for item in tree.iter() {
+        let (key, value) = item?;
+        match decode::<RunIndex>(Some(&value)) {
+            Some(run) if run.end() <= meta.end && run.offset == seq_from(&key) => runs.runs.push(Arc::new(run)),
+            _ => stale.remove(key),
+        }
+    }
+    tree.apply_batch(stale)?;
+    Ok(runs)
 }
 
 /// The index as readers see it (see [`IndexReader::published`]).
@@ -423,6 +452,10 @@ pub struct ExplorerIndex {
     packet_chunks_written_below: u64,
     /// The condition runs written (the durable `meta` may lag them by [`DURABLE_INTERVAL`]).
     runs: Runs,
+    /// Each run's index, by its offset (see [`RunsMeta`]).
+    runs_tree: sled::Tree,
+    /// The runs that start before this offset are in `runs_tree`.
+    runs_stored_end: u64,
     /// When the files were last synced and `meta` written, and the position it holds.
     durable_at: std::time::Instant,
     durable_position: u64,
@@ -471,7 +504,9 @@ impl ExplorerIndex {
         let meta = tree("meta")?;
         let position = meta.get(b"position")?.map_or(0, |value| seq_from(&value));
         let counts: Counts = decode(meta.get(b"counts")?.as_deref()).unwrap_or_default();
-        let runs: Runs = decode(meta.get(b"runs")?.as_deref()).unwrap_or_default();
+        let runs_meta: RunsMeta = decode(meta.get(b"runs")?.as_deref()).unwrap_or_default();
+        let runs_tree = tree("runs")?;
+        let runs = load_runs(&runs_tree, runs_meta)?;
         let reader = IndexReader {
             postings: tree("postings")?,
             packets: file(PACKETS_FILE)?,
@@ -490,6 +525,8 @@ impl ExplorerIndex {
             durable_position: position,
             last_second: reader.seconds.last()?.map(|(key, _)| second_from(&key)),
             db,
+            runs_tree,
+            runs_stored_end: runs_meta.end,
             reader,
             tails: Vec::new(),
             tail_index: FxHashMap::default(),
@@ -616,7 +653,7 @@ impl ExplorerIndex {
         self.reader.conditions.write_all_at(bytes, offset)?;
         let run = RunIndex { offset, pairs: pairs.len() as u64, first_keys, through_seq: self.position };
         self.runs.end = run.end();
-        self.runs.runs.push(run);
+        self.runs.runs.push(Arc::new(run));
         self.runs.through_seq = self.position;
         pending.clear();
         Ok(())
@@ -635,8 +672,16 @@ impl ExplorerIndex {
     fn make_durable(&mut self) -> std::io::Result<()> {
         self.reader.packets.sync_data()?;
         self.reader.conditions.sync_data()?;
+        // The runs written since the last durable point, then `meta` (sled keeps a prefix of
+        // its writes, so a `meta` that survives finds its runs).
+        let mut new_runs = sled::Batch::default();
+        for run in self.runs.runs.iter().filter(|run| run.offset >= self.runs_stored_end) {
+            new_runs.insert(&run.offset.to_be_bytes(), encode(&**run));
+        }
+        self.runs_tree.apply_batch(new_runs)?;
+        self.runs_stored_end = self.runs.end;
         let mut meta = sled::Batch::default();
-        meta.insert("runs", encode(&self.runs));
+        meta.insert("runs", encode(&RunsMeta { through_seq: self.runs.through_seq, end: self.runs.end }));
         meta.insert("counts", encode(&self.counts));
         meta.insert("position", &self.position.to_be_bytes());
         self.reader.meta.apply_batch(meta)?;
@@ -685,7 +730,11 @@ impl ExplorerIndex {
             let start = self.runs.runs[0].offset;
             let end = self.runs.runs[stale - 1].end();
             punch_hole(&self.reader.conditions, start, end - start)?;
-            self.runs.runs.drain(..stale);
+            let mut removed = sled::Batch::default();
+            for run in self.runs.runs.drain(..stale) {
+                removed.remove(&run.offset.to_be_bytes());
+            }
+            self.runs_tree.apply_batch(removed)?;
             self.publish();
         }
         if below - from < TRIM_CHUNKS_MAX {
@@ -762,8 +811,10 @@ impl ExplorerIndex {
         }
         r.packets.set_len(0)?;
         r.conditions.set_len(0)?;
+        self.runs_tree.clear()?;
         r.meta.insert("format", &[INDEX_FORMAT])?;
         self.runs = Runs::default();
+        self.runs_stored_end = 0;
         self.packets_trimmed_below = 0;
         self.trimmed_for = 0;
         self.trees_trimmed_for = 0;
@@ -1738,15 +1789,17 @@ mod tests {
         }
         index.persist().unwrap();
         assert_eq!(index.durable_position, durable);
-        let durable_runs = {
-            let meta: Runs = decode(index.reader.meta.get(b"runs").unwrap().as_deref()).unwrap_or_default();
-            meta.runs.len()
-        };
-        assert!(durable_runs < index.runs.runs.len(), "the crash loses a written run's place in meta");
+        let durable_runs = index.runs_tree.len();
+        assert!(durable_runs > 0 && durable_runs < index.runs.runs.len(), "the crash loses a written run ({durable_runs} of {} durable)", index.runs.runs.len());
+        // A run whose key made it without its `meta` (past the durable end) is dropped at open.
+        let late = index.runs.runs.last().unwrap().clone();
+        index.runs_tree.insert(late.offset.to_be_bytes(), encode(&*late)).unwrap();
         drop(index); // no close: a crash
 
         let mut index = ExplorerIndex::open(&index_dir, &store, Arc::new(Live::detached())).unwrap();
         assert_eq!(index.position(), durable, "resumes from the last durable point");
+        assert_eq!(index.runs_tree.len(), durable_runs, "the run past the durable end is gone");
+        assert_eq!(index.runs.runs.len(), durable_runs);
         index_all(&mut index, &store, durable + 1);
         index.persist().unwrap();
         let reader = index.reader();
@@ -1797,6 +1850,10 @@ mod tests {
         }
         assert!(syncs > 3, "in several steps ({syncs})");
         assert_eq!(index.runs.runs.len(), runs - 2, "the two runs before the cutoff are dropped");
+        assert_eq!(index.runs_tree.len(), runs - 2, "and their keys");
+        // `meta` names the runs in a few bytes, however many there are.
+        let meta_runs = index.reader.meta.get(b"runs").unwrap().unwrap();
+        assert!(meta_runs.len() < 32, "meta's runs: {} bytes", meta_runs.len());
         // What the two runs held, about 2 / runs of each file, is given back.
         let kept = |before: u64| before * (runs as u64 - 1) / runs as u64;
         assert!(allocated(PACKETS_FILE) < kept(packets_before), "packets.bin: {} of {packets_before} blocks", allocated(PACKETS_FILE));
