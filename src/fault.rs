@@ -12,7 +12,8 @@
 //! `fault-injection` and `M2M_FAULT=POINT:N`, the N-th pass through `POINT` (`forwarder`,
 //! `journal-writer`, `projection-balances`, ...) panics. [`delay`] is its slow twin:
 //! `M2M_FAULT_DELAY=POINT:MS` makes every pass through `POINT` (`journal-release`: a journal
-//! that takes that long to make Fulfills durable) sleep. Without the feature both compile to
+//! that takes that long to make Fulfills durable; `btp-session-up-PEER`: a new BTP session of
+//! that peer whose task waits that long for a core before it registers with the forwarder) sleep. Without the feature both compile to
 //! nothing; release builds never enable it.
 
 /// Makes any panic fatal to the whole process, after a last log line and metric.
@@ -65,15 +66,20 @@ pub fn delay(_point: &str) {}
 /// A delay point: sleeps on every pass when `M2M_FAULT_DELAY=POINT:MS` names it.
 #[cfg(feature = "fault-injection")]
 pub fn delay(point: &str) {
+    if let Some(delay) = delay_of(point) {
+        std::thread::sleep(delay);
+    }
+}
+
+/// How long `M2M_FAULT_DELAY` makes `point` wait, if it names it: for a delay point in async
+/// code, which must sleep without holding its runtime worker.
+#[cfg(feature = "fault-injection")]
+pub fn delay_of(point: &str) -> Option<std::time::Duration> {
     use std::sync::LazyLock;
     static DELAY: LazyLock<Option<(String, u64)>> = LazyLock::new(|| {
         let text = std::env::var("M2M_FAULT_DELAY").ok()?;
         let (point, ms) = text.split_once(':')?;
         Some((point.to_owned(), ms.parse().ok()?))
     });
-    if let Some((wanted, ms)) = DELAY.as_ref() {
-        if wanted == point {
-            std::thread::sleep(std::time::Duration::from_millis(*ms));
-        }
-    }
+    DELAY.as_ref().filter(|(wanted, _)| wanted == point).map(|(_, ms)| std::time::Duration::from_millis(*ms))
 }

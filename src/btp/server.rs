@@ -266,8 +266,7 @@ async fn accept(
         return Err(reason);
     };
     let response = BtpPacket::Response { request_id, protocol_data: Vec::new() };
-    socket.send(Message::Binary(response.encode())).await.map_err(|error| error.to_string())?;
-    session::run(socket, incoming.index, incoming.id.clone(), context).await;
+    session::run_accepted(socket, incoming.index, incoming.id.clone(), context, Some(response.encode())).await;
     Ok(())
 }
 

@@ -82,22 +82,53 @@ pub async fn run<S>(socket: WebSocketStream<S>, peer: PeerIndex, peer_id: Arc<st
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    run_accepted(socket, peer, peer_id, context, None).await;
+}
+
+/// [`run`] for a session the listener accepted: `auth_response` (the answer to the peer's auth
+/// Message) is sent only once the forwarder knows the session. A peer that has its answer is
+/// then reachable: a Prepare for it, sent by another peer as soon as this one is in, finds it
+/// (a Prepare enters after the session's `SessionUp`, which the forwarder takes first), instead
+/// of meeting T01 while this task waits for a core. Prepares the forwarder sends meanwhile wait
+/// in the session's queue until the answer is out.
+pub async fn run_accepted<S>(
+    mut socket: WebSocketStream<S>,
+    peer: PeerIndex,
+    peer_id: Arc<str>,
+    context: Arc<SessionContext>,
+    auth_response: Option<Bytes>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Test-only: this peer's session task waits for a core here
+    // (M2M_FAULT_DELAY=btp-session-up-PEER:MS).
+    #[cfg(feature = "fault-injection")]
+    if let Some(delay) = crate::fault::delay_of(&format!("btp-session-up-{peer_id}")) {
+        tokio::time::sleep(delay).await;
+    }
     let session = context.allocate_session_id();
-    let (sink, stream) = socket.split();
     let (requests_tx, requests_rx) = mpsc::channel(REQUEST_QUEUE_MAX);
     let (replies_tx, replies_rx) = mpsc::channel(context.in_flight_max + 16);
     let in_flight = Arc::new(AtomicUsize::new(0));
     context.owed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(session, in_flight.clone());
     let outstanding = Arc::new(Outstanding::default());
     let closing = Arc::new(tokio::sync::Notify::new());
-    let writer = tokio::spawn(write_loop(sink, replies_rx, requests_rx, in_flight.clone(), outstanding.clone(), closing.clone()));
 
     let link = LinkHandle { session, peer, requests: requests_tx };
     if send_input(&context.replies, Input::SessionUp(link)).await.is_err() {
-        writer.abort();
         context.owed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&session);
         return;
     }
+    if let Some(response) = auth_response {
+        if let Err(error) = socket.send(Message::Binary(response)).await {
+            tracing::info!(peer = %peer_id, session, %error, "BTP session closed before its auth answer went out");
+            let _ = send_input(&context.replies, Input::SessionDown { session }).await;
+            context.owed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&session);
+            return;
+        }
+    }
+    let (sink, stream) = socket.split();
+    let writer = tokio::spawn(write_loop(sink, replies_rx, requests_rx, in_flight.clone(), outstanding.clone(), closing.clone()));
     tracing::info!(peer = %peer_id, session, "BTP session up");
     let mut reader = Reader {
         session,

@@ -861,3 +861,40 @@ pub(crate) fn endpoint_on_own_runtime(url: &str, username: &str, token: &str, ha
     assert!(connected.recv().unwrap(), "{username} connects");
     stop
 }
+
+/// A peer that has its auth answer is reachable at once: the listener answers the auth Message
+/// only after the forwarder knows the session. Bob's session task here waits 300 ms for a
+/// core before it registers (the test-only delay point `btp-session-up-bob`); before the fix the
+/// answer went out first, so alice, connecting and sending in that window, met T01 for a bob
+/// whose connect had already returned (an intermittent failure of the tests above on a loaded
+/// machine).
+#[test]
+fn a_peer_is_reachable_as_soon_as_its_auth_is_answered() {
+    use crate::support::{two_children_config, Connector};
+    assert!(
+        cfg!(feature = "fault-injection"),
+        "this test needs the delay point: cargo test --features fault-injection (scripts/test.sh enables it)"
+    );
+    let delay = vec![("M2M_FAULT_DELAY".to_string(), "btp-session-up-bob:300".to_string())];
+    let mut connector = Connector::start_with_env(two_children_config, &delay);
+    let url = format!("ws://127.0.0.1:{}", connector.btp_port);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let replies = runtime.block_on(async {
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let _bob = Endpoint::connect(&url, "bob", "bob-token", Some(bob_handler(received.clone()))).await.unwrap();
+        let alice = Endpoint::connect(&url, "alice", "alice-token", None).await.unwrap();
+        let mut replies = Vec::new();
+        // Sent as soon as alice is in, while (before the fix) bob's task still slept.
+        replies.push(alice.send(&prepare(1000, "test.m2m.bob", b"pay", 10_000), TIMEOUT).await.unwrap());
+        replies.push(alice.send(&prepare(1000, "test.m2m.bob", b"again", 10_000), TIMEOUT).await.unwrap());
+        replies
+    });
+    for reply in replies {
+        match Packet::parse(reply) {
+            Ok(Packet::Fulfill(_)) => {}
+            other => panic!("bob was not reachable right after his auth answer: {other:?}\n{}", connector.log_section()),
+        }
+    }
+    let stopped = connector.stop(Duration::from_secs(30));
+    assert!(stopped.success(), "{stopped}\n{}", connector.log_section());
+}
