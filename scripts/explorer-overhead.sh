@@ -23,6 +23,9 @@
 # and the memory bus, as a software-rendering browser does) instead of spinning in registers.
 # CLIENTS=chromium-blank, the other control: the Explorer off on both sides, and BROWSERS headless
 # chromium on about:blank on the "on" side (the browsers running, showing nothing).
+# CLIENTS=thp, not about the Explorer: both sides off, and the "on" side's connector started with
+# MIMALLOC_ALLOW_THP=1, i.e. with transparent huge pages as before the node turned them off
+# (`process::disable_transparent_huge_pages`): on/off is then what huge pages do to W=256.
 #
 #   bash scripts/explorer-overhead.sh
 #   CLIENTS=ws ROUNDS=8 RUN_SECONDS=10 BROWSERS=2 bash scripts/explorer-overhead.sh
@@ -81,7 +84,8 @@ run() { # run MODE ROUND: prints one line: packets/s, p99, CPU of the connector 
   explorer_port="$(free_port)"
   local index_dir="$dir/explorer-index" # the default: beside the journal
   [[ -n "$INDEX_DIR_BASE" ]] && index_dir="$(mktemp -d "$INDEX_DIR_BASE/m2m-index.XXXXXX")"
-  EXPLORER_ENABLED="$([[ "$mode" == off || "$CLIENTS" == burn || "$CLIENTS" == chromium-blank ]] && echo false || echo true)" EXPLORER_PORT="$explorer_port" EXPLORER_INDEX_DIR="$index_dir" \
+  [[ "$CLIENTS" == thp ]] && { if [[ "$mode" == on ]]; then export MIMALLOC_ALLOW_THP=1; else unset MIMALLOC_ALLOW_THP; fi; }
+  EXPLORER_ENABLED="$([[ "$mode" == off || "$CLIENTS" == burn || "$CLIENTS" == chromium-blank || "$CLIENTS" == thp ]] && echo false || echo true)" EXPLORER_PORT="$explorer_port" EXPLORER_INDEX_DIR="$index_dir" \
     start_connector "$connector" overhead "$dir" true "$btp_port" "$health_port" 20 || exit 1
   if [[ "$mode" == on && "$CLIENTS" == burn ]]; then
     python3 -c '

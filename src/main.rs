@@ -64,6 +64,7 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
+    m2m_connector::process::disable_transparent_huge_pages();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run(RunArgs { config: default_config_path() })) {
         Command::Run(args) => run(args),

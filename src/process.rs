@@ -16,6 +16,27 @@ pub fn init_logging(level: &str) {
         .try_init();
 }
 
+/// Keeps this process's memory on ordinary 4 KiB pages: no transparent huge pages (Linux
+/// `PR_SET_THP_DISABLE`), unless `MIMALLOC_ALLOW_THP` is set, which then decides as mimalloc
+/// documents it. Call first thing in `main`.
+///
+/// mimalloc asks for huge pages on its arenas (`madvise(MADV_HUGEPAGE)`), and the first touch of
+/// a fresh one zeroes all 2 MiB of it inside the thread that touched it. The node keeps touching
+/// fresh memory (sled's page cache and log buffers fill, batches live until the last projection
+/// drops them), and the journal writer, the one thread every Fulfill waits for, spent 12-17 % of
+/// its time in those zeroings at W=256 (`perf`, BENCHMARKS.md, "thirteenth session"); with 4 KiB
+/// pages, page faults are ~1.5 % of it. A failure (an old kernel) leaves things as they were.
+pub fn disable_transparent_huge_pages() {
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some_and(|value| !value.is_empty()) {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with integer arguments only; it changes a flag of this process.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong);
+    }
+}
+
 /// The tokio runtime the node runs on: one worker per core. The forwarder and the journal
 /// writer run on their own threads beside it.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
