@@ -102,7 +102,7 @@ while True:
 ' "${BURN_PERCENT:-12}" "${BURN_KIND:-cpu}" &
     watch_pid=$!
     burner_pid=$watch_pid
-  elif [[ "$mode" == on && "$BROWSERS" -gt 0 ]]; then
+  elif [[ "$mode" == on && "$BROWSERS" -gt 0 && "$CLIENTS" != thp ]]; then
     mkfifo "$dir/watch.in"
     local script=(e2e/watch.mjs)
     [[ "$CLIENTS" == ws ]] && script=(--experimental-websocket e2e/ws-clients.mjs)
