@@ -40,7 +40,7 @@
 //! Once retention removes the journal's oldest frames, each sync also punches the packet slots
 //! and condition runs that name only removed events out of the two files ([`ExplorerIndex::trim`]),
 //! and removes the posting chunks and seconds that name only removed events from sled: they
-//! would otherwise grow by 32 bytes a packet, and a few bytes an event, for as long as the node
+//! would otherwise grow by 24 bytes a packet, and a few bytes an event, for as long as the node
 //! runs.
 
 use std::collections::BTreeMap;
@@ -74,6 +74,10 @@ const PACKET_CHUNK: usize = PACKETS_PER_KEY as usize * PACKET_SLOT;
 /// Conditions gathered before they are written as one sorted run.
 const RUN_CONDITIONS: usize = 65_536;
 const RUN_BLOCK: usize = 256;
+/// Bytes of one condition pair in `conditions.bin`: narrow (the usual) or wide (see
+/// [`RunIndex::narrow_base`]).
+const NARROW_PAIR: usize = 8;
+const WIDE_PAIR: usize = 16;
 
 /// The index writes what changed every this many events, or this long after its last write
 /// once the runner is idle (queries see the index as of its last write).
@@ -81,8 +85,9 @@ const PERSIST_EVENTS: usize = 65_536;
 
 /// The layout of the index's values; an index written with another is rebuilt at open.
 /// 2: posting chunks delta-encoded ([`chunk_value`]). 3: packets and conditions in plain files.
-/// 4: each run's index a key of its own ([`RunsMeta`]).
-const INDEX_FORMAT: u8 = 4;
+/// 4: each run's index a key of its own ([`RunsMeta`]). 5: narrow condition pairs, 8 bytes
+/// instead of 16 ([`RunIndex::narrow_base`]).
+const INDEX_FORMAT: u8 = 5;
 const PERSIST_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// How often at most the index syncs its files and writes its durable `meta`: a crash costs the
@@ -213,14 +218,46 @@ struct RunIndex {
     /// Where the run starts in `conditions.bin`, and its pairs.
     offset: u64,
     pairs: u64,
+    /// Each block's first key, as the run stores keys ([`RunIndex::key`]).
     first_keys: Vec<[u8; 8]>,
     /// The position when it was written: it holds conditions of Prepares up to this seq.
     through_seq: u64,
+    /// The run's lowest packet id when its pairs are narrow: 8 bytes each, the condition's
+    /// first 4 bytes and the packet id's distance from this base (u32, both big-endian). None:
+    /// 16 bytes each, the first 8 bytes and the packet id, for a run whose ids span more than
+    /// a u32 (billions of refused packets between two Prepares).
+    narrow_base: Option<u64>,
 }
 
 impl RunIndex {
+    fn pair_len(&self) -> u64 {
+        if self.narrow_base.is_some() { NARROW_PAIR as u64 } else { WIDE_PAIR as u64 }
+    }
+
     fn end(&self) -> u64 {
-        self.offset + self.pairs * 16
+        self.offset + self.pairs * self.pair_len()
+    }
+
+    /// A condition's first 8 bytes as this run keys them (narrow: the first 4, then zeros), so
+    /// keys compare in the run's order.
+    fn key(&self, prefix: &[u8; 8]) -> [u8; 8] {
+        let mut key = *prefix;
+        if self.narrow_base.is_some() {
+            key[4..].fill(0);
+        }
+        key
+    }
+
+    /// The key and packet id of one stored pair.
+    fn pair(&self, bytes: &[u8]) -> ([u8; 8], u64) {
+        match self.narrow_base {
+            Some(base) => {
+                let mut key = [0u8; 8];
+                key[..4].copy_from_slice(&bytes[..4]);
+                (key, base + u64::from(u32::from_be_bytes(bytes[4..8].try_into().expect("4 bytes"))))
+            }
+            None => (bytes[..8].try_into().expect("8 bytes"), seq_from(&bytes[8..16])),
+        }
     }
 }
 
@@ -260,6 +297,8 @@ impl IndexReader {
     /// The packet ids whose condition starts as `condition` does (its first 8 bytes: the
     /// caller checks the whole condition against the packet's Prepare), newest run first.
     pub fn packets_of_condition(&self, condition: &[u8; 32]) -> Vec<u64> {
+        // A narrow run keys the first 4 bytes only: more packets may match, and the caller
+        // drops them on checking the whole condition.
         let prefix: [u8; 8] = condition[..8].try_into().expect("8 bytes");
         // Appended in journal order (a push per Prepare is cheaper than a map insert), so a
         // lookup scans them: at most RUN_CONDITIONS pairs, well under a millisecond.
@@ -268,24 +307,27 @@ impl IndexReader {
             pending.iter().rev().filter(|(known, _)| *known == prefix).map(|(_, packet)| *packet).collect()
         };
         let published = self.published.load();
-        let mut value = vec![0u8; RUN_BLOCK * 16];
+        let mut value = vec![0u8; RUN_BLOCK * WIDE_PAIR];
         for run_index in published.runs.runs.iter().rev() {
+            let key = run_index.key(&prefix);
+            let pair_len = run_index.pair_len();
             // The last block whose first key is at or below the prefix holds it, or (when it
             // starts a block) the block before may end with it too.
-            let last = run_index.first_keys.partition_point(|first| *first <= prefix);
+            let last = run_index.first_keys.partition_point(|first| *first <= key);
             if last == 0 {
                 continue;
             }
             for block in (last.saturating_sub(2)..last).rev() {
                 let first_pair = block as u64 * RUN_BLOCK as u64;
                 let pairs = (run_index.pairs.saturating_sub(first_pair)).min(RUN_BLOCK as u64) as usize;
-                let value = &mut value[..pairs * 16];
-                if self.conditions.read_exact_at(value, run_index.offset + first_pair * 16).is_err() {
+                let value = &mut value[..pairs * pair_len as usize];
+                if self.conditions.read_exact_at(value, run_index.offset + first_pair * pair_len).is_err() {
                     continue;
                 }
-                for pair in value.chunks_exact(16) {
-                    if pair[..8] == prefix {
-                        found.push(seq_from(&pair[8..]));
+                for pair in value.chunks_exact(pair_len as usize) {
+                    let (stored, packet_id) = run_index.pair(pair);
+                    if stored == key {
+                        found.push(packet_id);
                     }
                 }
             }
@@ -642,16 +684,28 @@ impl ExplorerIndex {
         let offset = self.runs.end;
         let bytes = &mut self.write_buffer;
         bytes.clear();
-        let mut first_keys = Vec::with_capacity(pairs.len() / RUN_BLOCK + 1);
+        // Narrow pairs (half the bytes) when every packet id is within a u32 of the lowest:
+        // always, unless billions of refused packets came between two of the run's Prepares.
+        let low = pairs.iter().map(|(_, packet)| *packet).min().unwrap_or(0);
+        let high = pairs.iter().map(|(_, packet)| *packet).max().unwrap_or(0);
+        let narrow_base = (high - low <= u64::from(u32::MAX)).then_some(low);
+        let mut run = RunIndex { offset, pairs: pairs.len() as u64, first_keys: Vec::with_capacity(pairs.len() / RUN_BLOCK + 1), through_seq: self.position, narrow_base };
         for block in pairs.chunks(RUN_BLOCK) {
-            first_keys.push(block[0].0);
+            run.first_keys.push(run.key(&block[0].0));
             for (prefix, packet) in block {
-                bytes.extend_from_slice(prefix);
-                bytes.extend_from_slice(&packet.to_be_bytes());
+                match narrow_base {
+                    Some(base) => {
+                        bytes.extend_from_slice(&prefix[..4]);
+                        bytes.extend_from_slice(&((packet - base) as u32).to_be_bytes());
+                    }
+                    None => {
+                        bytes.extend_from_slice(prefix);
+                        bytes.extend_from_slice(&packet.to_be_bytes());
+                    }
+                }
             }
         }
         self.reader.conditions.write_all_at(bytes, offset)?;
-        let run = RunIndex { offset, pairs: pairs.len() as u64, first_keys, through_seq: self.position };
         self.runs.end = run.end();
         self.runs.runs.push(Arc::new(run));
         self.runs.through_seq = self.position;
@@ -697,7 +751,7 @@ impl ExplorerIndex {
     /// its first frame, the packet slots and condition runs that name only those events are
     /// punched out of the files (sparse: the space goes back to the filesystem, offsets stay).
     /// Lookups of those packets then find nothing, as the journal has nothing to show for them.
-    /// Without this the two files grew by 32 bytes a packet for as long as the node ran.
+    /// Without this the two files grew by 24 bytes a packet for as long as the node ran.
     /// Posting chunks and seconds go in [`ExplorerIndex::trim_trees`].
     fn trim(&mut self) -> std::io::Result<()> {
         let first = self.store.first_frame_key().map_err(std::io::Error::other)?.unwrap_or(0);
@@ -1736,6 +1790,7 @@ mod tests {
         index.persist().unwrap();
         let reader = index.reader();
         assert!(!reader.published.load().runs.runs.is_empty(), "runs written");
+        assert!(reader.published.load().runs.runs.iter().all(|run| run.narrow_base.is_some()), "8-byte pairs");
         assert!(!reader.pending.lock().unwrap().is_empty(), "and the rest in memory");
         let check = |reader: &IndexReader| {
             for packet_id in [1, 2, 4_999, 70_001, 140_000, packets - 1, packets] {
@@ -1765,6 +1820,39 @@ mod tests {
         let f99: Vec<u64> = index.reader().postings_rev(Dimension::Code(b"F99"), 1, position).collect();
         assert_eq!(f99.len() as u64, (packets + 5) / 10);
         assert!(f99.windows(2).all(|pair| pair[0] > pair[1]), "newest first");
+    }
+
+    #[test]
+    fn a_run_whose_packet_ids_span_more_than_a_u32_is_written_wide_and_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = journal(&dir.path().join("journal"), 10);
+        let mut index = ExplorerIndex::open(&dir.path().join("index"), &store, Arc::new(Live::detached())).unwrap();
+        let far = 3 + (1u64 << 33);
+        let ids: Vec<u64> = (1..RUN_CONDITIONS as u64).chain([far]).collect();
+        index.reader.pending.lock().unwrap().extend(ids.iter().map(|&id| (condition(id)[..8].try_into().unwrap(), id)));
+        index.write_run().unwrap();
+        index.publish();
+        let reader = index.reader();
+        let runs = reader.published.load().runs.runs.clone();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].narrow_base, None, "wide: {far} is more than a u32 past 1");
+        assert_eq!(runs[0].end() - runs[0].offset, RUN_CONDITIONS as u64 * 16);
+        for id in [1, 2, 40_000, RUN_CONDITIONS as u64 - 1, far] {
+            assert_eq!(reader.packets_of_condition(&condition(id)), vec![id], "packet {id}");
+        }
+
+        // The next run, within a u32 again, is narrow, and both are found.
+        let ids: Vec<u64> = (far + 1..far + 1 + RUN_CONDITIONS as u64).collect();
+        index.reader.pending.lock().unwrap().extend(ids.iter().map(|&id| (condition(id)[..8].try_into().unwrap(), id)));
+        index.write_run().unwrap();
+        index.publish();
+        let runs = reader.published.load().runs.runs.clone();
+        assert_eq!(runs[1].narrow_base, Some(far + 1));
+        assert_eq!(runs[1].offset, runs[0].end());
+        assert_eq!(runs[1].end() - runs[1].offset, RUN_CONDITIONS as u64 * 8);
+        for id in [far, far + 1, far + 30_000, far + RUN_CONDITIONS as u64] {
+            assert_eq!(reader.packets_of_condition(&condition(id)), vec![id], "packet {id}");
+        }
     }
 
     #[test]
