@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | `packets.bin` | offset packet id × 16 | (seq of the Prepare, seq of the end), big-endian, 0 where none (a sparse file: ids are consecutive) |
 //! | `conditions.bin` | runs, one after another | (condition's first 8 bytes, packet id) pairs, sorted within a run, in blocks of 256 (4 KiB) |
-//! | sled `postings` | dimension (`p` peer, `c` reject code, `k` event kind) + name + 0xff + first seq (8) | up to [`CHUNK_SEQS`] seqs, ascending: the first in 8 bytes, then varint deltas (`chunk_value`) |
+//! | sled `postings` | dimension (`p` peer, `c` reject code, `k` event kind) + name + 0xff + first seq (8) | up to [`CHUNK_SEQS`] seqs, ascending: the first in 8 bytes, then varint deltas, a run of consecutive seqs as 0 and its length (`chunk_value`) |
 //! | sled `seconds` | Unix second (8, order-preserving) | first seq of that second (8) |
 //! | sled `undelivered` | packet id (8) | seq of its `FulfillUndelivered` |
 //! | sled `runs` | the run's offset in `conditions.bin` (8) | its size, the first key of each of its blocks, the position it was written at; written once, at the first durable point after the run |
@@ -86,7 +86,7 @@ const PERSIST_EVENTS: usize = 65_536;
 /// The layout of the index's values; an index written with another is rebuilt at open.
 /// 2: posting chunks delta-encoded ([`chunk_value`]). 3: packets and conditions in plain files.
 /// 4: each run's index a key of its own ([`RunsMeta`]). 5: narrow condition pairs, 8 bytes
-/// instead of 16 ([`RunIndex::narrow_base`]).
+/// instead of 16 ([`RunIndex::narrow_base`]), and runs of consecutive seqs in posting chunks.
 const INDEX_FORMAT: u8 = 5;
 const PERSIST_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -1453,46 +1453,78 @@ fn chunk_key(prefix: &[u8], first: u64) -> Vec<u8> {
 }
 
 /// A posting chunk: its first seq as 8 big-endian bytes, then each next seq as the LEB128
-/// varint of its distance from the one before (a list only grows). A busy peer's list then takes
-/// about a byte per event instead of eight: what the index writes is what it costs the node.
+/// varint of its distance from the one before (a list only grows, so a distance is never 0),
+/// except that a run of [`RUN_MIN`] or more seqs each one past the one before is written as a
+/// 0 and the varint of the run's length. A busy peer's list then takes about a byte per event
+/// instead of eight, and a peer in every event (the usual list of a node with few peers) a few
+/// bytes per chunk: what the index writes is what it costs the node.
 fn chunk_value(seqs: &[u64]) -> Vec<u8> {
+    fn varint(value: &mut Vec<u8>, mut number: u64) {
+        while number >= 0x80 {
+            value.push((number as u8) | 0x80);
+            number >>= 7;
+        }
+        value.push(number as u8);
+    }
     let mut value = Vec::with_capacity(8 + seqs.len() * 2);
     let Some((first, rest)) = seqs.split_first() else { return value };
     value.extend_from_slice(&first.to_be_bytes());
     let mut previous = *first;
-    for &seq in rest {
-        let mut delta = seq - previous;
-        previous = seq;
-        while delta >= 0x80 {
-            value.push((delta as u8) | 0x80);
-            delta >>= 7;
+    let mut at = 0;
+    while at < rest.len() {
+        let consecutive = rest[at..].iter().zip(std::iter::once(&previous).chain(&rest[at..])).take_while(|(seq, before)| **seq == **before + 1).count();
+        if consecutive >= RUN_MIN {
+            value.push(0);
+            varint(&mut value, consecutive as u64);
+            at += consecutive;
+        } else {
+            varint(&mut value, rest[at] - previous);
+            at += 1;
         }
-        value.push(delta as u8);
+        previous = rest[at - 1];
     }
     value
 }
 
-/// The seqs of a chunk written by [`chunk_value`] (a truncated or malformed tail is dropped).
+/// Consecutive seqs that [`chunk_value`] writes as a run (a 0 and a length) rather than a byte
+/// each.
+const RUN_MIN: usize = 3;
+
+/// The seqs of a chunk written by [`chunk_value`] (a truncated or malformed tail is dropped;
+/// never more than [`CHUNK_SEQS`] seqs, whatever the bytes say).
 fn chunk_seqs(value: &[u8]) -> Vec<u64> {
     let Some(first) = value.get(..8) else { return Vec::new() };
-    let mut seqs = Vec::with_capacity(value.len());
+    let mut seqs = Vec::with_capacity(value.len().min(CHUNK_SEQS));
     let mut seq = seq_from(first);
     seqs.push(seq);
-    let mut delta = 0u64;
+    let mut number = 0u64;
     let mut shift = 0u32;
+    // After a 0: the next number is a run's length.
+    let mut run = false;
     for &byte in &value[8..] {
-        if shift >= 64 {
+        if shift >= 64 || seqs.len() >= CHUNK_SEQS {
             break;
         }
-        delta |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            seq = seq.saturating_add(delta);
-            seqs.push(seq);
-            delta = 0;
-            shift = 0;
-        } else {
+        number |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 != 0 {
             shift += 7;
+            continue;
         }
+        if run {
+            let length = number.min((CHUNK_SEQS - seqs.len()) as u64);
+            for _ in 0..length {
+                seq = seq.saturating_add(1);
+                seqs.push(seq);
+            }
+            run = false;
+        } else if number == 0 {
+            run = true;
+        } else {
+            seq = seq.saturating_add(number);
+            seqs.push(seq);
+        }
+        number = 0;
+        shift = 0;
     }
     seqs
 }
@@ -2108,8 +2140,25 @@ mod tests {
         for end in 0..=seqs.len() {
             assert_eq!(chunk_seqs(&chunk_value(&seqs[..end])), &seqs[..end]);
         }
-        assert_eq!(chunk_value(&[5, 6, 7, 8]).len(), 8 + 3, "a byte per close seq");
+        assert_eq!(chunk_value(&[5, 7, 9, 11]).len(), 8 + 3, "a byte per close seq");
+        assert_eq!(chunk_value(&[5, 6, 7]).len(), 8 + 2, "two consecutive seqs: a byte each");
+        let dense: Vec<u64> = (1_000..1_000 + CHUNK_SEQS as u64).collect();
+        assert_eq!(chunk_value(&dense).len(), 8 + 3, "a chunk of consecutive seqs: a run of 511");
+        assert_eq!(chunk_seqs(&chunk_value(&dense)), dense);
+        // Runs and gaps mixed, every way they can follow each other.
+        let mixed: Vec<u64> = [1u64, 2, 3, 4, 10, 11, 12, 20, 21, 22, 23, 24, 25, 300, 301, 302, 303, 1 << 40, (1 << 40) + 1]
+            .into_iter()
+            .collect();
+        for end in 0..=mixed.len() {
+            for start in 0..end {
+                assert_eq!(chunk_seqs(&chunk_value(&mixed[start..end])), &mixed[start..end], "{start}..{end}");
+            }
+        }
         assert_eq!(chunk_seqs(&[0, 0, 0]), Vec::<u64>::new(), "a truncated first seq");
+        // A run longer than a chunk holds (corrupt bytes) stops at a chunk's worth.
+        let mut corrupt = 7u64.to_be_bytes().to_vec();
+        corrupt.extend_from_slice(&[0, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert_eq!(chunk_seqs(&corrupt).len(), CHUNK_SEQS);
     }
 
     #[test]
