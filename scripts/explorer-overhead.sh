@@ -194,6 +194,8 @@ before, after = by_name(f"{run_dir}/threads.before"), by_name(f"{run_dir}/thread
 with open(threads_out, "a") as out:
     out.write(json.dumps({"mode": mode, "round": round_, "us": {name: us((after[name] - before.get(name, 0)) / hz) for name in after}}) + "\n")
 PY
+  # The run's journal and index (~1 GB at W=256): kept until the end, 60 rounds filled the disk.
+  rm -rf "$dir"
 }
 echo "== W=$WINDOW$([[ -n $RATE ]] && echo " at $RATE packets/s"), clients' TMPDIR $CLIENTS_TMPDIR, index ${INDEX_DIR_BASE:-beside the journal}, $RUN_SECONDS s per run, $ROUNDS rounds, Explorer off vs on with $BROWSERS $CLIENTS clients$([[ $CLIENTS_IDLE == 1 ]] && echo " at SCHED_IDLE") (load $(cut -d' ' -f1-3 /proc/loadavg))"
 # ABBA order (off, on, then on, off): a drift over the run (page cache, the disk, the VM's
